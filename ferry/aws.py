@@ -1,0 +1,74 @@
+"""The one place boto3 sessions and clients are built.
+
+Each side of a migration gets its own session: a profile and region, optionally an assumed role
+whose credentials refresh themselves before they expire (a backfill can outlive a one-hour role
+session), and an optional endpoint (moto, LocalStack, a VPC endpoint). Clients retry with botocore's
+adaptive mode, which backs off and rate-limits itself when DynamoDB or S3 throttle.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
+from ferry.config import AwsSide
+from ferry.errors import FerryError
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 10},
+    max_pool_connections=128,
+    connect_timeout=10,
+    read_timeout=60,
+)
+
+
+def session_for(side: AwsSide) -> boto3.Session:
+    """A boto3 session for one side; with a role ARN, credentials are assumed lazily and refreshed."""
+    base = boto3.Session(profile_name=side.profile, region_name=side.region)
+    if not side.role_arn:
+        return base
+    source_credentials = base.get_credentials()
+    if source_credentials is None:
+        raise FerryError(
+            f"cannot assume {side.role_arn}: no base AWS credentials found "
+            "(set AWS_PROFILE, --source-profile/--target-profile, or access keys)"
+        )
+
+    def create_sts_client(service_name, **kwargs):
+        kwargs.setdefault("endpoint_url", side.endpoint_url)
+        return base._session.create_client(service_name, **kwargs)
+
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=create_sts_client,
+        source_credentials=source_credentials,
+        role_arn=side.role_arn,
+        extra_args={"RoleSessionName": "ferry"},
+    )
+    botocore_session = base._session
+    botocore_session._credentials = DeferredRefreshableCredentials(
+        method="assume-role", refresh_using=fetcher.fetch_credentials
+    )
+    return boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+
+
+def client(side: AwsSide, service: str, session: boto3.Session | None = None):
+    """A client for `service` on one side, with Ferry's retry policy and the side's endpoint."""
+    session = session or session_for(side)
+    if not session.region_name:
+        raise FerryError(
+            "no AWS region configured: set AWS_DEFAULT_REGION, a region in your profile, "
+            "or pass --source-region/--target-region"
+        )
+    return session.client(service, endpoint_url=side.endpoint_url, config=CLIENT_CONFIG)
+
+
+class TableClients:
+    """The clients one table migration needs: source DynamoDB and Streams, target DynamoDB."""
+
+    def __init__(self, source_side: AwsSide, target_side: AwsSide):
+        source_session = session_for(source_side)
+        target_session = session_for(target_side) if target_side != source_side else source_session
+        self.source = client(source_side, "dynamodb", source_session)
+        self.source_streams = client(source_side, "dynamodbstreams", source_session)
+        self.target = client(target_side, "dynamodb", target_session)

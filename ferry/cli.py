@@ -1,0 +1,315 @@
+"""The `ferry` command: parse, build the configuration, run a flow, render its result.
+
+Exit codes (a stable contract for scripts): 0 success, 1 verification found differences,
+2 bad input (one line on stderr, nothing written), 3 runtime failure after retries.
+With --json the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from typing import Annotated, Optional
+
+import typer
+from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from ferry.aws import TableClients
+from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
+from ferry.dynamo.preflight import check_table_job, check_verifiable
+from ferry.errors import FerryError
+from ferry.state import StateStore
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED = 0, 1, 2, 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Move live DynamoDB tables to a new home without stopping the service, and prove nothing was lost.",
+)
+verify_app = typer.Typer(no_args_is_help=True, help="Check that a target is an exact copy of its source.")
+app.add_typer(verify_app, name="verify")
+
+out = Console()
+err = Console(stderr=True)
+
+# Options shared by every command that talks to AWS. Unset means: the standard AWS environment.
+SourceProfile = Annotated[Optional[str], typer.Option("--source-profile", help="AWS profile for the source side.")]
+TargetProfile = Annotated[Optional[str], typer.Option("--target-profile", help="AWS profile for the target side.")]
+SourceRole = Annotated[Optional[str], typer.Option("--source-role-arn", help="Role to assume for the source side.")]
+TargetRole = Annotated[Optional[str], typer.Option("--target-role-arn", help="Role to assume for the target side.")]
+SourceRegion = Annotated[Optional[str], typer.Option("--source-region", help="Region of the source table.")]
+TargetRegion = Annotated[Optional[str], typer.Option("--target-region", help="Region of the target table.")]
+EndpointUrl = Annotated[Optional[str], typer.Option("--endpoint-url", help="AWS endpoint for both sides (moto, LocalStack).")]
+StateTable = Annotated[str, typer.Option("--state-table", help="DynamoDB table (target side) holding checkpoints.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
+Segments = Annotated[Optional[int], typer.Option("--segments", help="Parallel scan segments (default: from table size).")]
+
+
+def sides(source_profile, source_role_arn, source_region, target_profile, target_role_arn, target_region, endpoint_url):
+    return (
+        AwsSide(profile=source_profile, role_arn=source_role_arn, region=source_region, endpoint_url=endpoint_url),
+        AwsSide(profile=target_profile, role_arn=target_role_arn, region=target_region, endpoint_url=endpoint_url),
+    )
+
+
+def build_job(**fields) -> TableJob:
+    """Validate the user's input into a TableJob; a bad value becomes a one-line FerryError."""
+    try:
+        return TableJob(**fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise FerryError(str(first["msg"]).removeprefix("Value error, ")) from None
+
+
+def connect(job: TableJob) -> TableClients:
+    """Build the clients now, so a missing profile, region or credentials fails fast and plainly."""
+    clients = TableClients(job.source_aws, job.target_aws)
+    for side, c in (("source", clients.source), ("target", clients.target)):
+        if c._request_signer._credentials is None:
+            raise FerryError(
+                f"no AWS credentials for the {side} side: set AWS_PROFILE or access keys, "
+                f"or pass --{side}-profile / --{side}-role-arn"
+            )
+    return clients
+
+
+def use_prefect(verbose: bool) -> None:
+    """Quiet Prefect's console (the UI keeps every log) and keep it offline, unless told otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def print_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# --- ferry table ---------------------------------------------------------------------------------
+@app.command("table")
+def table_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    segments: Segments = None,
+    page_size: Annotated[Optional[int], typer.Option("--page-size", help="Items per scan page (default: 1 MB pages).")] = None,
+    create_target: Annotated[bool, typer.Option("--create-target", help="Create the target like the source.")] = False,
+    allow_nonempty: Annotated[bool, typer.Option("--allow-nonempty", help="Copy into a target that already has items.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget checkpoints and copy everything again.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the final verification.")] = False,
+    json_output: JsonOutput = False,
+    state_table: StateTable = DEFAULT_STATE_TABLE,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Migrate SOURCE into TARGET: stream, backfill, catch up, verify. Rerun the same command to resume."""
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_job(source=source, target=target, segments=segments, page_size=page_size,
+                    create_target=create_target, allow_nonempty=allow_nonempty, restart=restart,
+                    verify=not no_verify, state_table=state_table, source_aws=source_aws, target_aws=target_aws)
+    clients = connect(job)
+    state = StateStore(clients.target, job.state_table)
+    check_table_job(job, clients, state)  # bad input fails here, in a second, before Prefect starts
+    use_prefect(verbose)
+    from flows.migrate_table import migrate_table
+    from ferry.progress import BackfillProgress
+
+    started = time.monotonic()
+    if json_output:
+        result = migrate_table(**dict(job))
+    else:
+        estimate = _item_estimate(clients, job.source)
+        with BackfillProgress(state, job.migration_id, estimate, err):
+            result = migrate_table(**dict(job))
+    elapsed = time.monotonic() - started
+
+    if json_output:
+        print_json({k: asdict(result)[k] for k in (
+            "source", "target", "source_items", "target_items", "copied", "resumed", "verified",
+            "segments", "stream_records", "source_checksum", "target_checksum")} | {"seconds": round(elapsed, 2)})
+    else:
+        _render_migration(result, elapsed, job.verify)
+    if job.verify and not result.verified:
+        return EXIT_DIFFERENT
+    return EXIT_OK
+
+
+def _item_estimate(clients: TableClients, table: str) -> int:
+    try:
+        return clients.source.describe_table(TableName=table)["Table"].get("ItemCount", 0)
+    except Exception:  # preflight reports a missing table properly
+        return 0
+
+
+def _render_migration(result, elapsed: float, verify: bool) -> None:
+    summary = Table(title=f"{result.source} -> {result.target}", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("copied by this run", f"{result.copied:,} items")
+    summary.add_row("stream changes replayed", f"{result.stream_records:,}")
+    summary.add_row("segments", str(result.segments))
+    summary.add_row("resumed an earlier run", "yes" if result.resumed else "no")
+    if verify:
+        summary.add_row("source items / checksum", f"{result.source_items:,} / {result.source_checksum}")
+        summary.add_row("target items / checksum", f"{result.target_items:,} / {result.target_checksum}")
+        summary.add_row("verified", "[green]EQUAL[/green]" if result.verified else "[red]DIFFERENT[/red]")
+    else:
+        summary.add_row("verified", "skipped (--no-verify)")
+    summary.add_row("time", f"{elapsed:.1f}s")
+    out.print(summary)
+
+
+# --- ferry verify table ------------------------------------------------------------------------
+@verify_app.command("table")
+def verify_table_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    segments: Segments = None,
+    json_output: JsonOutput = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Compare item counts and content checksums of SOURCE and TARGET. Exit 0 equal, 1 different."""
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_job(source=source, target=target, segments=segments, source_aws=source_aws, target_aws=target_aws)
+    check_verifiable(job, connect(job))
+    use_prefect(verbose)
+    from flows.verify_table import verify_table
+
+    comparison = verify_table(source=source, target=target, segments=segments,
+                              source_aws=source_aws, target_aws=target_aws)
+    if json_output:
+        print_json(asdict(comparison))
+    else:
+        table = Table(title=f"{source} = {target} ?")
+        for column in ("side", "table", "items", "checksum"):
+            table.add_column(column)
+        table.add_row("source", source, f"{comparison.source_items:,}", comparison.source_checksum)
+        table.add_row("target", target, f"{comparison.target_items:,}", comparison.target_checksum)
+        out.print(table)
+        out.print("[green]EQUAL[/green]" if comparison.equal else "[red]DIFFERENT[/red]")
+    return EXIT_OK if comparison.equal else EXIT_DIFFERENT
+
+
+# --- ferry status --------------------------------------------------------------------------------
+@app.command("status")
+def status_command(
+    source: Annotated[Optional[str], typer.Argument(help="Source table (with TARGET: show one migration).")] = None,
+    target: Annotated[Optional[str], typer.Argument(help="Target table.")] = None,
+    json_output: JsonOutput = False,
+    state_table: StateTable = DEFAULT_STATE_TABLE,
+    source_region: SourceRegion = None,
+    target_profile: TargetProfile = None,
+    target_role_arn: TargetRole = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Every migration recorded in the state table, its phase and per-segment progress."""
+    if (source is None) != (target is None):
+        raise FerryError("give both SOURCE and TARGET to show one migration, or neither to list all")
+    target_aws = AwsSide(profile=target_profile, role_arn=target_role_arn, region=target_region, endpoint_url=endpoint_url)
+    from ferry.aws import client
+
+    store = StateStore(client(target_aws, "dynamodb"), state_table)
+    if source:
+        job = build_job(source=source, target=target, state_table=state_table, target_aws=target_aws,
+                        source_aws=AwsSide(region=source_region))
+        migration = store.load(job.migration_id)
+        if migration is None:
+            raise FerryError(f"no migration of {source} into {target} is recorded in {state_table!r}")
+        migrations = [migration]
+    else:
+        migrations = store.list_all()
+
+    if json_output:
+        print_json({"migrations": [_status_dict(m) for m in migrations]})
+        return EXIT_OK
+    if not migrations:
+        out.print(f"no migrations recorded in {state_table!r}")
+        return EXIT_OK
+    overview = Table(title="Ferry migrations")
+    for column in ("migration", "phase", "copied", "segments done", "runs", "updated"):
+        overview.add_column(column)
+    for m in migrations:
+        overview.add_row(m.migration_id, m.phase, f"{m.copied:,}", f"{m.segments_done}/{m.total_segments}",
+                         str(m.runs), m.updated_at)
+    out.print(overview)
+    if source:
+        detail = Table(title="segments")
+        for column in ("segment", "items", "pages", "state"):
+            detail.add_column(column)
+        for n in range(migrations[0].total_segments):
+            seg = migrations[0].segment(n)
+            detail.add_row(str(n), f"{seg.items:,}", str(seg.pages),
+                           "done" if seg.done else ("copying" if seg.pages else "waiting"))
+        out.print(detail)
+    return EXIT_OK
+
+
+def _status_dict(m) -> dict:
+    return {
+        "migration": m.migration_id, "source": m.source, "target": m.target, "phase": m.phase,
+        "copied": m.copied, "segments": m.total_segments, "segments_done": m.segments_done,
+        "runs": m.runs, "started_at": m.started_at, "updated_at": m.updated_at, "stream_arn": m.stream_arn,
+        "segment_progress": [
+            {"segment": n, "items": m.segment(n).items, "pages": m.segment(n).pages, "done": m.segment(n).done}
+            for n in range(m.total_segments)
+        ],
+    }
+
+
+# --- entry point ---------------------------------------------------------------------------------
+def fail(message: str) -> None:
+    """One plain line on stderr: no wrapping, no markup, no traceback."""
+    sys.stderr.write(f"ferry: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning every user mistake into one line and the right exit code."""
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="ferry")
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except typer.TyperException as error:  # usage errors: unknown option, missing argument, bad value
+        command = getattr(getattr(error, "ctx", None), "command_path", "ferry")
+        fail(f"error: {error.format_message()} (see '{command} --help')")
+        code = EXIT_BAD_INPUT if error.exit_code == 2 else error.exit_code
+    except ProfileNotFound as error:
+        fail(f"error: {error}: check --source-profile/--target-profile/AWS_PROFILE against ~/.aws/config")
+        code = EXIT_BAD_INPUT
+    except (FerryError, NoRegionError, NoCredentialsError) as error:
+        fail(f"error: {error}")
+        code = EXIT_BAD_INPUT
+    except (KeyboardInterrupt, typer.Abort):
+        fail("interrupted; rerun the same command to resume")
+        code = 130
+    except Exception as error:  # a runtime failure that survived Prefect's retries
+        fail(f"failed: {type(error).__name__}: {error}; rerun the same command to resume")
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

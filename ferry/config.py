@@ -1,0 +1,74 @@
+"""Typed settings: how to reach one side of a migration, and what a table migration should do.
+
+These are pydantic models so that Prefect can take them as flow parameters (from the CLI, the UI or a
+deployment) and hash them for task run names and caching.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_STATE_TABLE = "ferry-state"
+MAX_SEGMENTS = 1_000_000  # DynamoDB's own limit on TotalSegments
+
+
+class AwsSide(BaseModel):
+    """Where one side lives. Anything left unset falls back to the standard AWS environment
+    (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, keys, instance roles)."""
+
+    profile: str | None = None
+    role_arn: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    model_config = {"frozen": True}
+
+
+class TableJob(BaseModel):
+    """One table migration: everything a task needs to rebuild its clients and find its state."""
+
+    source: str
+    target: str
+    source_aws: AwsSide = Field(default_factory=AwsSide)
+    target_aws: AwsSide = Field(default_factory=AwsSide)
+    segments: int | None = None
+    page_size: int | None = None
+    create_target: bool = False
+    allow_nonempty: bool = False
+    restart: bool = False
+    verify: bool = True
+    state_table: str = DEFAULT_STATE_TABLE
+
+    model_config = {"frozen": True}
+
+    @field_validator("source", "target")
+    @classmethod
+    def _table_name(cls, name: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", name):
+            raise ValueError(
+                f"{name!r} is not a DynamoDB table name: use 3-255 letters, digits, '_', '-' or '.'"
+            )
+        return name
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, n: int | None) -> int | None:
+        if n is not None and not 1 <= n <= MAX_SEGMENTS:
+            raise ValueError(f"--segments must be between 1 and {MAX_SEGMENTS}, got {n}")
+        return n
+
+    @field_validator("page_size")
+    @classmethod
+    def _page_size(cls, n: int | None) -> int | None:
+        if n is not None and n < 1:
+            raise ValueError(f"--page-size must be at least 1, got {n}")
+        return n
+
+    @property
+    def migration_id(self) -> str:
+        """The key of this migration in the state table: the same command always finds the same state."""
+        src = f"{self.source_aws.region}/{self.source}" if self.source_aws.region else self.source
+        tgt = f"{self.target_aws.region}/{self.target}" if self.target_aws.region else self.target
+        return f"table:{src}>{tgt}"

@@ -1,0 +1,85 @@
+"""Backfill: copy one parallel-scan segment from the source to the target, page by page.
+
+Items travel as raw DynamoDB AttributeValues from Scan to BatchWriteItem: nothing is converted, so
+38-digit numbers, binary, sets and nested maps arrive exactly as they left. While one page is being
+written, the next is already being scanned. A page's checkpoint is saved only once all of its writes
+are confirmed, so a run killed at any moment resumes from a page it has fully written; the page in
+flight at the kill is written again, which is harmless because puts of whole items are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable
+
+from lambdas.batch_write import put_requests, write_all
+from ferry.state import SegmentProgress
+
+log = logging.getLogger(__name__)
+
+MAX_DEFAULT_SEGMENTS = 64
+BYTES_PER_SEGMENT = 32 * 2**20
+WRITERS_PER_SEGMENT = 4
+
+
+def choose_segments(table_size_bytes: int) -> int:
+    """One segment per 32 MiB of table, at most 64: small tables need no parallel scan, and a
+    large one gets enough segments to keep many writers busy without overloading the source."""
+    return max(1, min(MAX_DEFAULT_SEGMENTS, math.ceil(table_size_bytes / BYTES_PER_SEGMENT)))
+
+
+def copy_segment(
+    source_client,
+    target_client,
+    source_table: str,
+    target_table: str,
+    progress: SegmentProgress,
+    checkpoint: Callable[[SegmentProgress], None],
+    page_size: int | None = None,
+    writers: int = WRITERS_PER_SEGMENT,
+) -> SegmentProgress:
+    """Copy segment `progress.segment` from its last checkpoint to its end; return the final progress.
+
+    Safe to retry and to kill: it starts again at the last confirmed page.
+    """
+    if progress.done:
+        return progress
+    scan_args = {"TableName": source_table, "Segment": progress.segment, "TotalSegments": progress.total_segments}
+    if page_size:
+        scan_args["Limit"] = page_size
+
+    def scan_page(start_key: dict | None) -> dict:
+        return source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
+
+    started = time.monotonic()
+    copied_now = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="scan") as scanner, ThreadPoolExecutor(
+        writers, thread_name_prefix="write"
+    ) as write_pool:
+        next_page = scanner.submit(scan_page, progress.last_key)
+        while not progress.done:
+            page = next_page.result()
+            last_key = page.get("LastEvaluatedKey")
+            if last_key:
+                next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
+            items = page["Items"]
+            write_all(target_client, target_table, put_requests(items), pool=write_pool)
+            copied_now += len(items)
+            progress = replace(
+                progress,
+                last_key=last_key,
+                items=progress.items + len(items),
+                pages=progress.pages + 1,
+                done=last_key is None,
+            )
+            checkpoint(progress)
+    log.info(
+        "segment %d/%d of %s: %d items copied in %.1fs (%d in total)",
+        progress.segment, progress.total_segments, source_table, copied_now,
+        time.monotonic() - started, progress.items,
+    )
+    return progress

@@ -1,0 +1,117 @@
+"""Preflight: every check that can fail because of the user's input runs here, before any write.
+
+It decides whether this run is new or resumes an earlier one (the state table remembers), and how
+many segments the backfill uses (a resumed run keeps the segmentation its checkpoints belong to).
+Only when every check has passed does it write: the target table (with --create-target), the state
+table, and the migration's record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ferry.aws import TableClients
+from ferry.config import TableJob
+from ferry.dynamo import schema
+from ferry.dynamo.backfill import choose_segments
+from ferry.dynamo.stream import check_stream_compatible
+from ferry.errors import FerryError
+from ferry.state import MigrationState, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TablePlan:
+    """What the rest of the flow needs to know, decided once by preflight."""
+
+    migration_id: str
+    total_segments: int
+    resumed: bool
+    source_size_bytes: int
+    source_item_estimate: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Checked:
+    """What the read-only checks found, for the writes that follow them."""
+
+    plan: TablePlan
+    source: dict
+    target: dict | None
+    previous: MigrationState | None
+
+
+def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> Checked:
+    """Every check that bad input can fail, reading only. Raises FerryError with a one-line message.
+
+    The CLI calls this before starting Prefect, so a typo fails in a second without a failed flow run.
+    """
+    if job.source == job.target and job.source_aws == job.target_aws:
+        raise FerryError(f"source and target are the same table {job.source!r}: name a different target")
+    if job.state_table in (job.source, job.target):
+        raise FerryError(f"--state-table {job.state_table!r} is also a table being migrated: choose another name")
+
+    source = schema.require_table(clients.source, job.source, "source")
+    check_stream_compatible(source)
+    target = schema.describe_table(clients.target, job.target, "target")
+    if target is None and not job.create_target:
+        schema.require_table(clients.target, job.target, "target")  # raises the one-line error
+    if target is not None:
+        schema.check_key_schemas_match(source, target)
+
+    previous = state.load(job.migration_id)
+    resumed = previous is not None and not job.restart
+    if target is not None and not resumed and not job.allow_nonempty and not (job.restart and previous):
+        if not schema.is_empty(clients.target, job.target):
+            raise FerryError(
+                f"target table {job.target!r} is not empty and no earlier Ferry run into it is recorded "
+                f"in {job.state_table!r}: pass --allow-nonempty to copy into it anyway"
+            )
+
+    notes: list[str] = []
+    if resumed:
+        segments = previous.total_segments
+        if job.segments and job.segments != segments:
+            notes.append(f"resuming with the {segments} segments of the first run (--segments {job.segments} ignored)")
+    else:
+        segments = job.segments or choose_segments(source.get("TableSizeBytes", 0))
+    plan = TablePlan(
+        migration_id=job.migration_id,
+        total_segments=segments,
+        resumed=resumed,
+        source_size_bytes=source.get("TableSizeBytes", 0),
+        source_item_estimate=source.get("ItemCount", 0),
+        notes=notes,
+    )
+    return Checked(plan, source, target, previous)
+
+
+def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> TablePlan:
+    """Check everything, then prepare the target and the state record. Safe to rerun."""
+    checked = check_table_job(job, clients, state)
+    plan, previous = checked.plan, checked.previous
+    if checked.target is None:
+        log.info("creating target table %s like %s", job.target, job.source)
+        schema.create_table_like(clients.source, clients.target, checked.source, job.target)
+    state.ensure_table()
+    if job.restart and previous is not None:
+        state.forget(job.migration_id)
+    if plan.resumed:
+        previous.runs += 1
+        state.set_phase(previous, previous.phase)
+    else:
+        state.begin(job.migration_id, job.source, job.target, plan.total_segments)
+    for note in plan.notes:
+        log.warning(note)
+    return plan
+
+
+def check_verifiable(job: TableJob, clients: TableClients) -> int:
+    """Both tables exist and share a key schema. Returns how many segments to scan them with."""
+    source = schema.require_table(clients.source, job.source, "source")
+    target = schema.require_table(clients.target, job.target, "target")
+    schema.check_key_schemas_match(source, target)
+    return job.segments or choose_segments(max(source.get("TableSizeBytes", 0), target.get("TableSizeBytes", 0)))

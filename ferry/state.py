@@ -1,0 +1,246 @@
+"""The state table: where each migration records its phase and every checkpoint.
+
+One small DynamoDB table on the target side (``ferry-state`` unless configured), created on first
+use. Each migration is one partition:
+
+    migration = "table:orders>orders-v2"   part = "meta"            phase, segment count, stream ARN
+                                           part = "segment#000003"  last confirmed scan key, items, pages, done
+                                           part = "shard#<id>"      last applied stream sequence number
+
+A segment's checkpoint is written only after the writes of its page are confirmed, so a run killed
+at any moment restarts each segment at a page boundary it has fully written. Scan keys are stored as
+raw DynamoDB AttributeValues (a map), so binary and 38-digit keys resume exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from botocore.exceptions import ClientError
+
+PHASES = ("preflight", "stream", "backfill", "catch_up", "verify", "done", "different")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class SegmentProgress:
+    """How far one scan segment has been copied. `last_key` None and not done: not started."""
+
+    segment: int
+    total_segments: int
+    last_key: dict | None = None
+    items: int = 0
+    pages: int = 0
+    done: bool = False
+
+
+@dataclass
+class MigrationState:
+    migration_id: str
+    phase: str
+    source: str
+    target: str
+    total_segments: int
+    stream_arn: str | None = None
+    started_at: str = ""
+    updated_at: str = ""
+    runs: int = 1
+    segments: dict[int, SegmentProgress] = field(default_factory=dict)
+    shards: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def copied(self) -> int:
+        return sum(s.items for s in self.segments.values())
+
+    @property
+    def segments_done(self) -> int:
+        return sum(s.done for s in self.segments.values())
+
+    def segment(self, n: int) -> SegmentProgress:
+        return self.segments.get(n) or SegmentProgress(n, self.total_segments)
+
+
+def _s(value: str) -> dict:
+    return {"S": value}
+
+
+def _n(value: int) -> dict:
+    return {"N": str(value)}
+
+
+class StateStore:
+    """Reads and writes migration state. Every write is a whole-item put: safe to repeat."""
+
+    def __init__(self, client, table_name: str):
+        self.client = client
+        self.table_name = table_name
+
+    # --- the table itself -------------------------------------------------------------------
+    def exists(self) -> bool:
+        try:
+            self.client.describe_table(TableName=self.table_name)
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return False
+            raise
+
+    def ensure_table(self) -> None:
+        """Create the state table on first use; concurrent creators all end up waiting for ACTIVE."""
+        if not self.exists():
+            try:
+                self.client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[
+                        {"AttributeName": "migration", "KeyType": "HASH"},
+                        {"AttributeName": "part", "KeyType": "RANGE"},
+                    ],
+                    AttributeDefinitions=[
+                        {"AttributeName": "migration", "AttributeType": "S"},
+                        {"AttributeName": "part", "AttributeType": "S"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ResourceInUseException":
+                    raise
+        self.client.get_waiter("table_exists").wait(
+            TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+    def load(self, migration_id: str) -> MigrationState | None:
+        """The migration's state, or None if it was never started (or the table does not exist)."""
+        try:
+            items = self._query(migration_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        return _to_state(migration_id, items)
+
+    def list_all(self) -> list[MigrationState]:
+        if not self.exists():
+            return []
+        by_migration: dict[str, list[dict]] = {}
+        for page in self.client.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
+            for item in page["Items"]:
+                by_migration.setdefault(item["migration"]["S"], []).append(item)
+        states = [_to_state(mid, items) for mid, items in sorted(by_migration.items())]
+        return [s for s in states if s is not None]
+
+    def _query(self, migration_id: str) -> list[dict]:
+        paginator = self.client.get_paginator("query")
+        items: list[dict] = []
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="migration = :m",
+            ExpressionAttributeValues={":m": _s(migration_id)},
+            ConsistentRead=True,
+        ):
+            items.extend(page["Items"])
+        return items
+
+    # --- writing ----------------------------------------------------------------------------
+    def begin(self, migration_id: str, source: str, target: str, total_segments: int, runs: int = 1) -> None:
+        self._put_meta(migration_id, source, target, total_segments, phase="preflight", runs=runs)
+
+    def set_phase(self, state: MigrationState, phase: str) -> None:
+        state.phase = phase
+        self._put_meta(
+            state.migration_id,
+            state.source,
+            state.target,
+            state.total_segments,
+            phase=phase,
+            stream_arn=state.stream_arn,
+            started_at=state.started_at,
+            runs=state.runs,
+        )
+
+    def _put_meta(self, migration_id, source, target, total_segments, phase, stream_arn=None, started_at=None, runs=1):
+        item = {
+            "migration": _s(migration_id),
+            "part": _s("meta"),
+            "phase": _s(phase),
+            "source": _s(source),
+            "target": _s(target),
+            "total_segments": _n(total_segments),
+            "started_at": _s(started_at or now_iso()),
+            "updated_at": _s(now_iso()),
+            "runs": _n(runs),
+        }
+        if stream_arn:
+            item["stream_arn"] = _s(stream_arn)
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def save_segment(self, migration_id: str, progress: SegmentProgress) -> None:
+        item = {
+            "migration": _s(migration_id),
+            "part": _s(f"segment#{progress.segment:06d}"),
+            "segment": _n(progress.segment),
+            "total_segments": _n(progress.total_segments),
+            "items": _n(progress.items),
+            "pages": _n(progress.pages),
+            "done": {"BOOL": progress.done},
+            "updated_at": _s(now_iso()),
+        }
+        if progress.last_key is not None:
+            item["last_key"] = {"M": progress.last_key}
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def save_shard(self, migration_id: str, shard_id: str, sequence_number: str) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "migration": _s(migration_id),
+                "part": _s(f"shard#{shard_id}"),
+                "sequence_number": _s(sequence_number),
+                "updated_at": _s(now_iso()),
+            },
+        )
+
+    def forget(self, migration_id: str) -> int:
+        """Delete every record of a migration (for --restart). Returns how many were deleted."""
+        items = self._query(migration_id)
+        for item in items:
+            self.client.delete_item(
+                TableName=self.table_name, Key={"migration": item["migration"], "part": item["part"]}
+            )
+        return len(items)
+
+
+def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
+    meta = next((i for i in items if i["part"]["S"] == "meta"), None)
+    if meta is None:
+        return None
+    state = MigrationState(
+        migration_id=migration_id,
+        phase=meta["phase"]["S"],
+        source=meta["source"]["S"],
+        target=meta["target"]["S"],
+        total_segments=int(meta["total_segments"]["N"]),
+        stream_arn=meta.get("stream_arn", {}).get("S"),
+        started_at=meta["started_at"]["S"],
+        updated_at=meta["updated_at"]["S"],
+        runs=int(meta.get("runs", {"N": "1"})["N"]),
+    )
+    for item in items:
+        part = item["part"]["S"]
+        if part.startswith("segment#"):
+            progress = SegmentProgress(
+                segment=int(item["segment"]["N"]),
+                total_segments=int(item["total_segments"]["N"]),
+                last_key=item["last_key"]["M"] if "last_key" in item else None,
+                items=int(item["items"]["N"]),
+                pages=int(item["pages"]["N"]),
+                done=item["done"]["BOOL"],
+            )
+            state.segments[progress.segment] = progress
+        elif part.startswith("shard#"):
+            state.shards[part.removeprefix("shard#")] = item["sequence_number"]["S"]
+    return state

@@ -1,0 +1,60 @@
+"""Lambda handler: DynamoDB stream -> target table, through the shared apply function.
+
+Configuration comes from the environment: TARGET_TABLE (required) and, for a target in another
+account, TARGET_ROLE_ARN (a role in the target account that the function assumes).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import boto3
+
+from lambdas.dynamo_apply import apply_stream_records
+
+
+def from_lambda_json(value):
+    """Lambda delivers binary attribute values base64-encoded; boto3's client wants bytes."""
+    if isinstance(value, dict):
+        out = {}
+        for type_, inner in value.items():
+            if type_ == "B":
+                out[type_] = base64.b64decode(inner)
+            elif type_ == "BS":
+                out[type_] = [base64.b64decode(v) for v in inner]
+            elif type_ == "M":
+                out[type_] = {k: from_lambda_json(v) for k, v in inner.items()}
+            elif type_ == "L":
+                out[type_] = [from_lambda_json(v) for v in inner]
+            else:
+                out[type_] = inner
+        return out
+    return value
+
+
+def decode_record(record: dict) -> dict:
+    change = dict(record["dynamodb"])
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in change:
+            change[image] = {name: from_lambda_json(av) for name, av in change[image].items()}
+    return {**record, "dynamodb": change}
+
+
+def target_client():
+    role_arn = os.environ.get("TARGET_ROLE_ARN")
+    if not role_arn:
+        return boto3.client("dynamodb")
+    credentials = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="ferry-live-sync")["Credentials"]
+    return boto3.client(
+        "dynamodb",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def handler(event, context):
+    records = [decode_record(r) for r in event.get("Records", [])]
+    apply_stream_records(target_client(), os.environ["TARGET_TABLE"], records)
+    return {"batchItemFailures": []}

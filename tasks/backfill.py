@@ -1,0 +1,68 @@
+"""Step 3: backfill, one Prefect task per scan segment, checkpointed page by page."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from ferry.config import TableJob
+from ferry.dynamo.backfill import copy_segment
+from ferry.dynamo.preflight import TablePlan
+from ferry.state import SegmentProgress, StateStore
+from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+
+PROGRESS_EVERY_SECONDS = 2.0
+
+
+@dataclass
+class SegmentOutcome:
+    segment: int
+    items: int  # in the segment, over all runs
+    pages: int
+    copied_now: int  # by this run: a resumed run does not copy confirmed pages again
+
+
+class ProgressReporter:
+    """Saves each page's checkpoint, and now and then updates the flow's progress artifact."""
+
+    def __init__(self, state: StateStore, plan: TablePlan, artifact_id: UUID | None):
+        self.state, self.plan, self.artifact_id = state, plan, artifact_id
+        self.last_report = 0.0
+
+    def __call__(self, progress: SegmentProgress) -> None:
+        self.state.save_segment(self.plan.migration_id, progress)
+        if self.artifact_id and time.monotonic() - self.last_report > PROGRESS_EVERY_SECONDS:
+            self.last_report = time.monotonic()
+            copied = self.state.load(self.plan.migration_id).copied
+            percent = 100.0 * copied / max(self.plan.source_item_estimate, copied, 1)
+            update_progress_artifact(self.artifact_id, min(percent, 99.0))
+
+
+@task(
+    name="backfill-segment",
+    task_run_name="backfill {job.source} segment {segment}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: UUID | None = None) -> SegmentOutcome:
+    """Copy one segment from its last checkpoint; a retry or a rerun resumes, never re-copies confirmed pages."""
+    clients = table_clients(job)
+    state = state_store(job, clients)
+    start = state.load(plan.migration_id).segment(segment)
+    end = copy_segment(
+        clients.source,
+        clients.target,
+        job.source,
+        job.target,
+        start,
+        checkpoint=ProgressReporter(state, plan, artifact_id),
+        page_size=job.page_size,
+    )
+    return SegmentOutcome(segment, end.items, end.pages, copied_now=end.items - start.items)

@@ -1,0 +1,31 @@
+"""What every Ferry task shares: the retry policy, and building clients and state from a job."""
+
+from __future__ import annotations
+
+from ferry.aws import TableClients
+from ferry.config import TableJob
+from ferry.errors import FerryError
+from ferry.state import StateStore
+
+RETRIES = 3
+RETRY_DELAYS = [2, 10, 30]
+
+
+def retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry runtime failures (throttling, timeouts, a lost connection), never the user's mistakes."""
+    try:
+        state.result()
+    except FerryError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def table_clients(job: TableJob) -> TableClients:
+    return TableClients(job.source_aws, job.target_aws)
+
+
+def state_store(job: TableJob, clients: TableClients) -> StateStore:
+    """The state table lives on the target side: the side that outlives the migration."""
+    return StateStore(clients.target, job.state_table)

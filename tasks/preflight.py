@@ -1,0 +1,37 @@
+"""Step 0: preflight checks, before anything is written."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from ferry.config import TableJob
+from ferry.dynamo.preflight import TablePlan, check_verifiable, preflight_table
+from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+
+
+@task(
+    name="preflight",
+    task_run_name="preflight {job.source} -> {job.target}",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+def preflight(job: TableJob) -> TablePlan:
+    clients = table_clients(job)
+    return preflight_table(job, clients, state_store(job, clients))
+
+
+@task(
+    name="preflight-verify",
+    task_run_name="check {job.source} and {job.target} exist",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+def preflight_verify(job: TableJob) -> int:
+    """Both tables exist with the same keys; returns the number of scan segments to verify with."""
+    clients = table_clients(job)
+    return check_verifiable(job, clients)
