@@ -1,0 +1,129 @@
+"""Shared fixtures: one moto server and one Prefect server per test session, reached over HTTP.
+
+The `ferry` CLI is run as a real subprocess (`run_ferry`), exactly as a user runs it; engine tests
+call plain functions with boto3 clients pointed at the same moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+BIN = Path(sys.executable).parent
+FERRY = str(BIN / "ferry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for(f"{endpoint}/moto-api/", 30, server)
+    yield endpoint
+    stop(server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment(moto_endpoint, tmp_path_factory):
+    """Every client in this process and in every `ferry` subprocess talks to the moto server."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ.update(
+        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(home / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """A real Prefect server, as users run one; `ferry` subprocesses report their flow runs to it."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api"
+    wait_for(f"{api}/health", 120, server)
+    yield {"PREFECT_API_URL": api, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    stop(server)
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    """A clean moto: every test starts with no tables, streams or buckets."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).read()
+    return moto_endpoint
+
+
+@pytest.fixture
+def dynamodb(aws):
+    return boto3.client("dynamodb")
+
+
+@dataclass
+class FerryRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def run_ferry(prefect_api, aws):
+    """Run the installed `ferry` command as a user would, against moto and the Prefect server."""
+
+    def run(*args: str, timeout: float = 300, **popen) -> FerryRun:
+        completed = subprocess.run([FERRY, *args], env={**os.environ, **prefect_api}, capture_output=True,
+                                   text=True, timeout=timeout, **popen)
+        return FerryRun(completed.returncode, completed.stdout, completed.stderr)
+
+    run.env = lambda: {**os.environ, **prefect_api}
+    return run

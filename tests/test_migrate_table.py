@@ -1,0 +1,213 @@
+"""`ferry table` end to end: a real subprocess, a moto server over HTTP, a Prefect server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tables import by_key, create_table, put_items, scan_all, simple_items
+
+ALL_BYTES = bytes(range(256))
+
+
+def every_type_items(count: int) -> list[dict]:
+    """Items covering every attribute type, with values that lossy conversions get wrong."""
+    items = []
+    for i in range(count):
+        items.append({
+            "pk": {"S": f"user#{i:05d} ü ✓"},
+            "sk": {"N": str(10**37 + i)},  # 38 significant digits: beyond float and Decimal's default
+            "s": {"S": "héllo\n\t\"quoted\" " + "x" * (i % 50)},
+            "empty": {"S": ""},
+            "n_big": {"N": "-12345678901234567890123456789012345678"},
+            "n_small": {"N": "0.000000000000000000000000000000000000001"},
+            "n_exp": {"N": "1E+125"},
+            "b": {"B": ALL_BYTES[i % 256:] + ALL_BYTES[: i % 256]},
+            "b_empty": {"B": b""},
+            "ss": {"SS": ["b", "a", f"c{i}"]},
+            "ns": {"NS": ["1", "2.5", str(10**37 + 7)]},
+            "bs": {"BS": [b"\x00", b"\xff\xfe", bytes([i % 256])]},
+            "bool_t": {"BOOL": True},
+            "bool_f": {"BOOL": False},
+            "null": {"NULL": True},
+            "list": {"L": [{"S": "a"}, {"N": "1.50"}, {"B": b"\x01\x02"}, {"L": [{"NULL": True}]}, {"M": {}}]},
+            "map": {"M": {"nested": {"M": {"deeper": {"SS": ["x", "y"]}, "n": {"N": "3.14159265358979323846264338327950288"}}},
+                          "l": {"L": []}, "bs": {"BS": [b"\x10"]}}},
+        })
+    return items
+
+
+def test_every_attribute_type_round_trips_byte_exact_over_several_pages(dynamodb, run_ferry):
+    create_table(dynamodb, "people", ("pk", "S"), ("sk", "N"))
+    source_items = every_type_items(300)
+    put_items(dynamodb, "people", source_items)
+
+    result = run_ferry("table", "people", "people-v2", "--create-target", "--segments", "3",
+                       "--page-size", "40", "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = result.json
+    assert summary["verified"] is True
+    assert summary["source_items"] == summary["target_items"] == summary["copied"] == 300
+    assert summary["resumed"] is False
+    copied = by_key(scan_all(dynamodb, "people-v2"), "pk", "sk")
+    original = by_key(scan_all(dynamodb, "people"), "pk", "sk")
+    assert copied == original  # raw AttributeValues: bytes, number strings and nesting exactly equal
+    assert len(copied) == 300
+
+
+def test_create_target_clones_keys_indexes_capacity_ttl_and_tags(dynamodb, run_ferry):
+    create_table(
+        dynamodb, "orders", ("pk", "S"), ("sk", "S"),
+        ExtraAttributes=[{"AttributeName": "customer", "AttributeType": "S"},
+                         {"AttributeName": "placed", "AttributeType": "N"}],
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 7, "WriteCapacityUnits": 3},
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by-customer",
+            "KeySchema": [{"AttributeName": "customer", "KeyType": "HASH"}, {"AttributeName": "placed", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["total"]},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 2},
+        }],
+        LocalSecondaryIndexes=[{
+            "IndexName": "by-placed",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "placed", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }],
+        Tags=[{"Key": "team", "Value": "payments"}, {"Key": "env", "Value": "prod"}],
+    )
+    dynamodb.update_time_to_live(TableName="orders", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+    put_items(dynamodb, "orders", [{"pk": {"S": f"o{i}"}, "sk": {"S": "v1"}, "customer": {"S": f"c{i % 7}"},
+                                    "placed": {"N": str(i)}, "total": {"N": "9.99"}} for i in range(50)])
+
+    result = run_ferry("table", "orders", "orders-v2", "--create-target", "--json")
+
+    assert result.returncode == 0, result.stderr
+    source = dynamodb.describe_table(TableName="orders")["Table"]
+    target = dynamodb.describe_table(TableName="orders-v2")["Table"]
+    assert target["KeySchema"] == source["KeySchema"]
+    assert sorted(target["AttributeDefinitions"], key=str) == sorted(source["AttributeDefinitions"], key=str)
+    assert target["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+    assert target["ProvisionedThroughput"]["WriteCapacityUnits"] == 3
+    [gsi] = target["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by-customer"
+    assert gsi["KeySchema"] == source["GlobalSecondaryIndexes"][0]["KeySchema"]
+    assert gsi["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["total"]}
+    assert gsi["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+    [lsi] = target["LocalSecondaryIndexes"]
+    assert (lsi["IndexName"], lsi["Projection"]["ProjectionType"]) == ("by-placed", "KEYS_ONLY")
+    ttl = dynamodb.describe_time_to_live(TableName="orders-v2")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires")
+    tags = dynamodb.list_tags_of_resource(ResourceArn=target["TableArn"])["Tags"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("env", "prod"), ("team", "payments")]
+    assert "StreamSpecification" not in target or not target["StreamSpecification"].get("StreamEnabled")
+    # the GSI works on the copied items
+    hits = dynamodb.query(TableName="orders-v2", IndexName="by-customer",
+                          KeyConditionExpression="customer = :c", ExpressionAttributeValues={":c": {"S": "c3"}})
+    assert hits["Count"] == len([i for i in range(50) if i % 7 == 3])
+
+
+def test_rerun_of_a_finished_migration_resyncs_without_copying_again(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(500))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "new"}, "n": {"N": "1"}})
+    dynamodb.delete_item(TableName="src", Key={"pk": {"S": "k0000001"}})
+
+    again = run_ferry("table", "src", "dst", "--json")
+
+    assert again.returncode == 0, again.stderr
+    assert again.json["resumed"] is True
+    assert again.json["copied"] == 0  # no page copied twice; the changes came from the stream
+    assert again.json["verified"] is True
+    assert again.json["target_items"] == 500
+
+
+def test_verify_reports_a_difference_with_exit_1(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    create_table(dynamodb, "dst")
+    items = simple_items(200)
+    put_items(dynamodb, "src", items)
+    put_items(dynamodb, "dst", items)
+
+    same = run_ferry("verify", "table", "src", "dst", "--json")
+    assert same.returncode == 0, same.stderr
+    assert same.json["equal"] is True
+    assert same.json["source_checksum"] == same.json["target_checksum"]
+
+    dynamodb.put_item(TableName="dst", Item={**items[5], "n": {"N": "5.000001"}})
+    different = run_ferry("verify", "table", "src", "dst", "--json")
+    assert different.returncode == 1
+    assert different.json["equal"] is False
+    assert different.json["source_items"] == different.json["target_items"] == 200
+    assert different.json["source_checksum"] != different.json["target_checksum"]
+
+
+def test_status_shows_phase_and_per_segment_progress(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(300))
+    assert run_ferry("table", "src", "dst", "--create-target", "--segments", "4", "--json").returncode == 0
+
+    status = run_ferry("status", "--json")
+    assert status.returncode == 0, status.stderr
+    [migration] = status.json["migrations"]
+    assert (migration["source"], migration["target"], migration["phase"]) == ("src", "dst", "done")
+    assert migration["copied"] == 300 and migration["segments_done"] == 4
+    assert sum(s["items"] for s in migration["segment_progress"]) == 300
+
+    one = run_ferry("status", "src", "dst")
+    assert one.returncode == 0 and "segment" in one.stdout and "done" in one.stdout
+    missing = run_ferry("status", "src", "elsewhere")
+    assert missing.returncode == 2 and "no migration of src into elsewhere" in missing.stderr
+
+
+@pytest.mark.parametrize("case", [
+    "missing-source", "missing-target", "key-mismatch", "nonempty-target", "same-table",
+    "bad-segments", "keys-only-stream", "unknown-option", "bad-table-name",
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry, case):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(20))
+    args = ["table", "src", "dst"]
+    if case == "missing-source":
+        args = ["table", "nosuch", "dst", "--create-target"]
+    elif case == "key-mismatch":
+        create_table(dynamodb, "dst", ("id", "N"))
+    elif case == "nonempty-target":
+        create_table(dynamodb, "dst")
+        put_items(dynamodb, "dst", simple_items(1, prefix="other"))
+    elif case == "same-table":
+        args = ["table", "src", "src"]
+    elif case == "bad-segments":
+        args += ["--create-target", "--segments", "0"]
+    elif case == "keys-only-stream":
+        dynamodb.update_table(TableName="src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+        args += ["--create-target"]
+    elif case == "unknown-option":
+        args += ["--create-targets"]
+    elif case == "bad-table-name":
+        args = ["table", "src", "a b"]
+    tables_before = sorted(dynamodb.list_tables()["TableNames"])
+    stream_before = dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification")
+
+    result = run_ferry(*args)
+
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ferry: error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert sorted(dynamodb.list_tables()["TableNames"]) == tables_before  # no target, no state table
+    assert dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification") == stream_before
+    if "dst" in tables_before:
+        assert len(scan_all(dynamodb, "dst")) == (1 if case == "nonempty-target" else 0)
+
+
+def test_allow_nonempty_copies_into_a_target_that_has_items(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    create_table(dynamodb, "dst")
+    put_items(dynamodb, "src", simple_items(50))
+    put_items(dynamodb, "dst", simple_items(10))  # the same keys, as from an earlier hand-made copy
+
+    result = run_ferry("table", "src", "dst", "--allow-nonempty", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.json["verified"] is True and result.json["target_items"] == 50

@@ -1,0 +1,139 @@
+"""Stream replay: changes made after the stream was enabled reach the target, in order, once."""
+
+from __future__ import annotations
+
+import boto3
+
+from ferry.dynamo.stream import enable_stream, lineage_order, replay_stream
+from lambdas.dynamo_apply import apply_stream_records, collapse_to_writes
+from tables import by_key, create_table, put_items, scan_all, simple_items
+
+
+def replay(dynamodb, streams, arn, checkpoints, saved):
+    return replay_stream(
+        streams, arn, checkpoints,
+        apply=lambda records: apply_stream_records(dynamodb, "dst", records),
+        save_checkpoint=lambda shard, seq: saved.append((shard, seq)),
+    )
+
+
+def test_replay_applies_inserts_updates_and_deletes_made_after_the_backfill_read(dynamodb):
+    streams = boto3.client("dynamodbstreams")
+    create_table(dynamodb, "src")
+    create_table(dynamodb, "dst")
+    put_items(dynamodb, "src", simple_items(30))
+    arn = enable_stream(dynamodb, streams, "src")
+    put_items(dynamodb, "dst", scan_all(dynamodb, "src"))  # the backfill saw this state
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "new"}, "v": {"N": "1"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "k0000001"}, "v": {"S": "updated"}})
+    dynamodb.delete_item(TableName="src", Key={"pk": {"S": "k0000002"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "gone"}, "v": {"N": "1"}})
+    dynamodb.delete_item(TableName="src", Key={"pk": {"S": "gone"}})  # inserted then deleted: must not appear
+    saved: list = []
+
+    result = replay(dynamodb, streams, arn, {}, saved)
+
+    assert result.records == 5
+    assert by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src"), "pk")
+    assert saved and saved[-1][1]  # a checkpoint after the applied records
+
+
+def test_replay_resumes_after_its_checkpoint_without_reapplying(dynamodb):
+    streams = boto3.client("dynamodbstreams")
+    create_table(dynamodb, "src")
+    create_table(dynamodb, "dst")
+    arn = enable_stream(dynamodb, streams, "src")
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "a"}})
+    checkpoints: dict = {}
+    replay(dynamodb, streams, arn, checkpoints, [])
+    dynamodb.delete_item(TableName="dst", Key={"pk": {"S": "a"}})  # a replay from scratch would restore it
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "b"}})
+
+    result = replay(dynamodb, streams, arn, checkpoints, [])
+
+    assert result.records == 1
+    assert {i["pk"]["S"] for i in scan_all(dynamodb, "dst")} == {"b"}
+
+
+def test_enable_stream_reuses_a_compatible_stream(dynamodb):
+    streams = boto3.client("dynamodbstreams")
+    create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    existing = dynamodb.describe_table(TableName="src")["Table"]["LatestStreamArn"]
+    assert enable_stream(dynamodb, streams, "src") == existing
+
+
+def shard(shard_id, start, parent=None, end=None):
+    shard = {"ShardId": shard_id, "SequenceNumberRange": {"StartingSequenceNumber": start}}
+    if parent:
+        shard["ParentShardId"] = parent
+    if end:
+        shard["SequenceNumberRange"]["EndingSequenceNumber"] = end
+    return shard
+
+
+def test_lineage_order_puts_parents_before_children_even_when_listed_after():
+    shards = [shard("child-b", "300", parent="parent"), shard("grandchild", "500", parent="child-a"),
+              shard("child-a", "200", parent="parent"), shard("parent", "100", end="199"),
+              shard("orphan", "050", parent="expired")]
+    order = [s["ShardId"] for s in lineage_order(shards)]
+    assert order.index("parent") < order.index("child-a") < order.index("grandchild")
+    assert order.index("parent") < order.index("child-b")
+    assert sorted(order) == sorted(s["ShardId"] for s in shards)
+
+
+class FakeStreams:
+    """Synthetic shards with lineage (moto's server only ever has one shard)."""
+
+    def __init__(self, shards: dict[str, list[dict]], lineage: list[dict]):
+        self.shards, self.lineage, self.reads = shards, lineage, []
+
+    def describe_stream(self, StreamArn, **kwargs):
+        return {"StreamDescription": {"Shards": self.lineage, "StreamStatus": "ENABLED"}}
+
+    def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None):
+        records = self.shards[ShardId]
+        start = 0 if ShardIteratorType == "TRIM_HORIZON" else 1 + next(
+            i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == SequenceNumber)
+        return {"ShardIterator": f"{ShardId}:{start}"}
+
+    def get_records(self, ShardIterator, Limit):
+        shard_id, start = ShardIterator.split(":")
+        start = int(start)
+        records = self.shards[shard_id][start:start + Limit]
+        self.reads.append(shard_id)
+        closed = any(s["ShardId"] == shard_id and "EndingSequenceNumber" in s["SequenceNumberRange"] for s in self.lineage)
+        finished = start + len(records) >= len(self.shards[shard_id])
+        next_iterator = None if (closed and finished) else f"{shard_id}:{start + len(records)}"
+        return {"Records": records, "NextShardIterator": next_iterator}
+
+
+def change(seq, key, name="MODIFY", value="v"):
+    record = {"eventName": name, "dynamodb": {"SequenceNumber": seq, "Keys": {"pk": {"S": key}}}}
+    if name != "REMOVE":
+        record["dynamodb"]["NewImage"] = {"pk": {"S": key}, "v": {"S": value}}
+    return record
+
+
+def test_replay_drains_a_parent_shard_before_its_child_so_later_changes_win():
+    lineage = [shard("child", "200", parent="parent"), shard("parent", "100", end="199")]
+    streams = FakeStreams({
+        "parent": [change("100", "a", "INSERT", "old"), change("101", "b", "INSERT")],
+        "child": [change("200", "a", "MODIFY", "new"), change("201", "b", "REMOVE")],
+    }, lineage)
+    applied: list[dict] = []
+
+    result = replay_stream(streams, "arn", {}, apply=applied.extend, save_checkpoint=lambda *a: None, idle_polls=1)
+
+    assert result.shards == 2 and result.records == 4
+    assert [r["dynamodb"]["SequenceNumber"] for r in applied] == ["100", "101", "200", "201"]
+    final = {w.get("PutRequest", {}).get("Item", {}).get("pk", {}).get("S") or w["DeleteRequest"]["Key"]["pk"]["S"]: w
+             for w in collapse_to_writes(applied)}
+    assert final["a"]["PutRequest"]["Item"]["v"] == {"S": "new"}
+    assert "DeleteRequest" in final["b"]
+
+
+def test_collapse_keeps_only_each_keys_last_change():
+    writes = collapse_to_writes([change("1", "a", "INSERT", "1"), change("2", "b", "INSERT"),
+                                 change("3", "a", "REMOVE"), change("4", "a", "INSERT", "3")])
+    assert len(writes) == 2
+    assert writes[-1] == {"PutRequest": {"Item": {"pk": {"S": "a"}, "v": {"S": "3"}}}}
