@@ -32,8 +32,7 @@ class BackfillProgress:
             transient=False,
         )
         self.bars: dict[int | str, int] = {}
-        self.started = time.monotonic()
-        self.first_seen: dict[int, int] = {}
+        self.first_seen: dict[int | str, tuple[float, int]] = {}  # bar -> (when, items) at first sight
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ferry-progress", daemon=True)
 
@@ -63,21 +62,21 @@ class BackfillProgress:
 
     def _draw(self, migration: MigrationState) -> None:
         per_segment = max(1, self.estimated_items // max(1, migration.total_segments))
-        elapsed = max(time.monotonic() - self.started, 1e-3)
         shown = sorted(migration.segments.values(), key=lambda s: s.segment)
         if migration.total_segments <= MAX_SEGMENT_BARS:
             for seg in shown:
-                self.first_seen.setdefault(seg.segment, seg.items)
-                rate = (seg.items - self.first_seen[seg.segment]) / elapsed
                 self._bar(seg.segment, f"segment {seg.segment:>2}", seg.items,
-                          seg.items if seg.done else max(per_segment, seg.items), seg.pages, rate)
+                          seg.items if seg.done else max(per_segment, seg.items), seg.pages)
         copied = migration.copied
-        base = sum(self.first_seen.values()) if self.first_seen else 0
         done = migration.segments_done == migration.total_segments
         self._bar("all", "all segments", copied, copied if done else max(self.estimated_items, copied),
-                  sum(s.pages for s in shown), (copied - base) / elapsed)
+                  sum(s.pages for s in shown))
 
-    def _bar(self, key, description, completed, total, pages, rate) -> None:
+    def _bar(self, key, description, completed, total, pages) -> None:
+        """Draw one bar; its rate counts from the first time it was seen, not from Prefect's start-up."""
+        now = time.monotonic()
+        since, base = self.first_seen.setdefault(key, (now, completed))
+        rate = (completed - base) / (now - since) if now - since > 0.5 else 0.0
         if key not in self.bars:
             self.bars[key] = self.progress.add_task(description, total=total, pages=0, rate="0")
         self.progress.update(self.bars[key], completed=completed, total=total, pages=pages, rate=f"{rate:,.0f}")
