@@ -8,6 +8,8 @@ adaptive mode, which backs off and rate-limits itself when DynamoDB or S3 thrott
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import boto3
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
@@ -72,3 +74,10 @@ class TableClients:
         self.source = client(source_side, "dynamodb", source_session)
         self.source_streams = client(source_side, "dynamodbstreams", source_session)
         self.target = client(target_side, "dynamodb", target_session)
+
+
+@lru_cache(maxsize=32)
+def table_clients(source_side: AwsSide, target_side: AwsSide) -> TableClients:
+    """TableClients shared by every task in this process: building them costs ~100 ms, and boto3
+    clients are thread-safe. Assumed-role credentials inside them refresh on their own."""
+    return TableClients(source_side, target_side)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ferry.aws import TableClients
+from ferry.aws import TableClients, table_clients
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
 from ferry.dynamo.preflight import check_table_job, check_verifiable
 from ferry.errors import FerryError
@@ -72,7 +72,7 @@ def build_job(**fields) -> TableJob:
 
 def connect(job: TableJob) -> TableClients:
     """Build the clients now, so a missing profile, region or credentials fails fast and plainly."""
-    clients = TableClients(job.source_aws, job.target_aws)
+    clients = table_clients(job.source_aws, job.target_aws)
     for side, c in (("source", clients.source), ("target", clients.target)):
         if c._request_signer._credentials is None:
             raise FerryError(

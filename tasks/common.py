@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ferry.aws import TableClients
+from ferry.aws import table_clients as shared_table_clients
 from ferry.config import TableJob
 from ferry.errors import FerryError
 from ferry.state import StateStore
@@ -23,7 +24,7 @@ def retry_unless_user_error(task, task_run, state) -> bool:
 
 
 def table_clients(job: TableJob) -> TableClients:
-    return TableClients(job.source_aws, job.target_aws)
+    return shared_table_clients(job.source_aws, job.target_aws)
 
 
 def state_store(job: TableJob, clients: TableClients) -> StateStore:
