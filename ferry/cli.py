@@ -180,6 +180,9 @@ def verify_table_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
     segments: Segments = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Fix every confirmed difference from the source.")] = False,
+    sample: Annotated[Optional[float], typer.Option("--sample", help="Check only this random fraction (0-1) of keys.")] = None,
+    report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
     source_profile: SourceProfile = None,
@@ -190,27 +193,48 @@ def verify_table_command(
     target_region: TargetRegion = None,
     endpoint_url: EndpointUrl = None,
 ) -> int:
-    """Compare item counts and content checksums of SOURCE and TARGET. Exit 0 equal, 1 different."""
+    """Compare SOURCE and TARGET item by item (via a hash tree), naming every difference.
+    Exit 0 equal (after --repair, if given), 1 different."""
+    if sample is not None and not 0 < sample <= 1:
+        raise FerryError(f"--sample must be a fraction between 0 and 1, got {sample}")
+    if sample is not None and repair:
+        raise FerryError("--repair needs a full verification: drop --sample")
     source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
                                    target_profile, target_role_arn, target_region, endpoint_url)
     job = build_job(source=source, target=target, segments=segments, source_aws=source_aws, target_aws=target_aws)
     check_verifiable(job, connect(job))
     use_prefect(verbose)
     from flows.verify_table import verify_table
+    from ferry import report as reports
 
-    comparison = verify_table(source=source, target=target, segments=segments,
-                              source_aws=source_aws, target_aws=target_aws)
+    result = verify_table(source=source, target=target, segments=segments, repair=repair, sample=sample,
+                          report_dir=report_dir, fail_on_difference=False,
+                          source_aws=source_aws, target_aws=target_aws)
     if json_output:
-        print_json(asdict(comparison))
+        print_json(reports.summary(result))
     else:
-        table = Table(title=f"{source} = {target} ?")
-        for column in ("side", "table", "items", "checksum"):
-            table.add_column(column)
-        table.add_row("source", source, f"{comparison.source_items:,}", comparison.source_checksum)
-        table.add_row("target", target, f"{comparison.target_items:,}", comparison.target_checksum)
-        out.print(table)
-        out.print("[green]EQUAL[/green]" if comparison.equal else "[red]DIFFERENT[/red]")
-    return EXIT_OK if comparison.equal else EXIT_DIFFERENT
+        _render_verification(result)
+    return EXIT_OK if result.equal else EXIT_DIFFERENT
+
+
+def _render_verification(result) -> None:
+    from ferry import report as reports
+
+    table = Table(title=f"{result.source} = {result.target} ?")
+    for column in ("side", "table", "items", "checksum"):
+        table.add_column(column)
+    table.add_row("source", result.source, f"{result.source_items:,}", result.source_checksum)
+    table.add_row("target", result.target, f"{result.target_items:,}", result.target_checksum)
+    out.print(table)
+    differences = reports.differences_frame(result)
+    if not differences.empty:
+        listed = Table(title=f"differences ({len(differences)})")
+        listed.add_column("kind")
+        listed.add_column("key")
+        for row in differences.head(20).itertuples():
+            listed.add_row(row.kind, row.key)
+        out.print(listed)
+    out.print(reports.headline(result), style="green" if result.equal else "red", highlight=False)
 
 
 # --- ferry status --------------------------------------------------------------------------------

@@ -1,21 +1,36 @@
-"""Step 4: verify the copy, publish the result as a table artifact, record the outcome."""
+"""Step 4: verify the copy, pinpoint and optionally repair differences, publish the report."""
 
 from __future__ import annotations
 
+import json
 import re
 
-from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from ferry import report as reports
 from ferry.config import TableJob
-from ferry.dynamo.verify import TableComparison, compare_tables
+from ferry.dynamo.schema import key_schema, require_table
+from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
 from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
 
 
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def publish(job: TableJob, report: VerifyReport) -> None:
+    """A table artifact (per key range, or the differences) and a Markdown report in the Prefect UI."""
+    frame = reports.ranges_frame(report)
+    if frame.empty:
+        frame = reports.differences_frame(report)
+    create_table_artifact(key=artifact_key("verify", job.source, job.target),
+                          table=json.loads(frame.to_json(orient="records")) if not frame.empty else [],
+                          description=reports.headline(report))
+    create_markdown_artifact(key=artifact_key("verify", job.source, job.target, "report"),
+                             markdown=reports.markdown(report), description=reports.headline(report))
 
 
 @task(
@@ -26,22 +41,26 @@ def artifact_key(*parts: str) -> str:
     retry_condition_fn=retry_unless_user_error,
     cache_policy=NO_CACHE,
 )
-def verify_table(job: TableJob, segments: int, record_outcome: bool = True) -> TableComparison:
+def verify_table(job: TableJob, segments: int, repair: bool = False, sample: float | None = None,
+                 report_dir: str | None = None, record_outcome: bool = True) -> VerifyReport:
     clients = table_clients(job)
     state = state_store(job, clients)
     migration = state.load(job.migration_id) if record_outcome else None
     if migration:
         state.set_phase(migration, "verify")
-    comparison = compare_tables(clients.source, clients.target, job.source, job.target, segments)
+    key_names = [name for name, _, _ in key_schema(require_table(clients.source, job.source, "source"))]
+    if sample:
+        report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
+    else:
+        report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair)
     if migration:
-        state.set_phase(migration, "done" if comparison.equal else "different")
-    create_table_artifact(
-        key=artifact_key("verify", job.source, job.target),
-        table=[{"table": job.source, "side": "source", "items": comparison.source_items, "checksum": comparison.source_checksum},
-               {"table": job.target, "side": "target", "items": comparison.target_items, "checksum": comparison.target_checksum}],
-        description=f"{'EQUAL' if comparison.equal else 'DIFFERENT'}: {job.source} -> {job.target}",
-    )
-    return comparison
+        state.set_phase(migration, "done" if report.equal else "different")
+    get_run_logger().info(reports.headline(report))
+    publish(job, report)
+    if report_dir:
+        for path in reports.write_report(report, report_dir):
+            get_run_logger().info("report written to %s", path)
+    return report
 
 
 @task(name="finish", task_run_name="record {job.source} -> {job.target} as done", retries=RETRIES,

@@ -1,55 +1,299 @@
-"""Verify: are two tables equal? A count and an order-independent checksum of each, compared.
+"""Verify two tables as a hash tree, pinpoint every difference, and repair it.
 
-Both tables are read with consistent parallel scans (never `ItemCount`, which is hours stale on
-AWS), each segment reduced to a Digest as it is read, so memory does not grow with the table.
+1. Each table is scanned in parallel segments. Every item goes into one of BUCKETS buckets chosen by
+   a hash of its primary key (not by scan segment: DynamoDB does not put a key in the same segment
+   of two tables), and each bucket keeps a count and an order-independent digest. Memory: two
+   arrays of BUCKETS numbers per table, whatever the table's size.
+2. Equal roots end the check. Otherwise only the differing buckets are read again, key by key, to
+   find the candidates: missing (in the source only), extra (in the target only), changed. The
+   drill-down reads a bounded number of buckets per pass, so memory stays bounded there too.
+3. A candidate becomes a difference only if a strongly consistent re-read of that key on both
+   sides still differs: a change in flight during live sync is dismissed, and counted.
+4. With repair, each confirmed difference is fixed from the source (put or delete, idempotent) and
+   the affected buckets are checked again.
 """
 
 from __future__ import annotations
 
+import math
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from hashlib import blake2b
 
-from ferry.dynamo.checksum import Digest, digest_items
+from ferry.dynamo.backfill import segment_args
+from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, item_hash
+from lambdas.batch_write import write_all
+from lambdas.dynamo_apply import key_identity
 
+BUCKETS = 4096
 MAX_VERIFY_THREADS = 32
+MAX_DRILL_ITEMS = 200_000  # items held in memory at once while naming differences
+BATCH_GET_LIMIT = 100
+SAMPLE_SEGMENTS = 1000
+RECHECK_DELAYS = (0.5, 2.0)  # seconds; longer than live sync's lag
+
+
+def key_of(item: dict, key_names: list[str]) -> dict:
+    return {name: item[name] for name in key_names}
+
+
+def bucket_of(key: dict) -> int:
+    return int.from_bytes(blake2b(canonical_item(key), digest_size=8).digest(), "big") % BUCKETS
 
 
 @dataclass
-class TableComparison:
+class BucketDigests:
+    """Count and digest per key-hash bucket; adding two of them is adding bucket by bucket."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    sums: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+
+    def add_item(self, item: dict, key_names: list[str]) -> None:
+        bucket = bucket_of(key_of(item, key_names))
+        self.counts[bucket] += 1
+        self.sums[bucket] = (self.sums[bucket] + item_hash(item)) % MODULUS
+
+    def merge(self, other: "BucketDigests") -> "BucketDigests":
+        return BucketDigests([a + b for a, b in zip(self.counts, other.counts)],
+                             [(a + b) % MODULUS for a, b in zip(self.sums, other.sums)])
+
+    def total(self, buckets=None) -> Digest:
+        chosen = range(BUCKETS) if buckets is None else buckets
+        return Digest(sum(self.counts[b] for b in chosen), sum(self.sums[b] for b in chosen) % MODULUS)
+
+    def differing(self, other: "BucketDigests") -> list[int]:
+        return [b for b in range(BUCKETS) if (self.counts[b], self.sums[b]) != (other.counts[b], other.sums[b])]
+
+
+@dataclass
+class Difference:
+    kind: str  # "missing" | "extra" | "changed"
+    key: dict
+    source_item: dict | None = None  # as re-read, consistently, for repair
+
+
+@dataclass
+class VerifyReport:
+    """What a verification found. Keys are in DynamoDB JSON form (attribute type -> value)."""
+
+    source: str
+    target: str
     equal: bool
     source_items: int
     target_items: int
     source_checksum: str
     target_checksum: str
+    differences: list[Difference] = field(default_factory=list)
+    dismissed: int = 0  # candidates a consistent re-read showed equal (changes in flight)
+    repaired: int = 0
+    remaining_after_repair: int | None = None
+    sampled: float | None = None  # fraction checked, when --sample was used
+    sampled_items: int = 0
+    source_buckets: BucketDigests | None = None
+    target_buckets: BucketDigests | None = None
+    differing_buckets: list[int] = field(default_factory=list)
+
+    def keys(self, kind: str) -> list[dict]:
+        return [d.key for d in self.differences if d.kind == kind]
 
 
-def digest_segment(client, table: str, segment: int, total_segments: int, page_size: int | None = None) -> Digest:
-    digest = Digest()
-    args = {"TableName": table, "Segment": segment, "TotalSegments": total_segments, "ConsistentRead": True}
-    if page_size:
-        args["Limit"] = page_size
+# --- 1. digests -------------------------------------------------------------------------------
+def scan_pages(client, table: str, segment: int, total_segments: int, consistent: bool = True):
+    args = {"TableName": table, "ConsistentRead": consistent, **segment_args(segment, total_segments)}
     for page in client.get_paginator("scan").paginate(**args):
-        digest = digest.add(digest_items(page["Items"]))
-    return digest
+        yield page["Items"]
 
 
-def _sum(futures) -> Digest:
-    total = Digest()
-    for future in futures:
-        total = total.add(future.result())
-    return total
+def digest_segment(client, table: str, key_names: list[str], segment: int, total_segments: int) -> BucketDigests:
+    digests = BucketDigests()
+    for items in scan_pages(client, table, segment, total_segments):
+        for item in items:
+            digests.add_item(item, key_names)
+    return digests
 
 
-def compare_tables(source_client, target_client, source: str, target: str, segments: int) -> TableComparison:
-    """Digest every segment of both tables concurrently and compare the totals."""
-    with ThreadPoolExecutor(min(MAX_VERIFY_THREADS, 2 * segments), thread_name_prefix="verify") as pool:
-        source_parts = [pool.submit(digest_segment, source_client, source, s, segments) for s in range(segments)]
-        target_parts = [pool.submit(digest_segment, target_client, target, s, segments) for s in range(segments)]
-        source_digest, target_digest = _sum(source_parts), _sum(target_parts)
-    return TableComparison(
-        equal=source_digest == target_digest,
-        source_items=source_digest.items,
-        target_items=target_digest.items,
-        source_checksum=source_digest.hex,
-        target_checksum=target_digest.hex,
+def digest_tables(source_client, target_client, source: str, target: str, key_names: list[str],
+                  segments: int, pool: ThreadPoolExecutor) -> tuple[BucketDigests, BucketDigests]:
+    """Both tables' bucket digests, every segment of both read concurrently."""
+    source_parts = [pool.submit(digest_segment, source_client, source, key_names, s, segments) for s in range(segments)]
+    target_parts = [pool.submit(digest_segment, target_client, target, key_names, s, segments) for s in range(segments)]
+    source_digests, target_digests = BucketDigests(), BucketDigests()
+    for part in source_parts:
+        source_digests = source_digests.merge(part.result())
+    for part in target_parts:
+        target_digests = target_digests.merge(part.result())
+    return source_digests, target_digests
+
+
+# --- 2. drill down ----------------------------------------------------------------------------
+def collect_buckets(client, table: str, key_names: list[str], segments: int, buckets: set[int],
+                    pool: ThreadPoolExecutor) -> dict[str, tuple[dict, int]]:
+    """key identity -> (key, item hash) for the items of `buckets` only."""
+
+    def one_segment(segment: int) -> dict[str, tuple[dict, int]]:
+        found = {}
+        for items in scan_pages(client, table, segment, segments):
+            for item in items:
+                key = key_of(item, key_names)
+                if bucket_of(key) in buckets:
+                    found[key_identity(key)] = (key, item_hash(item))
+        return found
+
+    collected: dict[str, tuple[dict, int]] = {}
+    for part in pool.map(one_segment, range(segments)):
+        collected.update(part)
+    return collected
+
+
+def drill_passes(differing: list[int], source: BucketDigests, target: BucketDigests) -> list[set[int]]:
+    """Group differing buckets so that each pass holds at most MAX_DRILL_ITEMS items per side."""
+    passes: list[set[int]] = [set()]
+    held = 0
+    for bucket in differing:
+        size = max(source.counts[bucket], target.counts[bucket])
+        if passes[-1] and held + size > MAX_DRILL_ITEMS:
+            passes.append(set())
+            held = 0
+        passes[-1].add(bucket)
+        held += size
+    return [p for p in passes if p]
+
+
+def candidate_keys(source_items: dict, target_items: dict) -> list[dict]:
+    keys = [key for identity, (key, _) in source_items.items() if identity not in target_items]
+    keys += [key for identity, (key, _) in target_items.items() if identity not in source_items]
+    keys += [key for identity, (key, digest) in source_items.items()
+             if identity in target_items and target_items[identity][1] != digest]
+    return keys
+
+
+# --- 3. confirm -------------------------------------------------------------------------------
+def consistent_get(client, table: str, keys: list[dict]) -> dict[str, dict]:
+    """key identity -> item, read with BatchGetItem(ConsistentRead) and every unprocessed key retried."""
+    found: dict[str, dict] = {}
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        pending = {table: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": True}}
+        while pending:
+            response = client.batch_get_item(RequestItems=pending)
+            for item in response["Responses"].get(table, []):
+                found[key_identity({k: item[k] for k in keys[0]})] = item
+            pending = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def classify(key: dict, src: dict | None, tgt: dict | None) -> Difference | None:
+    if src is not None and tgt is None:
+        return Difference("missing", key, src)
+    if src is None and tgt is not None:
+        return Difference("extra", key)
+    if src is not None and item_hash(src) != item_hash(tgt):
+        return Difference("changed", key, src)
+    return None
+
+
+def confirm(source_client, target_client, source: str, target: str, keys: list[dict],
+            recheck_delays: tuple[float, ...] = RECHECK_DELAYS, sleep=time.sleep) -> tuple[list[Difference], int]:
+    """Re-read every candidate consistently on both sides; keep only what still differs.
+
+    A key written to the source a moment before live sync copies it differs for that moment; so a
+    key that differs is read again after each of `recheck_delays`, and only one that differs every
+    time is a difference. Returns (differences, how many candidates were dismissed).
+    """
+    pending, differences = keys, []
+    for delay in (0.0, *recheck_delays):
+        if not pending:
+            break
+        if delay:
+            sleep(delay)
+        now_in_source = consistent_get(source_client, source, pending)
+        now_in_target = consistent_get(target_client, target, pending)
+        found = [classify(key, now_in_source.get(key_identity(key)), now_in_target.get(key_identity(key)))
+                 for key in pending]
+        differences = [d for d in found if d is not None]
+        pending = [d.key for d in differences]
+    return differences, len(keys) - len(pending)
+
+
+def find_differences(source_client, target_client, source: str, target: str, key_names: list[str], segments: int,
+                     buckets: list[int], source_digests: BucketDigests, target_digests: BucketDigests,
+                     pool: ThreadPoolExecutor, sides: ThreadPoolExecutor) -> tuple[list[Difference], int]:
+    """Name and confirm the differences in `buckets`, a bounded number of buckets per pass.
+    `sides` runs the source's collection beside the target's; `pool` runs their segments."""
+    differences: list[Difference] = []
+    dismissed = 0
+    for chosen in drill_passes(buckets, source_digests, target_digests):
+        source_future = sides.submit(collect_buckets, source_client, source, key_names, segments, chosen, pool)
+        target_items = collect_buckets(target_client, target, key_names, segments, chosen, pool)
+        keys = candidate_keys(source_future.result(), target_items)
+        found, not_confirmed = confirm(source_client, target_client, source, target, keys)
+        differences += found
+        dismissed += not_confirmed
+    return differences, dismissed
+
+
+# --- 4. repair --------------------------------------------------------------------------------
+def repair(target_client, target: str, differences: list[Difference]) -> int:
+    """Make the target match the source for each confirmed difference (puts and deletes: idempotent)."""
+    writes = [{"DeleteRequest": {"Key": d.key}} if d.kind == "extra" else {"PutRequest": {"Item": d.source_item}}
+              for d in differences]
+    return write_all(target_client, target, writes)
+
+
+# --- the whole check --------------------------------------------------------------------------
+def verify_tables(source_client, target_client, source: str, target: str, key_names: list[str],
+                  segments: int, fix: bool = False) -> VerifyReport:
+    """Compare two tables fully; name every confirmed difference; with `fix`, repair and re-check."""
+    threads = min(MAX_VERIFY_THREADS, 2 * segments + 2)
+    with ThreadPoolExecutor(threads, thread_name_prefix="verify") as pool, \
+            ThreadPoolExecutor(2, thread_name_prefix="verify-side") as sides:
+        source_digests, target_digests = digest_tables(source_client, target_client, source, target, key_names,
+                                                       segments, pool)
+        differing = source_digests.differing(target_digests)
+        differences, dismissed = find_differences(source_client, target_client, source, target, key_names,
+                                                  segments, differing, source_digests, target_digests, pool, sides)
+        report = VerifyReport(
+            source=source, target=target, equal=not differences,
+            source_items=source_digests.total().items, target_items=target_digests.total().items,
+            source_checksum=source_digests.total().hex, target_checksum=target_digests.total().hex,
+            differences=differences, dismissed=dismissed, source_buckets=source_digests,
+            target_buckets=target_digests, differing_buckets=differing,
+        )
+        if fix and differences:
+            report.repaired = repair(target_client, target, differences)
+            affected = sorted({bucket_of(d.key) for d in differences})
+            remaining, _ = find_differences(source_client, target_client, source, target, key_names, segments,
+                                            affected, source_digests, target_digests, pool, sides)
+            report.remaining_after_repair = len(remaining)
+            report.equal = not remaining
+    return report
+
+
+def sample_tables(source_client, target_client, source: str, target: str, key_names: list[str],
+                  fraction: float, seed: int | None = None) -> VerifyReport:
+    """Check a random fraction of both tables: scan a random subset of fine-grained segments of each
+    side and look every sampled key up on the other side. Finds missing, extra and changed items in
+    the sample; says nothing about the rest."""
+    chosen = random.Random(seed).sample(range(SAMPLE_SEGMENTS), max(1, math.ceil(fraction * SAMPLE_SEGMENTS)))
+
+    def sampled_keys(client, table) -> tuple[list[dict], Digest]:
+        keys, digest = [], Digest()
+        for segment in chosen:
+            for items in scan_pages(client, table, segment, SAMPLE_SEGMENTS, consistent=False):
+                keys += [key_of(item, key_names) for item in items]
+                digest = digest.add(Digest(len(items), sum(map(item_hash, items)) % MODULUS))
+        return keys, digest
+
+    with ThreadPoolExecutor(2) as pool:
+        source_future = pool.submit(sampled_keys, source_client, source)
+        target_keys, target_digest = sampled_keys(target_client, target)
+        source_keys, source_digest = source_future.result()
+    unique = {key_identity(k): k for k in source_keys + target_keys}
+    differences, _ = confirm(source_client, target_client, source, target, list(unique.values()))
+    return VerifyReport(
+        source=source, target=target, equal=not differences,
+        source_items=source_digest.items, target_items=target_digest.items,
+        source_checksum=source_digest.hex, target_checksum=target_digest.hex,
+        differences=differences, dismissed=0, sampled=fraction, sampled_items=len(unique),
     )

@@ -1,0 +1,129 @@
+"""Verification reports people can read: pandas tables written as CSV and Markdown.
+
+The same frames feed the Prefect artifacts (tasks/verify.py) and the files in --report-dir. Keys are
+shown in DynamoDB JSON (binary values base64-encoded, as the AWS CLI shows them); item contents are
+never included: a report names which items differ, not what they hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ferry.dynamo.verify import BUCKETS, VerifyReport, bucket_of
+
+REPORT_GROUPS = 16  # rows of the per-range table: each covers BUCKETS / REPORT_GROUPS key-hash buckets
+MAX_LISTED_KEYS = 100
+
+
+def dynamodb_json(value):
+    """A key (or any attribute value) as DynamoDB JSON: bytes become base64 text."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {k: dynamodb_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [dynamodb_json(v) for v in value]
+    return value
+
+
+def ranges_frame(report: VerifyReport) -> pd.DataFrame:
+    """Per range of key-hash buckets: counts and digests on both sides, and what differed there."""
+    if report.source_buckets is None:
+        return pd.DataFrame()
+    per_group = BUCKETS // REPORT_GROUPS
+    found = pd.Series([bucket_of(d.key) // per_group for d in report.differences], dtype="int64").value_counts()
+    rows = []
+    for group in range(REPORT_GROUPS):
+        buckets = range(group * per_group, (group + 1) * per_group)
+        source, target = report.source_buckets.total(buckets), report.target_buckets.total(buckets)
+        rows.append({
+            "key range": f"{buckets.start:04d}-{buckets.stop - 1:04d}",
+            "source items": source.items, "source digest": source.hex,
+            "target items": target.items, "target digest": target.hex,
+            "equal": source == target, "differences": int(found.get(group, 0)),
+        })
+    return pd.DataFrame(rows)
+
+
+def differences_frame(report: VerifyReport) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"kind": d.kind, "key": json.dumps(dynamodb_json(d.key), sort_keys=True)} for d in report.differences],
+        columns=["kind", "key"],
+    )
+
+
+def counts(report: VerifyReport) -> dict[str, int]:
+    return {kind: len(report.keys(kind)) for kind in ("missing", "extra", "changed")}
+
+
+def summary(report: VerifyReport) -> dict:
+    """The JSON result of `ferry verify table` (lists of keys capped, with counts)."""
+    result = {
+        "equal": report.equal,
+        "source_items": report.source_items,
+        "target_items": report.target_items,
+        "source_checksum": report.source_checksum,
+        "target_checksum": report.target_checksum,
+    }
+    for kind, count in counts(report).items():
+        result[kind] = [dynamodb_json(k) for k in report.keys(kind)[:MAX_LISTED_KEYS]]
+        result[f"{kind}_count"] = count
+    result["repaired"] = report.repaired
+    result["remaining_after_repair"] = report.remaining_after_repair
+    result["dismissed_in_flight"] = report.dismissed
+    result["sampled"] = report.sampled
+    if report.sampled is not None:
+        result["sampled_items"] = report.sampled_items
+    return result
+
+
+def headline(report: VerifyReport) -> str:
+    found = counts(report)
+    if report.sampled is not None:
+        scope = f"a {report.sampled:.1%} sample ({report.sampled_items:,} keys) of "
+    else:
+        scope = ""
+    state = "EQUAL" if report.equal else "DIFFERENT"
+    line = (f"{state}: {scope}{report.source} ({report.source_items:,} items) vs {report.target} "
+            f"({report.target_items:,} items); {found['missing']} missing, {found['extra']} extra, "
+            f"{found['changed']} changed")
+    if report.dismissed:
+        line += f"; {report.dismissed} candidates dismissed (changed in flight, equal on re-read)"
+    if report.repaired:
+        line += f"; {report.repaired} repaired, {report.remaining_after_repair} remaining"
+    return line
+
+
+def markdown(report: VerifyReport) -> str:
+    parts = [f"# Verification of {report.source} -> {report.target}", "", headline(report), ""]
+    ranges = ranges_frame(report)
+    if not ranges.empty:
+        parts += ["## By key range", "", ranges.to_markdown(index=False), ""]
+    differences = differences_frame(report)
+    if not differences.empty:
+        listed = differences.head(MAX_LISTED_KEYS)
+        parts += [f"## Differences ({len(differences)}, first {len(listed)} listed)", "",
+                  listed.to_markdown(index=False), ""]
+    return "\n".join(parts)
+
+
+def write_report(report: VerifyReport, directory: str | Path) -> list[Path]:
+    """Write CSV and Markdown files for one verification; returns their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"verify-{report.source}-{report.target}-{stamp}")
+    paths = [directory / f"{stem}.md", directory / f"{stem}-differences.csv"]
+    paths[0].write_text(markdown(report))
+    differences_frame(report).to_csv(paths[1], index=False)
+    ranges = ranges_frame(report)
+    if not ranges.empty:
+        paths.append(directory / f"{stem}-ranges.csv")
+        ranges.to_csv(paths[-1], index=False)
+    return paths
