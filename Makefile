@@ -23,6 +23,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/bench_table.py
+	$(BIN)/python bench/bench_verify.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import Annotated, Optional
@@ -22,7 +23,7 @@ from rich.table import Table
 
 from ferry.aws import TableClients, table_clients
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
-from ferry.dynamo.preflight import check_table_job, check_verifiable
+from ferry.dynamo.preflight import check_syncable, check_table_job, check_verifiable
 from ferry.errors import FerryError
 from ferry.state import StateStore
 
@@ -37,6 +38,8 @@ app = typer.Typer(
 )
 verify_app = typer.Typer(no_args_is_help=True, help="Check that a target is an exact copy of its source.")
 app.add_typer(verify_app, name="verify")
+sync_app = typer.Typer(no_args_is_help=True, help="Keep a migrated target in step with its source (live sync).")
+app.add_typer(sync_app, name="sync")
 
 out = Console()
 err = Console(stderr=True)
@@ -67,7 +70,8 @@ def build_job(**fields) -> TableJob:
         return TableJob(**fields)
     except ValidationError as error:
         first = error.errors()[0]
-        raise FerryError(str(first["msg"]).removeprefix("Value error, ")) from None
+        where = f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: " if first["type"] == "literal_error" else ""
+        raise FerryError(where + str(first["msg"]).removeprefix("Value error, ")) from None
 
 
 def connect(job: TableJob) -> TableClients:
@@ -105,6 +109,7 @@ def table_command(
     allow_nonempty: Annotated[bool, typer.Option("--allow-nonempty", help="Copy into a target that already has items.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Forget checkpoints and copy everything again.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the final verification.")] = False,
+    live_sync: Annotated[str, typer.Option("--live-sync", help="'poller' (local, default) or 'lambda' (deployed).")] = "poller",
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
@@ -121,7 +126,8 @@ def table_command(
                                    target_profile, target_role_arn, target_region, endpoint_url)
     job = build_job(source=source, target=target, segments=segments, page_size=page_size,
                     create_target=create_target, allow_nonempty=allow_nonempty, restart=restart,
-                    verify=not no_verify, state_table=state_table, source_aws=source_aws, target_aws=target_aws)
+                    verify=not no_verify, live_sync=live_sync, state_table=state_table,
+                    source_aws=source_aws, target_aws=target_aws)
     clients = connect(job)
     state = StateStore(clients.target, job.state_table)
     check_table_job(job, clients, state)  # bad input fails here, in a second, before Prefect starts
@@ -237,6 +243,69 @@ def _render_verification(result) -> None:
     out.print(reports.headline(result), style="green" if result.equal else "red", highlight=False)
 
 
+# --- ferry sync table --------------------------------------------------------------------------
+@sync_app.command("table")
+def sync_table_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once caught up and idle this many seconds.")] = None,
+    json_output: JsonOutput = False,
+    state_table: StateTable = DEFAULT_STATE_TABLE,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Apply the source's stream to the target (the local poller). Runs until Ctrl-C/SIGTERM, which
+    stop it cleanly after the batch in hand, or with --until-idle until caught up and idle."""
+    if until_idle is not None and until_idle < 0:
+        raise FerryError(f"--until-idle must be zero or more seconds, got {until_idle}")
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_job(source=source, target=target, state_table=state_table, source_aws=source_aws, target_aws=target_aws)
+    clients = connect(job)
+    check_syncable(job, clients, StateStore(clients.target, job.state_table))
+    use_prefect(verbose)
+    from flows.sync_table import sync_table
+    from tasks.stream import live_sync
+
+    started = time.monotonic()
+    sync = live_sync(job.migration_id)
+    if json_output:
+        result = sync_table(source=source, target=target, idle_seconds=until_idle, state_table=state_table,
+                            source_aws=source_aws, target_aws=target_aws)
+    else:
+        with err.status("live sync starting") as status:
+            watcher = threading.Thread(target=_show_lag, args=(sync, status), daemon=True)
+            watcher.start()
+            result = sync_table(source=source, target=target, idle_seconds=until_idle, state_table=state_table,
+                                source_aws=source_aws, target_aws=target_aws)
+    elapsed = time.monotonic() - started
+    lags = sorted(result.lag_seconds) or [0.0]
+    summary = {"source": source, "target": target, "records": result.records, "rejected": result.rejected,
+               "shards": result.shards, "lag_p50_seconds": round(lags[len(lags) // 2], 3),
+               "lag_p99_seconds": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 3),
+               "lag_max_seconds": round(lags[-1], 3), "seconds": round(elapsed, 2)}
+    if json_output:
+        print_json(summary)
+    else:
+        out.print(f"applied {result.records:,} stream records from {result.shards} shard(s) in {elapsed:.1f}s; "
+                  f"{result.rejected} rejected (see 'ferry status'); lag p50 {summary['lag_p50_seconds']}s, "
+                  f"p99 {summary['lag_p99_seconds']}s", highlight=False)
+    return EXIT_OK
+
+
+def _show_lag(sync, status) -> None:
+    while not sync.stop.is_set():
+        status.update(f"live sync: {sync.records:,} records applied, lag {sync.lag_seconds:.2f}s"
+                      + (" (caught up)" if sync.caught_up.is_set() else ""))
+        time.sleep(0.5)
+
+
 # --- ferry status --------------------------------------------------------------------------------
 @app.command("status")
 def status_command(
@@ -297,6 +366,7 @@ def _status_dict(m) -> dict:
         "migration": m.migration_id, "source": m.source, "target": m.target, "phase": m.phase,
         "copied": m.copied, "segments": m.total_segments, "segments_done": m.segments_done,
         "runs": m.runs, "started_at": m.started_at, "updated_at": m.updated_at, "stream_arn": m.stream_arn,
+        "dead_letters": m.dead_letters, "shards": m.shards,
         "segment_progress": [
             {"segment": n, "items": m.segment(n).items, "pages": m.segment(n).pages, "done": m.segment(n).done}
             for n in range(m.total_segments)

@@ -6,6 +6,8 @@ deployment) and hash them for task run names and caching.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_STATE_TABLE = "ferry-state"
@@ -37,6 +39,7 @@ class TableJob(BaseModel):
     allow_nonempty: bool = False
     restart: bool = False
     verify: bool = True
+    live_sync: Literal["poller", "lambda"] = "poller"
     state_table: str = DEFAULT_STATE_TABLE
 
     model_config = {"frozen": True}

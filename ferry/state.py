@@ -51,6 +51,7 @@ class MigrationState:
     runs: int = 1
     segments: dict[int, SegmentProgress] = field(default_factory=dict)
     shards: dict[str, str] = field(default_factory=dict)
+    dead_letters: int = 0  # stream records whose change the target rejected, set aside
 
     @property
     def copied(self) -> int:
@@ -204,6 +205,19 @@ class StateStore:
             },
         )
 
+    def save_dead_letter(self, migration_id: str, sequence_number: str, key: dict, error: str) -> None:
+        """Set aside a change the target rejected (a poison record): its key and error, never its item."""
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "migration": _s(migration_id),
+                "part": _s(f"dead#{sequence_number}"),
+                "key": {"M": key},
+                "error": _s(error),
+                "updated_at": _s(now_iso()),
+            },
+        )
+
     def forget(self, migration_id: str) -> int:
         """Delete every record of a migration (for --restart). Returns how many were deleted."""
         items = self._query(migration_id)
@@ -243,4 +257,6 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
             state.segments[progress.segment] = progress
         elif part.startswith("shard#"):
             state.shards[part.removeprefix("shard#")] = item["sequence_number"]["S"]
+        elif part.startswith("dead#"):
+            state.dead_letters += 1
     return state

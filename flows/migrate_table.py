@@ -2,11 +2,14 @@
 
     0. preflight      every check that bad input can fail, before anything is written
     1. enable_stream  changes from now on are recorded, so none made during the copy is lost
+    2. live sync      with --live-sync lambda: deploy the Lambda, its mapping disabled for now
     3. backfill       parallel scan segments, one task each, checkpointed page by page
-    4. catch_up       replay the recorded changes with the live-sync Lambda's apply function
-    5. verify         count and content checksum of both tables, compared
+    4. live sync      replay the recorded changes with the live-sync Lambda's apply function, until
+                      caught up (the catch-up gate), and keep applying new ones while ...
+    5. verify         ... both tables are compared as hash trees; differences are named
 
-(Step 2, deploying the live-sync Lambda, comes with the live-sync work.) Rerunning the same flow
+With the Lambda, step 4 is enabling its mapping (it starts at the stream's TRIM_HORIZON); with the
+local poller (the default) it is the poller, run as a task beside verify. Rerunning the same flow
 resumes it: confirmed pages are not copied again and the stream replay continues where it stopped.
 """
 
@@ -20,8 +23,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
 from tasks.backfill import backfill_segment
+from tasks.lambda_sync import deploy_live_sync, start_lambda_sync
 from tasks.preflight import preflight
-from tasks.stream import catch_up, enable_source_stream
+from tasks.stream import enable_source_stream, follow_source_stream, stop_live_sync, wait_for_catch_up
 from tasks.verify import artifact_key, mark_done, verify_table
 
 PARALLEL_SEGMENTS = 16
@@ -57,17 +61,19 @@ def migrate_table(
     allow_nonempty: bool = False,
     restart: bool = False,
     verify: bool = True,
+    live_sync: str = "poller",
     state_table: str = DEFAULT_STATE_TABLE,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> TableMigrationResult:
     job = TableJob(
         source=source, target=target, segments=segments, page_size=page_size, create_target=create_target,
-        allow_nonempty=allow_nonempty, restart=restart, verify=verify, state_table=state_table,
+        allow_nonempty=allow_nonempty, restart=restart, verify=verify, live_sync=live_sync, state_table=state_table,
         source_aws=source_aws, target_aws=target_aws,
     )
     plan = preflight(job)
     stream_arn = enable_source_stream(job, plan)
+    deployment = deploy_live_sync(job, stream_arn) if live_sync == "lambda" else None
 
     progress = create_progress_artifact(
         0.0, key=artifact_key("backfill", source, target), description=f"Backfill of {source} into {target}"
@@ -76,13 +82,19 @@ def migrate_table(
     outcomes = [segment.result() for segment in segments_running]
     update_progress_artifact(progress, 100.0)
 
-    replayed = catch_up(job, plan, stream_arn)
-
-    if not verify:
-        mark_done(job)
-        comparison = None
+    if deployment:
+        start_lambda_sync(job, deployment)  # from TRIM_HORIZON: after the backfill's writes
+        comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+        replayed = None
     else:
-        comparison = verify_table(job, plan.total_segments)
+        syncing = follow_source_stream.submit(job, stream_arn)  # live sync, until stopped below
+        try:
+            wait_for_catch_up(job)  # the gate: every change made during the backfill is applied
+            # verify while live sync goes on applying new changes
+            comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+        finally:
+            stop_live_sync(job)
+        replayed = syncing.result()
     return TableMigrationResult(
         source=source,
         target=target,
@@ -92,7 +104,7 @@ def migrate_table(
         resumed=plan.resumed,
         verified=bool(comparison and comparison.equal),
         segments=plan.total_segments,
-        stream_records=replayed.records,
+        stream_records=replayed.records if replayed else 0,
         source_checksum=comparison.source_checksum if comparison else None,
         target_checksum=comparison.target_checksum if comparison else None,
     )

@@ -1,7 +1,13 @@
 """Lambda handler: DynamoDB stream -> target table, through the shared apply function.
 
-Configuration comes from the environment: TARGET_TABLE (required) and, for a target in another
-account, TARGET_ROLE_ARN (a role in the target account that the function assumes).
+Configuration comes from the environment: TARGET_TABLE (required), SOURCE_TABLE (to re-read items
+when the stream has no new images) and, for a target in another account, TARGET_ROLE_ARN (a role
+in the target account that the function assumes).
+
+Partial failures are reported per record (ReportBatchItemFailures): the response names the first
+record whose key the target rejected, so Lambda retries from there, bisects, and after its retry
+limit sends that record's metadata to the on-failure destination (the dead-letter queue) and moves
+on: a poison record never blocks its shard.
 """
 
 from __future__ import annotations
@@ -54,7 +60,17 @@ def target_client():
     )
 
 
-def handler(event, context):
+def handle(event: dict, target, target_table: str, source=None, source_table: str | None = None) -> dict:
+    """The handler's work, with its clients given: what the tests call with real stream records."""
     records = [decode_record(r) for r in event.get("Records", [])]
-    apply_stream_records(target_client(), os.environ["TARGET_TABLE"], records)
-    return {"batchItemFailures": []}
+    result = apply_stream_records(target, target_table, records, source_client=source, source_table=source_table)
+    if not result.rejected:
+        return {"batchItemFailures": []}
+    first = min(result.rejected, key=lambda r: int(r.sequence_number))
+    return {"batchItemFailures": [{"itemIdentifier": first.sequence_number}]}
+
+
+def handler(event, context):
+    source_table = os.environ.get("SOURCE_TABLE")
+    return handle(event, target_client(), os.environ["TARGET_TABLE"],
+                  boto3.client("dynamodb") if source_table else None, source_table)

@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ferry.config import TableJob
-from ferry.dynamo.preflight import TablePlan, check_verifiable, preflight_table
+from ferry.dynamo.preflight import TablePlan, check_syncable, check_verifiable, preflight_table
 from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
 
 
@@ -35,3 +35,17 @@ def preflight_verify(job: TableJob) -> int:
     """Both tables exist with the same keys; returns the number of scan segments to verify with."""
     clients = table_clients(job)
     return check_verifiable(job, clients)
+
+
+@task(
+    name="preflight-sync",
+    task_run_name="check {job.source} -> {job.target} can be synced",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_unless_user_error,
+    cache_policy=NO_CACHE,
+)
+def preflight_sync(job: TableJob) -> str:
+    """The migration is recorded and its stream is the source's current one; returns the stream ARN."""
+    clients = table_clients(job)
+    return check_syncable(job, clients, state_store(job, clients))

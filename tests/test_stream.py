@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import boto3
 
-from ferry.dynamo.stream import enable_stream, lineage_order, replay_stream
+from ferry.dynamo.stream import enable_stream, follow_stream, lineage_order
 from lambdas.dynamo_apply import apply_stream_records, collapse_to_writes
 from tables import by_key, create_table, put_items, scan_all, simple_items
 
 
 def replay(dynamodb, streams, arn, checkpoints, saved):
-    return replay_stream(
+    return follow_stream(
         streams, arn, checkpoints,
-        apply=lambda records: apply_stream_records(dynamodb, "dst", records),
+        apply=lambda records: len(apply_stream_records(dynamodb, "dst", records).rejected),
         save_checkpoint=lambda shard, seq: saved.append((shard, seq)),
+        idle_seconds=0,
     )
 
 
@@ -122,7 +123,8 @@ def test_replay_drains_a_parent_shard_before_its_child_so_later_changes_win():
     }, lineage)
     applied: list[dict] = []
 
-    result = replay_stream(streams, "arn", {}, apply=applied.extend, save_checkpoint=lambda *a: None, idle_polls=1)
+    result = follow_stream(streams, "arn", {}, apply=lambda records: applied.extend(records) or 0,
+                           save_checkpoint=lambda *a: None, idle_seconds=0, poll_interval=0)
 
     assert result.shards == 2 and result.records == 4
     assert [r["dynamodb"]["SequenceNumber"] for r in applied] == ["100", "101", "200", "201"]

@@ -115,3 +115,17 @@ def check_verifiable(job: TableJob, clients: TableClients) -> int:
     target = schema.require_table(clients.target, job.target, "target")
     schema.check_key_schemas_match(source, target)
     return job.segments or choose_segments(max(source.get("TableSizeBytes", 0), target.get("TableSizeBytes", 0)))
+
+
+def check_syncable(job: TableJob, clients: TableClients, state: StateStore) -> str:
+    """Live sync needs a recorded migration whose stream is still the source's stream."""
+    migration = state.load(job.migration_id)
+    if migration is None or not migration.stream_arn:
+        raise FerryError(f"no migration of {job.source} into {job.target} is recorded in {job.state_table!r}: "
+                         f"run 'ferry table {job.source} {job.target}' first")
+    source = schema.require_table(clients.source, job.source, "source")
+    schema.require_table(clients.target, job.target, "target")
+    if source.get("LatestStreamArn") != migration.stream_arn or not (source.get("StreamSpecification") or {}).get("StreamEnabled"):
+        raise FerryError(f"the stream of {job.source!r} is not the one this migration started from (it was "
+                         "disabled or replaced), so changes may be lost: run 'ferry table ... --restart'")
+    return migration.stream_arn

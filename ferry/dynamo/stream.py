@@ -11,8 +11,10 @@ shard's last applied sequence number, so an interrupted replay resumes without l
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
 
 from botocore.exceptions import ClientError
@@ -91,58 +93,108 @@ def lineage_order(shards: list[dict]) -> list[dict]:
 
 
 @dataclass
-class ReplayResult:
+class FollowResult:
     records: int = 0
     shards: int = 0
+    rejected: int = 0
+    lag_seconds: list[float] = field(default_factory=list)  # per batch read: age of its oldest record
 
 
-def replay_stream(
+def record_age(record: dict, now: datetime) -> float:
+    created = record["dynamodb"].get("ApproximateCreationDateTime")
+    if created is None:
+        return 0.0
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return max(0.0, (now - created).total_seconds())
+
+
+def follow_stream(
     streams_client,
     stream_arn: str,
     checkpoints: dict[str, str],
-    apply: Callable[[list[dict]], None],
+    apply: Callable[[list[dict]], int],
     save_checkpoint: Callable[[str, str], None],
-    idle_polls: int = 2,
+    idle_seconds: float | None = 1.0,
+    stop: threading.Event | None = None,
+    caught_up: threading.Event | None = None,
+    poll_interval: float = 0.25,
     page_limit: int = 1000,
-) -> ReplayResult:
-    """Apply every record after each shard's checkpoint (from TRIM_HORIZON without one), until
-    closed shards are exhausted and open shards have returned `idle_polls` empty reads in a row.
+    on_batch: Callable[[int, float], None] | None = None,
+) -> FollowResult:
+    """Apply every record after each shard's checkpoint (TRIM_HORIZON without one), shard by shard
+    in lineage order (a child shard starts only once its parent is drained), until every shard has
+    been idle for `idle_seconds` (None: until `stop` is set).
 
-    `apply` is called with each page of records in stream order; the shard's checkpoint is saved
-    after it returns, so a record is applied at least once and never skipped.
+    `apply` gets each page of records in stream order and returns how many it rejected; the shard's
+    checkpoint is saved after it returns, so a record is applied at least once and never skipped.
+    `caught_up` is set whenever a full round over the open shards found nothing new (lag is zero).
+    `stop` ends the loop after the batch in hand.
     """
-    result = ReplayResult()
-    for shard in lineage_order(list_shards(streams_client, stream_arn)):
-        shard_id = shard["ShardId"]
-        after = checkpoints.get(shard_id)
-        iterator_args = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-            if after
-            else {"ShardIteratorType": "TRIM_HORIZON"}
-        )
-        try:
-            iterator = streams_client.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **iterator_args)[
-                "ShardIterator"
-            ]
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "TrimmedDataAccessException":
-                raise FerryError(
-                    f"stream records of shard {shard_id} after the last applied one have expired (24 h "
-                    "retention): changes may be missing; run again with --restart to copy the table afresh"
-                ) from error
-            raise
-        result.shards += 1
-        empty = 0
-        while iterator and empty < idle_polls:
-            page = streams_client.get_records(ShardIterator=iterator, Limit=page_limit)
-            records = page["Records"]
-            iterator = page.get("NextShardIterator")
-            if not records:
-                empty += 1
+    result = FollowResult()
+    finished: set[str] = set()
+    iterators: dict[str, str] = {}
+    known: dict[str, dict] = {}
+    refresh_at = 0.0
+    idle_since: float | None = None
+    while not (stop and stop.is_set()):
+        if time.monotonic() >= refresh_at:
+            known = {s["ShardId"]: s for s in lineage_order(list_shards(streams_client, stream_arn))}
+            for shard_id, shard in known.items():
+                parent = shard.get("ParentShardId")
+                parent_done = parent is None or parent not in known or parent in finished
+                if shard_id not in finished and shard_id not in iterators and parent_done:
+                    iterators[shard_id] = shard_iterator(streams_client, stream_arn, shard_id, checkpoints.get(shard_id))
+                    result.shards += 1
+            refresh_at = time.monotonic() + 10
+        found = 0
+        for shard_id in list(iterators):
+            try:
+                page = streams_client.get_records(ShardIterator=iterators[shard_id], Limit=page_limit)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ExpiredIteratorException":
+                    raise
+                iterators[shard_id] = shard_iterator(streams_client, stream_arn, shard_id, checkpoints.get(shard_id))
                 continue
-            empty = 0
-            apply(records)
-            save_checkpoint(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
-            checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
-            result.records += len(records)
+            records = page["Records"]
+            if records:
+                lag = record_age(records[0], datetime.now(timezone.utc))
+                result.lag_seconds.append(lag)
+                result.rejected += apply(records) or 0
+                checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+                save_checkpoint(shard_id, checkpoints[shard_id])
+                result.records += len(records)
+                found += len(records)
+                if on_batch:
+                    on_batch(len(records), lag)
+            if page.get("NextShardIterator"):
+                iterators[shard_id] = page["NextShardIterator"]
+            else:  # a closed shard, read to its end: its children may start now
+                del iterators[shard_id]
+                finished.add(shard_id)
+                refresh_at = 0.0
+        if found:
+            idle_since = None
+            continue
+        if caught_up is not None:
+            caught_up.set()
+        idle_since = idle_since or time.monotonic()
+        if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
+            break
+        time.sleep(poll_interval)
     return result
+
+
+def shard_iterator(streams_client, stream_arn: str, shard_id: str, after: str | None) -> str:
+    """An iterator just after the shard's checkpoint, or at its oldest record without one."""
+    args = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after} if after
+            else {"ShardIteratorType": "TRIM_HORIZON"})
+    try:
+        return streams_client.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **args)["ShardIterator"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "TrimmedDataAccessException":
+            raise FerryError(
+                f"stream records of shard {shard_id} after the last applied one have expired (24 h "
+                "retention): changes may be missing; run again with --restart to copy the table afresh"
+            ) from error
+        raise

@@ -1,0 +1,245 @@
+"""Live sync: the target converges to a source that keeps changing, through kills and poison records."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+import zipfile
+
+import boto3
+import pytest
+
+from conftest import FERRY
+from ferry.dynamo import lambda_sync
+from ferry.state import StateStore
+from lambdas.dynamo_apply import apply_stream_records
+from lambdas.dynamo_handler import handle
+from tables import by_key, create_table, put_items, scan_all, simple_items
+from writers import LiveWriter
+
+ITEMS = 3_000
+
+
+def wait_for_backfill(dynamodb, at_least: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    state = StateStore(dynamodb, "ferry-state")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "ferry finished before it could be killed"
+        migration = state.load("table:src>dst") if state.exists() else None
+        if migration and migration.copied >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the backfill did not progress")
+
+
+@pytest.mark.parametrize("killed_during_backfill", [False, True], ids=["straight", "killed-and-rerun"])
+def test_target_equals_source_after_continuous_writes_during_ferry_table(dynamodb, run_ferry, killed_during_backfill):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(ITEMS))
+    command = ["table", "src", "dst", "--create-target", "--segments", "2", "--page-size", "50", "--json"]
+    writer = LiveWriter("src", ITEMS)
+    writer.start()
+    if killed_during_backfill:
+        first = subprocess.Popen([FERRY, *command], env=run_ferry.env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_backfill(dynamodb, ITEMS // 3, first)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+    result = run_ferry(*command)
+    counts = writer.stop()
+
+    assert result.returncode == 0, result.stderr  # verified equal while the writes went on
+    assert result.json["verified"] is True and result.json["resumed"] is killed_during_backfill
+    assert min(counts.values()) > 0
+    # The writer ran past the end of `ferry table`; the poller brings in its last writes.
+    synced = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src"), "pk")
+
+
+def test_poller_killed_and_restarted_while_records_flow_loses_nothing(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(500))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    writer = LiveWriter("src", 500, rate_per_second=200)
+    writer.start()
+    poller = subprocess.Popen([FERRY, "sync", "table", "src", "dst", "--json"], env=run_ferry.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = StateStore(dynamodb, "ferry-state")
+    deadline = time.monotonic() + 60
+    before = dict(state.load("table:src>dst").shards)
+    while state.load("table:src>dst").shards == before and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the poller has applied and checkpointed some records
+    time.sleep(0.5)
+    os.killpg(poller.pid, signal.SIGKILL)
+    poller.wait()
+    time.sleep(1)  # records keep flowing while no poller runs
+    counts = writer.stop()
+
+    restarted = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json")
+
+    assert restarted.returncode == 0, restarted.stderr
+    assert restarted.json["records"] > 0 and sum(counts.values()) > 100
+    assert by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src"), "pk")
+
+
+def test_poller_stops_cleanly_on_sigterm(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(50))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    poller = subprocess.Popen([FERRY, "sync", "table", "src", "dst", "--json"], env=run_ferry.env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # Prefect's start-up, then following the stream
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "late"}})
+    time.sleep(2)
+    poller.send_signal(signal.SIGTERM)
+    out, err = poller.communicate(timeout=60)
+    assert poller.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["records"] >= 1
+    assert "Item" in dynamodb.get_item(TableName="dst", Key={"pk": {"S": "late"}})
+
+
+def lambda_event(records: list[dict]) -> dict:
+    """Stream records as Lambda delivers them: JSON, binary values base64-encoded."""
+    import base64
+
+    def encode(value):
+        if isinstance(value, (bytes, bytearray)):
+            return base64.b64encode(bytes(value)).decode()
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        if hasattr(value, "timestamp"):
+            return value.timestamp()
+        return value
+
+    return {"Records": [encode(r) for r in records]}
+
+
+def stream_records(dynamodb, table: str) -> list[dict]:
+    streams = boto3.client("dynamodbstreams")
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return streams.get_records(ShardIterator=iterator)["Records"]
+
+
+def test_a_poison_record_is_reported_by_sequence_number_and_later_records_still_apply(dynamodb):
+    create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    # The target indexes `g`: an empty string there is fine on the source, rejected by the target's index.
+    create_table(dynamodb, "dst", ExtraAttributes=[{"AttributeName": "g", "AttributeType": "S"}],
+                 GlobalSecondaryIndexes=[{"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                          "Projection": {"ProjectionType": "ALL"}}])
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "a"}, "g": {"S": "1"}, "b": {"B": b"\x00\xff"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "poison"}, "g": {"S": ""}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "c"}, "g": {"S": "3"}})
+    dynamodb.delete_item(TableName="src", Key={"pk": {"S": "a"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "d"}, "g": {"S": "4"}})
+    records = stream_records(dynamodb, "src")
+    poison_sequence = records[1]["dynamodb"]["SequenceNumber"]
+
+    response = handle(lambda_event(records), dynamodb, "dst")
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": poison_sequence}]}
+    assert sorted(i["pk"]["S"] for i in scan_all(dynamodb, "dst")) == ["c", "d"]  # the rest applied, in order
+    again = handle(lambda_event(records), dynamodb, "dst")  # Lambda's retry: idempotent
+    assert again == response and sorted(i["pk"]["S"] for i in scan_all(dynamodb, "dst")) == ["c", "d"]
+
+
+def test_keys_only_records_are_resolved_by_a_consistent_read_of_the_source(dynamodb):
+    create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+    create_table(dynamodb, "dst")
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "kept"}, "v": {"N": "1"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "kept"}, "v": {"N": "2"}})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "gone"}, "v": {"N": "1"}})
+    dynamodb.delete_item(TableName="src", Key={"pk": {"S": "gone"}})
+    records = stream_records(dynamodb, "src")
+    assert all("NewImage" not in r["dynamodb"] for r in records)
+
+    result = apply_stream_records(dynamodb, "dst", records, source_client=dynamodb, source_table="src")
+
+    assert scan_all(dynamodb, "dst") == [{"pk": {"S": "kept"}, "v": {"N": "2"}}]
+    assert (result.puts, result.deletes) == (1, 1)
+
+
+def deploy(dynamodb, target_role_arn=None):
+    if "src" not in dynamodb.list_tables()["TableNames"]:
+        create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        create_table(dynamodb, "dst")
+    source, target = (dynamodb.describe_table(TableName=t)["Table"] for t in ("src", "dst"))
+    return lambda_sync.deploy(
+        boto3.client("iam"), boto3.client("lambda"), boto3.client("sqs"), boto3.client("logs"),
+        source="src", target="dst", stream_arn=source["LatestStreamArn"], source_table_arn=source["TableArn"],
+        target_table_arn=target["TableArn"], target_role_arn=target_role_arn)
+
+
+def test_lambda_deployment_is_least_privilege_disabled_until_started_and_idempotent(dynamodb):
+    deployment = deploy(dynamodb)
+    iam, lambda_client = boto3.client("iam"), boto3.client("lambda")
+    source = dynamodb.describe_table(TableName="src")["Table"]
+
+    policy = iam.get_role_policy(RoleName=deployment.function_name, PolicyName="ferry-live-sync")["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for value in statement["Action"] + statement["Resource"]:
+            assert "*" not in value, statement
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert resources == {source["LatestStreamArn"], source["TableArn"],
+                         dynamodb.describe_table(TableName="dst")["Table"]["TableArn"],
+                         deployment.dead_letter_queue_arn,
+                         f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{deployment.function_name}"}
+    writes = next(s for s in policy["Statement"] if s["Sid"] == "WriteTargetTable")
+    assert set(writes["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+
+    function = lambda_client.get_function(FunctionName=deployment.function_name)["Configuration"]
+    assert function["Handler"] == "lambdas.dynamo_handler.handler" and function["Role"] == deployment.role_arn
+    assert function["Environment"]["Variables"] == {"TARGET_TABLE": "dst", "SOURCE_TABLE": "src"}
+    mapping = lambda_client.get_event_source_mapping(UUID=deployment.mapping_uuid)
+    assert mapping["EventSourceArn"] == source["LatestStreamArn"]
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["State"] in ("Disabled", "Disabling")  # nothing applied before the backfill ends
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["MaximumRetryAttempts"] == lambda_sync.MAX_RETRY_ATTEMPTS
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == deployment.dead_letter_queue_arn
+    assert deployment.dead_letter_queue_arn.endswith(":ferry-sync-src-dst-dlq")
+
+    again = deploy(dynamodb)  # a rerun updates instead of failing
+    assert again == deployment
+    assert len(lambda_client.list_event_source_mappings(FunctionName=deployment.function_name)["EventSourceMappings"]) == 1
+    lambda_sync.start(lambda_client, deployment)
+    assert lambda_client.get_event_source_mapping(UUID=deployment.mapping_uuid)["State"] in ("Enabled", "Enabling")
+
+
+def test_the_lambda_package_holds_only_the_lambdas_package():
+    names = zipfile.ZipFile(io.BytesIO(lambda_sync.package())).namelist()
+    assert "lambdas/dynamo_handler.py" in names and "lambdas/dynamo_apply.py" in names
+    assert all(name.startswith("lambdas/") for name in names)
+
+
+def test_ferry_table_with_lambda_live_sync_deploys_then_enables_the_mapping_after_the_backfill(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(200))
+
+    result = run_ferry("table", "src", "dst", "--create-target", "--live-sync", "lambda", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.json["verified"] is True and result.json["copied"] == 200
+    lambda_client = boto3.client("lambda")
+    [mapping] = lambda_client.list_event_source_mappings(FunctionName="ferry-sync-src-dst")["EventSourceMappings"]
+    assert mapping["State"] in ("Enabled", "Enabling")
+    assert mapping["EventSourceArn"] == dynamodb.describe_table(TableName="src")["Table"]["LatestStreamArn"]
+
+
+def test_an_unknown_live_sync_mode_is_bad_input(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    result = run_ferry("table", "src", "dst", "--create-target", "--live-sync", "kinesis")
+    assert result.returncode == 2 and result.stderr.startswith("ferry: error: --live-sync: ")
+    assert dynamodb.list_tables()["TableNames"] == ["src"]

@@ -1,0 +1,43 @@
+"""A stand-in for the live service: a thread that keeps inserting, updating and deleting."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import boto3
+
+
+class LiveWriter(threading.Thread):
+    """Writes to `table` until stopped: inserts of new keys, updates and deletes of existing keys
+    anywhere in the key space (so of items the backfill has copied and of items it has not)."""
+
+    def __init__(self, table: str, existing: int, rate_per_second: float = 150, seed: int = 5):
+        super().__init__(daemon=True)
+        self.table, self.existing, self.interval = table, existing, 1 / rate_per_second
+        self.rng = random.Random(seed)
+        self.counts = {"insert": 0, "update": 0, "delete": 0}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        client = boto3.client("dynamodb")
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            action = self.rng.choice(["insert", "update", "update", "delete"])
+            key = {"pk": {"S": f"k{self.rng.randrange(self.existing):07d}"}}
+            if action == "insert":
+                client.put_item(TableName=self.table, Item={"pk": {"S": f"live{n:06d}"}, "v": {"N": str(n)}})
+            elif action == "update":
+                client.update_item(TableName=self.table, Key=key, UpdateExpression="SET v = :v",
+                                   ExpressionAttributeValues={":v": {"N": str(n)}})
+            else:
+                client.delete_item(TableName=self.table, Key=key)
+            self.counts[action] += 1
+            time.sleep(self.interval)
+
+    def stop(self) -> dict:
+        self.stopping.set()
+        self.join()
+        return self.counts
