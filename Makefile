@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_table.py
 	$(BIN)/python bench/bench_verify.py
+	$(BIN)/python bench/bench_sync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

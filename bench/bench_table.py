@@ -27,8 +27,9 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from conftest import free_port, stop, wait_for  # noqa: E402
+from servers import local_services  # noqa: E402
 from tables import create_table, put_items  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -132,26 +133,8 @@ def print_row(r: dict) -> None:
 
 
 def main() -> None:
-    moto_port, proxy_port, prefect_port = free_port(), free_port(), free_port()
-    direct, proxied = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{proxy_port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-    os.environ.pop("AWS_PROFILE", None)
-    home = ROOT / "bench" / "results" / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    prefect_env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    processes = [
-        subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-                         env={**os.environ, **prefect_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, str(ROOT / "bench" / "latency_proxy.py"), str(proxy_port), str(moto_port),
-                          str(LATENCY_MS)]),
-    ]
-    try:
-        wait_for(f"{direct}/moto-api/", 30, processes[0])
-        wait_for(f"{prefect_env['PREFECT_API_URL']}/health", 120, processes[1])
-        wait_for(f"{proxied}/moto-api/", 30, processes[2])
+    with local_services(latency_ms=LATENCY_MS) as services:
+        direct, proxied, prefect_env = services.moto, services.proxied, services.prefect_env
         print(f"moto server, Prefect server and a {LATENCY_MS:.0f} ms proxy running; items of ~1 KB")
         results = [run_setting("no-latency", direct, direct, prefect_env, ITEMS),
                    run_setting(f"{LATENCY_MS:.0f}ms-latency", proxied, direct, prefect_env, LATENCY_ITEMS)]
@@ -169,9 +152,6 @@ def main() -> None:
         out = ROOT / "bench" / "results" / "table.json"
         out.write_text(json.dumps({"settings": results, **extra}, indent=2))
         print(f"written to {out.relative_to(ROOT)}")
-    finally:
-        for process in processes:
-            stop(process)
 
 
 if __name__ == "__main__":

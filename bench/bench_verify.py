@@ -23,11 +23,11 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from conftest import free_port, stop, wait_for  # noqa: E402
+from servers import local_services  # noqa: E402
 from tables import create_table, put_items  # noqa: E402
 
-BIN = Path(sys.executable).parent
 SMALL, LARGE = int(os.environ.get("BENCH_VERIFY_SMALL", 20_000)), int(os.environ.get("BENCH_VERIFY_LARGE", 200_000))
 SEGMENTS = 4
 
@@ -80,16 +80,8 @@ def plain_scans(client, name: str) -> float:
 
 
 def main() -> None:
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1")
-    os.environ.pop("AWS_PROFILE", None)
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(f"{endpoint}/moto-api/", 30, server)
-        client = boto3.client("dynamodb")
+    with local_services(prefect=False) as services:
+        client = boto3.client("dynamodb", endpoint_url=services.moto)
         print(f"loading {SMALL:,}- and {LARGE:,}-item pairs of tables ...", flush=True)
         make_pair(client, "small", SMALL)
         make_pair(client, "large", LARGE)
@@ -112,8 +104,6 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         print(f"written to {out.relative_to(ROOT)}")
-    finally:
-        stop(server)
 
 
 if __name__ == "__main__":

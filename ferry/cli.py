@@ -306,6 +306,156 @@ def _show_lag(sync, status) -> None:
         time.sleep(0.5)
 
 
+# --- buckets -------------------------------------------------------------------------------------
+Prefix = Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")]
+MultipartThreshold = Annotated[int, typer.Option("--multipart-threshold", help="Bytes above which copies are multipart.")]
+PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a multipart copy.")]
+
+
+def build_bucket_job(**fields):
+    from ferry.config import BucketJob
+
+    try:
+        return BucketJob(**fields)
+    except ValidationError as error:
+        raise FerryError(str(error.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+def connect_buckets(job):
+    from ferry.aws import client
+    from ferry.s3.preflight import check_bucket_job
+
+    check_bucket_job(job, client(job.source_aws, "s3"), client(job.target_aws, "s3"))
+
+
+@app.command("bucket")
+def bucket_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    prefix: Prefix = "",
+    delete: Annotated[bool, typer.Option("--delete", help="Remove target keys the source does not have.")] = False,
+    multipart_threshold: MultipartThreshold = 256 * 2**20,
+    part_size: PartSize = 128 * 2**20,
+    json_output: JsonOutput = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_bucket_job(source=source, target=target, prefix=prefix, delete=delete,
+                           multipart_threshold=multipart_threshold, part_size=part_size,
+                           source_aws=source_aws, target_aws=target_aws)
+    connect_buckets(job)
+    use_prefect(verbose)
+    from flows.migrate_bucket import migrate_bucket
+
+    started = time.monotonic()
+    result = migrate_bucket(**dict(job))
+    elapsed = time.monotonic() - started
+    payload = {k: getattr(result, k) for k in ("source", "target", "source_objects", "target_objects", "copied",
+                                               "deleted", "bytes_copied", "verified", "events_applied")}
+    if json_output:
+        print_json(payload | {"seconds": round(elapsed, 2)})
+    else:
+        summary = Table(title=f"{source} -> {target}", show_header=False)
+        for name, value in payload.items():
+            summary.add_row(name.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+        summary.add_row("time", f"{elapsed:.1f}s")
+        out.print(summary)
+    return EXIT_OK if result.verified else EXIT_DIFFERENT
+
+
+@verify_app.command("bucket")
+def verify_bucket_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    prefix: Prefix = "",
+    repair: Annotated[bool, typer.Option("--repair", help="Copy missing and changed objects from the source.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="With --repair, also remove keys only the target has.")] = False,
+    json_output: JsonOutput = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_bucket_job(source=source, target=target, prefix=prefix, delete=delete,
+                           source_aws=source_aws, target_aws=target_aws)
+    from ferry.aws import client
+    from ferry.s3.preflight import require_bucket
+
+    require_bucket(client(source_aws, "s3"), source, "source")
+    require_bucket(client(target_aws, "s3"), target, "target")
+    use_prefect(verbose)
+    from flows.verify_bucket import verify_bucket
+
+    report = verify_bucket(**dict(job), repair=repair, fail_on_difference=False)
+    if json_output:
+        print_json(report.summary())
+    else:
+        listed = Table(title=f"{source} = {target} ?")
+        for column in ("kind", "count", "first keys"):
+            listed.add_column(column)
+        for kind in ("missing", "extra", "changed"):
+            keys = getattr(report, kind)
+            listed.add_row(kind, str(len(keys)), ", ".join(keys[:5]))
+        out.print(listed)
+        out.print(("EQUAL" if report.equal else "DIFFERENT") + f": {report.source_objects:,} source objects, "
+                  f"{report.target_objects:,} target objects" + (f", {report.repaired} repaired" if repair else ""),
+                  style="green" if report.equal else "red", highlight=False)
+    return EXIT_OK if report.equal else EXIT_DIFFERENT
+
+
+@sync_app.command("bucket")
+def sync_bucket_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
+    json_output: JsonOutput = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    source_profile: SourceProfile = None,
+    target_profile: TargetProfile = None,
+    source_role_arn: SourceRole = None,
+    target_role_arn: TargetRole = None,
+    source_region: SourceRegion = None,
+    target_region: TargetRegion = None,
+    endpoint_url: EndpointUrl = None,
+) -> int:
+    """Apply the source bucket's queued events to the target (the local poller for buckets)."""
+    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
+                                   target_profile, target_role_arn, target_region, endpoint_url)
+    job = build_bucket_job(source=source, target=target, source_aws=source_aws, target_aws=target_aws)
+    from ferry.aws import client
+    from ferry.s3 import events
+
+    try:
+        client(source_aws, "sqs").get_queue_url(QueueName=events.queue_names(source, target)[0])
+    except Exception:
+        raise FerryError(f"no event queue for {source} -> {target}: run 'ferry bucket {source} {target}' first") from None
+    use_prefect(verbose)
+    from flows.migrate_bucket import sync_bucket
+
+    counts = sync_bucket(**dict(job) | {"idle_seconds": until_idle})
+    if json_output:
+        print_json({"source": source, "target": target, **counts})
+    else:
+        out.print(f"applied {counts['messages']:,} event messages; {counts['failed']} failed (retried by the queue)")
+    return EXIT_OK
+
+
 # --- ferry status --------------------------------------------------------------------------------
 @app.command("status")
 def status_command(

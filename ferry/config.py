@@ -75,3 +75,41 @@ class TableJob(BaseModel):
         src = f"{self.source_aws.region}/{self.source}" if self.source_aws.region else self.source
         tgt = f"{self.target_aws.region}/{self.target}" if self.target_aws.region else self.target
         return f"table:{src}>{tgt}"
+
+
+class BucketJob(BaseModel):
+    """One bucket migration."""
+
+    source: str
+    target: str
+    prefix: str = ""
+    delete: bool = False
+    source_aws: AwsSide = Field(default_factory=AwsSide)
+    target_aws: AwsSide = Field(default_factory=AwsSide)
+    multipart_threshold: int = 256 * 2**20
+    part_size: int = 128 * 2**20
+
+    model_config = {"frozen": True}
+
+    @field_validator("source", "target")
+    @classmethod
+    def _bucket_name(cls, name: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+            raise ValueError(f"{name!r} is not an S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-'")
+        return name
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_size(cls, n: int) -> int:
+        if not 5 * 2**20 <= n <= 5 * 2**30:
+            raise ValueError(f"--part-size must be between 5 MiB and 5 GiB (S3's limits), got {n}")
+        return n
+
+    @field_validator("multipart_threshold")
+    @classmethod
+    def _threshold(cls, n: int) -> int:
+        if not 0 < n <= 5 * 2**30:
+            raise ValueError(f"--multipart-threshold must be at most 5 GiB (CopyObject's limit), got {n}")
+        return n

@@ -1,0 +1,1 @@
+"""S3: listing, comparing, copying, verifying and live-syncing buckets."""

@@ -1,0 +1,114 @@
+"""Route a bucket's object events to an SQS queue, without disturbing anyone else's notifications.
+
+The queue (with a dead-letter queue behind it) is durable: events keep arriving while the bulk copy
+runs and are drained after it. The bucket's notification configuration is read first and Ferry's
+queue configuration added to it; nothing existing is removed or changed. S3 allows one destination
+per event type, so when an existing configuration already takes object-created or object-removed
+events, Ferry stops with a one-line error saying so and how to proceed, instead of failing obscurely.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ferry.errors import FerryError
+
+CONFIGURATION_ID = "ferry-live-sync"
+EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+MAX_RECEIVES = 5
+
+
+def queue_names(source: str, target: str) -> tuple[str, str]:
+    base = f"ferry-sync-{source}-{target}"[:70]
+    return base, f"{base}-dlq"
+
+
+def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str) -> tuple[str, str]:
+    """The event queue (and its dead-letter queue), accepting messages from this bucket only."""
+    dead_url = sqs.create_queue(QueueName=dead_letter_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"}}}]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={
+        "Policy": json.dumps(policy), "MessageRetentionPeriod": "1209600",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)})})
+    return url, arn
+
+
+def _family(event: str) -> str:
+    parts = event.split(":")
+    return ":".join(parts[:2]) if len(parts) > 1 else event
+
+
+def conflicting(configuration: dict) -> list[str]:
+    """Ids (or targets) of existing configurations that already take object-created/removed events."""
+    ours = {_family(e) for e in EVENTS}
+    found = []
+    for kind, target_key in (("QueueConfigurations", "QueueArn"), ("TopicConfigurations", "TopicArn"),
+                             ("LambdaFunctionConfigurations", "LambdaFunctionArn")):
+        for config in configuration.get(kind, []):
+            if config.get("Id") == CONFIGURATION_ID:
+                continue
+            if {_family(e) for e in config.get("Events", [])} & ours:
+                found.append(config.get("Id") or config[target_key])
+    return found
+
+
+def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
+    """Add Ferry's queue to the bucket's notifications (merging). Returns False if it was already there."""
+    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
+    configuration.pop("ResponseMetadata", None)
+    queues = configuration.get("QueueConfigurations", [])
+    if any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn for q in queues):
+        return False
+    clashes = conflicting(configuration)
+    if clashes:
+        raise FerryError(
+            f"bucket {bucket!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 allows "
+            "one destination per event type: turn on EventBridge for the bucket and route those consumers through "
+            "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)"
+        )
+    configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [
+        {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    return True
+
+
+def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, stop=None,
+                until_caught_up: bool = False) -> dict:
+    """Receive event messages and `apply(body)` each; a message is deleted only once applied.
+
+    Stops after `idle_seconds` without messages (None: only when `stop` is set), or, with
+    `until_caught_up`, as soon as every message sent before the drain began has been applied (while
+    writes go on, the queue is never idle; what comes later is the poller's).
+    """
+    import time
+
+    counts = {"messages": 0, "failed": 0}
+    began_ms = time.time() * 1000
+    idle_since = time.monotonic()
+    while not (stop and stop.is_set()):
+        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                       AttributeNames=["SentTimestamp"])
+        messages = response.get("Messages", [])
+        if not messages:
+            if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
+                break
+            continue
+        idle_since = time.monotonic()
+        done = []
+        for message in messages:
+            try:
+                apply(message["Body"])
+                done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+            except Exception:  # left on the queue: retried, then dead-lettered by the redrive policy
+                counts["failed"] += 1
+        if done:
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+        counts["messages"] += len(done)
+        if until_caught_up and all(int(m["Attributes"]["SentTimestamp"]) > began_ms for m in messages):
+            break
+    return counts

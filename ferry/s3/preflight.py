@@ -1,0 +1,32 @@
+"""Bucket preflight: every check that bad input can fail, reading only."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from ferry.config import BucketJob
+from ferry.errors import FerryError
+from ferry.s3 import events
+
+
+def require_bucket(s3, bucket: str, side: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        reason = "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
+        raise FerryError(f"{side} bucket {bucket!r} {reason}: check the name, --{side}-profile and --{side}-region")
+
+
+def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
+    if job.source == job.target and job.source_aws == job.target_aws:
+        raise FerryError(f"source and target are the same bucket {job.source!r}: name a different target")
+    require_bucket(source_s3, job.source, "source")
+    require_bucket(target_s3, job.target, "target")
+    configuration = source_s3.get_bucket_notification_configuration(Bucket=job.source)
+    clashes = events.conflicting(configuration)
+    if clashes:
+        raise FerryError(
+            f"bucket {job.source!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 "
+            "allows one destination per event type: turn on EventBridge for the bucket and route those consumers "
+            "through it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)")

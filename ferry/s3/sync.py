@@ -1,0 +1,93 @@
+"""Bulk sync of a bucket: list both sides, decide, copy server-side in parallel, delete extras.
+
+A rerun after a kill lists again and copies only what is still missing or different; a no-op
+re-sync does only the listings and comparisons (plus a HEAD for each multipart copy).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+from botocore.exceptions import ClientError
+
+from ferry.s3.compare import BucketPlan, comparable, plan_sync
+from ferry.s3.listing import list_bucket
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
+
+COPY_THREADS = 32
+DELETE_BATCH = 1000
+
+
+@dataclass
+class Listings:
+    source: pd.DataFrame
+    target: pd.DataFrame
+    plan: BucketPlan
+
+
+def recorded_source_etags(s3, bucket: str, source: pd.DataFrame, target: pd.DataFrame) -> dict[str, str]:
+    """For target objects whose ETag cannot be compared (multipart copies), the source ETag that Ferry
+    recorded in their metadata when it copied them."""
+    keys = [k for k in target.index.intersection(source.index)
+            if not (comparable(target.at[k, "etag"]) and comparable(source.at[k, "etag"]))]
+    if not keys:
+        return {}
+    with ThreadPoolExecutor(min(COPY_THREADS, len(keys))) as pool:
+        heads = pool.map(lambda k: s3.head_object(Bucket=bucket, Key=k).get("Metadata", {}), keys)
+        return {key: meta.get("ferry-source-etag", "") for key, meta in zip(keys, heads)}
+
+
+def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "") -> Listings:
+    with ThreadPoolExecutor(2) as pool:
+        source_listing = pool.submit(list_bucket, s3_source, source_bucket, prefix)
+        target = list_bucket(s3_target, target_bucket, prefix)
+        source = source_listing.result()
+    plan = plan_sync(source, target, recorded_source_etags(s3_target, target_bucket, source, target))
+    return Listings(source, target, plan)
+
+
+GONE = {"404", "NoSuchKey", "NotFound"}
+CHANGED = {"412", "PreconditionFailed"}
+
+
+def copy_one(s3, source_bucket: str, key: str, target_bucket: str, size: int, multipart_threshold: int,
+             part_size: int) -> CopyResult | None:
+    """Copy one listed key. A key deleted since the listing is skipped (None): its delete event is
+    in the queue. A key that changed mid-copy (its pinned ETag no longer matches) is read again and
+    copied once more; if it keeps changing, the error propagates and the task retries."""
+    for attempt in range(2):
+        try:
+            return copy_object(s3, source_bucket, key, target_bucket, size, multipart_threshold, part_size)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in GONE:
+                return None
+            if code not in CHANGED or attempt:
+                raise
+            size = s3.head_object(Bucket=source_bucket, Key=key)["ContentLength"]
+    return None
+
+
+def copy_keys(s3, source_bucket: str, target_bucket: str, rows: list[tuple[str, int]],
+              multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+              threads: int = COPY_THREADS) -> list[CopyResult]:
+    """Copy (key, size) pairs server-side, concurrently. Each copy is idempotent; safe to retry.
+    Returns what was copied (keys deleted meanwhile are left to the event queue)."""
+    if not rows:
+        return []
+    with ThreadPoolExecutor(min(threads, len(rows))) as pool:
+        results = pool.map(lambda row: copy_one(s3, source_bucket, row[0], target_bucket, row[1],
+                                                multipart_threshold, part_size), rows)
+        return [r for r in results if r is not None]
+
+
+def delete_keys(s3, bucket: str, keys: list[str]) -> int:
+    for start in range(0, len(keys), DELETE_BATCH):
+        chunk = keys[start:start + DELETE_BATCH]
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise RuntimeError(f"{len(response['Errors'])} deletes failed in {bucket}, first {first['Code']}")
+    return len(keys)

@@ -1,0 +1,33 @@
+"""The verify-bucket flow: keys, sizes and checksums of two buckets; optional repair."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from ferry.config import AwsSide, BucketJob
+from ferry.s3.verify import BucketReport
+from flows.verify_table import DifferencesRemain
+from tasks.s3 import verify_bucket as verify_bucket_task
+
+
+@flow(name="verify-bucket", flow_run_name="verify-bucket {source} = {target}")
+def verify_bucket(
+    source: str,
+    target: str,
+    prefix: str = "",
+    delete: bool = False,
+    repair: bool = False,
+    fail_on_difference: bool = True,
+    multipart_threshold: int = 256 * 2**20,
+    part_size: int = 128 * 2**20,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> BucketReport:
+    job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
+                    multipart_threshold=multipart_threshold, part_size=part_size,
+                    source_aws=source_aws, target_aws=target_aws)
+    report = verify_bucket_task(job, repair=repair)
+    if fail_on_difference and not report.equal:
+        raise DifferencesRemain(f"{len(report.missing)} missing, {len(report.extra)} extra, "
+                                f"{len(report.changed)} changed in {target}")
+    return report

@@ -1,0 +1,61 @@
+"""S3 live sync: make one target key match the source's current state.
+
+An event is only a hint that a key may have changed: the key is decoded (S3 URL-encodes it in
+events: `red flower.jpg` arrives as `red+flower.jpg`), then the source is read (HEAD) and the target
+made to match: copied (server-side) if different, deleted if the source no longer has it. Order,
+duplicates and missing sequencers therefore do not matter. Nothing of the object's body is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from lambdas.s3_copy import copy_object
+
+log = logging.getLogger(__name__)
+
+
+def keys_in_message(body: str) -> list[tuple[str, str]]:
+    """(bucket, key) pairs named by an S3 event notification (test events name none)."""
+    event = json.loads(body)
+    if "Message" in event and isinstance(event["Message"], str):  # delivered through SNS
+        event = json.loads(event["Message"])
+    if "detail" in event and "object" in event.get("detail", {}):  # delivered through EventBridge
+        return [(event["detail"]["bucket"]["name"], event["detail"]["object"]["key"])]
+    return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in event.get("Records", [])
+            if "s3" in r]
+
+
+def head(s3, bucket: str, key: str) -> dict | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def same_object(source: dict, target: dict | None) -> bool:
+    if target is None or source["ContentLength"] != target["ContentLength"]:
+        return False
+    source_etag, target_etag = source["ETag"].strip('"'), target["ETag"].strip('"')
+    if "-" in source_etag or "-" in target_etag:  # multipart ETags are not comparable
+        return target.get("Metadata", {}).get("ferry-source-etag") == source_etag
+    return source_etag == target_etag
+
+
+def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None) -> str:
+    """Make target/key match source/key now. Returns 'copied', 'deleted' or 'unchanged'. Idempotent."""
+    source = head(s3, source_bucket, key)
+    if source is None:
+        s3.delete_object(Bucket=target_bucket, Key=key)
+        return "deleted"
+    if same_object(source, head(s3, target_bucket, key)):
+        return "unchanged"
+    kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
+    copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], **kwargs)
+    return "copied"

@@ -1,0 +1,33 @@
+"""Lambda handler: S3 events (through SQS) -> make each named target key match its source.
+
+Environment: TARGET_BUCKET (required). Failures are reported per message (ReportBatchItemFailures),
+so one failing key is retried alone and, after the queue's redrive limit, lands in the dead-letter
+queue without holding back the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import boto3
+
+from lambdas.s3_apply import keys_in_message, sync_key
+
+log = logging.getLogger(__name__)
+
+
+def handle(event: dict, s3, target_bucket: str) -> dict:
+    failures = []
+    for message in event.get("Records", []):
+        try:
+            for source_bucket, key in keys_in_message(message["body"]):
+                sync_key(s3, source_bucket, target_bucket, key)
+        except Exception as error:  # reported, retried by SQS, then dead-lettered
+            log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
+            failures.append({"itemIdentifier": message["messageId"]})
+    return {"batchItemFailures": failures}
+
+
+def handler(event, context):
+    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"])

@@ -1,0 +1,131 @@
+"""Bucket steps: preflight, route events, plan, copy batches of keys, delete extras, drain, verify."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from ferry.aws import client
+from ferry.config import BucketJob
+from ferry.s3 import events
+from ferry.s3.sync import compare_buckets, copy_keys, delete_keys
+from ferry.s3.verify import BucketReport, verify_buckets
+from lambdas.s3_apply import keys_in_message, sync_key
+from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error
+from tasks.verify import artifact_key
+
+KEYS_PER_TASK = 500
+
+retrying = dict(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_unless_user_error,
+                cache_policy=NO_CACHE)
+
+
+def s3_clients(job: BucketJob):
+    """Listing the source uses the source side; copies and target operations the target side
+    (CopyObject is a request to the target bucket that reads the source)."""
+    return client(job.source_aws, "s3"), client(job.target_aws, "s3")
+
+
+@dataclass
+class CopyPlan:
+    source_objects: int
+    target_objects: int
+    batches: list[list[tuple[str, int]]] = field(default_factory=list)
+    to_delete: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@task(name="preflight-bucket", task_run_name="preflight {job.source} -> {job.target}", **retrying)
+def preflight_bucket(job: BucketJob) -> None:
+    from ferry.s3.preflight import check_bucket_job
+
+    check_bucket_job(job, *s3_clients(job))
+
+
+@task(name="enable-bucket-events", task_run_name="route events of {job.source} to a queue", **retrying)
+def enable_bucket_events(job: BucketJob) -> str:
+    """Events from now on land in a durable queue; returns its URL."""
+    name, dead_letter = events.queue_names(job.source, job.target)
+    url, arn = events.ensure_queue(client(job.source_aws, "sqs"), job.source, name, dead_letter)
+    if events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn):
+        get_run_logger().info("bucket %s now also sends object events to %s", job.source, name)
+    return url
+
+
+@task(name="plan-bucket-copy", task_run_name="list and compare {job.source} and {job.target}", **retrying)
+def plan_bucket_copy(job: BucketJob) -> CopyPlan:
+    source_s3, target_s3 = s3_clients(job)
+    listings = compare_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+    rows = list(zip(listings.plan.to_copy["key"], listings.plan.to_copy["size"].astype(int)))
+    batches = [rows[i:i + KEYS_PER_TASK] for i in range(0, len(rows), KEYS_PER_TASK)]
+    get_run_logger().info("%d objects to copy, %d unchanged, %d only on the target", len(rows),
+                          listings.plan.unchanged, len(listings.plan.to_delete))
+    return CopyPlan(len(listings.source), len(listings.target), batches, listings.plan.to_delete,
+                    listings.plan.unchanged)
+
+
+@task(name="copy-objects", task_run_name="copy {job.source} -> {job.target}: batch {number}", **retrying)
+def copy_batch(job: BucketJob, number: int, rows: list[tuple[str, int]]) -> tuple[int, int]:
+    """Copy one batch of keys server-side; returns (objects, bytes). A retry copies the batch again
+    (idempotent); a rerun of the flow re-plans and skips what is already there."""
+    _, target_s3 = s3_clients(job)
+    results = copy_keys(target_s3, job.source, job.target, rows, job.multipart_threshold, job.part_size)
+    return len(results), sum(r.size for r in results)
+
+
+@task(name="delete-extras", task_run_name="delete keys only in {job.target}", **retrying)
+def delete_extras(job: BucketJob, keys: list[str]) -> int:
+    return delete_keys(s3_clients(job)[1], job.target, keys)
+
+
+@task(name="drain-bucket-events", task_run_name="apply queued events of {job.source}", **retrying)
+def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | None = 1.0,
+                        until_caught_up: bool = False) -> dict:
+    """Apply queued events with the live-sync handler's function: HEAD the source, make the target
+    match. Messages are deleted only once applied."""
+    _, target_s3 = s3_clients(job)
+
+    def apply(body: str) -> None:
+        for bucket, key in keys_in_message(body):
+            if bucket == job.source and key.startswith(job.prefix):
+                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold)
+
+    from tasks.stream import live_sync, stop_on_signals
+
+    sync = live_sync(f"bucket:{job.source}>{job.target}")
+    with stop_on_signals(sync):
+        return events.drain_queue(client(job.source_aws, "sqs"), queue_url, apply, idle_seconds, stop=sync.stop,
+                                  until_caught_up=until_caught_up)
+
+
+@task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)
+def verify_bucket(job: BucketJob, repair: bool = False) -> BucketReport:
+    source_s3, target_s3 = s3_clients(job)
+    report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+    if repair and not report.equal:
+        sizes = dict(zip(*verify_sizes(source_s3, job)))
+        rows = [(key, sizes[key]) for key in report.missing + report.changed]
+        copied = copy_keys(target_s3, job.source, job.target, rows, job.multipart_threshold, job.part_size)
+        deleted = delete_keys(target_s3, job.target, report.extra) if job.delete else 0
+        repaired = len(copied) + deleted
+        report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+        if not job.delete:
+            report.equal = not (report.missing or report.changed)
+        report.repaired = repaired
+    create_table_artifact(
+        key=artifact_key("verify", job.source, job.target),
+        table=[{"kind": kind, "count": len(getattr(report, kind)), "first keys": ", ".join(getattr(report, kind)[:5])}
+               for kind in ("missing", "extra", "changed")],
+        description=f"{'EQUAL' if report.equal else 'DIFFERENT'}: {job.source} ({report.source_objects} objects) "
+                    f"-> {job.target} ({report.target_objects} objects)")
+    return report
+
+
+def verify_sizes(s3, job: BucketJob):
+    from ferry.s3.listing import list_bucket
+
+    listing = list_bucket(s3, job.source, job.prefix)
+    return listing["key"].tolist(), listing["size"].astype(int).tolist()

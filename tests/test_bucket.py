@@ -1,0 +1,203 @@
+"""`ferry bucket`, `ferry verify bucket`, `ferry sync bucket` against a moto server over HTTP."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import boto3
+import pytest
+
+from conftest import FERRY
+from lambdas.s3_handler import handle
+
+MIB = 2**20
+SMALL_THRESHOLD = ["--multipart-threshold", str(5 * MIB), "--part-size", str(5 * MIB)]
+TRICKY_KEYS = ["red flower.jpg", "a+b=c.txt", "100% sure.txt", "ünïcødé/ключ 🚀.txt", "dir/", "empty", "x/y/z.bin"]
+HEADERS = {"ContentType": "image/jpeg", "ContentEncoding": "gzip", "ContentDisposition": "attachment; filename=a.jpg",
+           "CacheControl": "max-age=60", "ContentLanguage": "pt-PT",
+           "Expires": datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)}
+
+
+@pytest.fixture
+def s3(aws):
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="src-bucket")
+    client.create_bucket(Bucket="dst-bucket")
+    return client
+
+
+def put(s3, key: str, body: bytes = b"hello", **extra) -> None:
+    s3.put_object(Bucket="src-bucket", Key=key, Body=body, **extra)
+
+
+def described(s3, bucket: str, key: str) -> dict:
+    head = s3.head_object(Bucket=bucket, Key=key)
+    metadata = {k: v for k, v in head.get("Metadata", {}).items() if k != "ferry-source-etag"}
+    return {"size": head["ContentLength"], "metadata": metadata, "storage": head.get("StorageClass", "STANDARD"),
+            "tags": sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]),
+            "body": s3.get_object(Bucket=bucket, Key=key)["Body"].read(),
+            **{name: head.get(name) for name in HEADERS}}
+
+
+def keys(s3, bucket: str) -> set[str]:
+    return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])}
+
+
+def test_headers_metadata_tags_and_storage_class_survive_small_and_multipart_copies(s3, run_ferry):
+    for key in TRICKY_KEYS:
+        put(s3, key, b"" if key in ("dir/", "empty") else key.encode() * 3)
+    put(s3, "photo.jpg", b"jpeg" * 100, Metadata={"owner": "ana", "x-thing": "b=1;c"}, Tagging="team=web&env=prod",
+        StorageClass="STANDARD_IA", **HEADERS)
+    big = os.urandom(11 * MIB)  # three parts at 5 MiB
+    put(s3, "big/video.mp4", big, Metadata={"codec": "h264"}, Tagging="tier=cold", StorageClass="STANDARD_IA",
+        **HEADERS)
+
+    result = run_ferry("bucket", "src-bucket", "dst-bucket", *SMALL_THRESHOLD, "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = result.json
+    assert summary["verified"] is True and summary["copied"] == len(TRICKY_KEYS) + 2
+    assert summary["bytes_copied"] == sum(described(s3, "src-bucket", k)["size"] for k in keys(s3, "src-bucket"))
+    assert keys(s3, "dst-bucket") == keys(s3, "src-bucket")
+    for key in keys(s3, "src-bucket"):
+        assert described(s3, "dst-bucket", key) == described(s3, "src-bucket", key), key
+    copy = s3.head_object(Bucket="dst-bucket", Key="big/video.mp4")
+    assert copy["ETag"].endswith('-3"')  # really copied in parts
+    assert copy["Metadata"]["ferry-source-etag"] == s3.head_object(Bucket="src-bucket", Key="big/video.mp4")["ETag"].strip('"')
+
+    again = run_ferry("bucket", "src-bucket", "dst-bucket", *SMALL_THRESHOLD, "--json")
+    assert again.returncode == 0 and again.json["copied"] == 0 and again.json["bytes_copied"] == 0
+
+
+def test_delete_removes_only_target_keys_the_source_does_not_have(s3, run_ferry):
+    put(s3, "keep.txt")
+    s3.put_object(Bucket="dst-bucket", Key="stale.txt", Body=b"old")
+
+    kept = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert kept.returncode == 0 and kept.json["deleted"] == 0 and "stale.txt" in keys(s3, "dst-bucket")
+
+    deleted = run_ferry("bucket", "src-bucket", "dst-bucket", "--delete", "--json")
+    assert deleted.returncode == 0 and deleted.json["deleted"] == 1
+    assert keys(s3, "dst-bucket") == {"keep.txt"}
+
+
+def test_resume_after_sigkill_copies_only_the_rest(s3, run_ferry):
+    for i in range(900):
+        put(s3, f"part-{i // 100}/obj-{i:05d}", b"x" * 100)
+    command = [FERRY, "bucket", "src-bucket", "dst-bucket", "--json"]
+    first = subprocess.Popen(command, env=run_ferry.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(keys(s3, "dst-bucket")) < 100 and time.monotonic() < deadline:
+        assert first.poll() is None, "the copy finished before it could be killed"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(0.5)
+    present = len(keys(s3, "dst-bucket"))
+    assert 100 <= present < 900
+
+    rerun = run_ferry(*command[1:])
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.json["copied"] == 900 - present and rerun.json["verified"] is True
+    assert len(keys(s3, "dst-bucket")) == 900
+
+
+def test_existing_notification_configuration_survives_and_a_clash_is_a_clear_error(s3, run_ferry):
+    sqs = boto3.client("sqs")
+    audit = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="audit")["QueueUrl"],
+                                     AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    existing = {"QueueConfigurations": [{"Id": "restores", "QueueArn": audit, "Events": ["s3:ObjectRestore:*"]}]}
+    s3.put_bucket_notification_configuration(Bucket="src-bucket", NotificationConfiguration=existing)
+    put(s3, "a.txt")
+
+    assert run_ferry("bucket", "src-bucket", "dst-bucket", "--json").returncode == 0
+
+    after = s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"]
+    assert [c for c in after if c["Id"] == "restores"] == [{**existing["QueueConfigurations"][0]}] or \
+        [(c["Id"], c["QueueArn"], c["Events"]) for c in after if c["Id"] == "restores"] == [("restores", audit, ["s3:ObjectRestore:*"])]
+    assert {c["Id"] for c in after} == {"restores", "ferry-live-sync"}
+
+    s3.create_bucket(Bucket="other-src")
+    clash = {"QueueConfigurations": [{"Id": "uploads", "QueueArn": audit, "Events": ["s3:ObjectCreated:Put"]}]}
+    s3.put_bucket_notification_configuration(Bucket="other-src", NotificationConfiguration=clash)
+    refused = run_ferry("bucket", "other-src", "dst-bucket")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "EventBridge" in refused.stderr and "uploads" in refused.stderr
+    now = s3.get_bucket_notification_configuration(Bucket="other-src")["QueueConfigurations"]
+    assert [c["Id"] for c in now] == ["uploads"]
+
+
+def test_writes_and_deletes_during_ferry_bucket_end_with_equal_buckets(s3, run_ferry):
+    for i in range(600):
+        put(s3, f"obj-{i:04d}", b"v1")
+    stop = threading.Event()
+
+    def live_writes():
+        client = boto3.client("s3")
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 3 == 0:
+                client.delete_object(Bucket="src-bucket", Key=f"obj-{(n * 7) % 600:04d}")
+            else:
+                client.put_object(Bucket="src-bucket", Key=f"new {n} ü+%.txt" if n % 2 else f"obj-{n % 600:04d}",
+                                  Body=f"v{n}".encode())
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=live_writes)
+    writer.start()
+    result = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    stop.set()
+    writer.join()
+    assert result.returncode in (0, 1), result.stderr
+
+    synced = run_ferry("sync", "bucket", "src-bucket", "dst-bucket", "--until-idle", "2", "--json")
+    assert synced.returncode == 0, synced.stderr
+    final = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--json")
+    assert final.returncode == 0, final.stdout
+    assert final.json["equal"] is True and final.json["source_objects"] == final.json["target_objects"]
+
+
+def test_verify_bucket_names_differences_and_repair_fixes_them(s3, run_ferry):
+    for key in ("a", "b", "c"):
+        put(s3, key, key.encode())
+    assert run_ferry("bucket", "src-bucket", "dst-bucket", "--json").returncode == 0
+    s3.delete_object(Bucket="dst-bucket", Key="a")
+    s3.put_object(Bucket="dst-bucket", Key="b", Body=b"bb")
+    s3.put_object(Bucket="dst-bucket", Key="zzz", Body=b"extra")
+
+    found = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--json")
+    assert found.returncode == 1
+    assert (found.json["missing"], found.json["changed"], found.json["extra"]) == (["a"], ["b"], ["zzz"])
+
+    repaired = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--repair", "--delete", "--json")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert repaired.json["repaired"] == 3 and keys(s3, "dst-bucket") == {"a", "b", "c"}
+
+
+def test_handler_decodes_keys_and_makes_the_target_match_the_source_whatever_the_event_order(s3):
+    put(s3, "red flower.jpg", b"petals")
+    put(s3, "gone.txt", b"x")
+    s3.put_object(Bucket="dst-bucket", Key="gone.txt", Body=b"x")
+    s3.delete_object(Bucket="src-bucket", Key="gone.txt")
+
+    def message(key, name="ObjectCreated:Put", n=1):
+        body = {"Records": [{"eventName": name, "s3": {"bucket": {"name": "src-bucket"}, "object": {"key": key}}}]}
+        return {"messageId": f"m{n}", "body": json.dumps(body)}
+
+    event = {"Records": [message("gone.txt", "ObjectCreated:Put", 1),  # stale hint: the object is gone now
+                         message("red+flower.jpg", n=2), message("red+flower.jpg", n=3),  # duplicate
+                         message("gone.txt", "ObjectRemoved:Delete", 4)]}
+
+    assert handle(event, s3, "dst-bucket") == {"batchItemFailures": []}
+    assert keys(s3, "dst-bucket") == {"red flower.jpg"}
+    assert s3.get_object(Bucket="dst-bucket", Key="red flower.jpg")["Body"].read() == b"petals"
