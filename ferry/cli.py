@@ -336,6 +336,7 @@ def bucket_command(
     delete: Annotated[bool, typer.Option("--delete", help="Remove target keys the source does not have.")] = False,
     multipart_threshold: MultipartThreshold = 256 * 2**20,
     part_size: PartSize = 128 * 2**20,
+    live_sync: Annotated[str, typer.Option("--live-sync", help="'poller' (local, default) or 'lambda' (deployed).")] = "poller",
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
     source_profile: SourceProfile = None,
@@ -347,6 +348,8 @@ def bucket_command(
     endpoint_url: EndpointUrl = None,
 ) -> int:
     """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
+    if live_sync not in ("poller", "lambda"):
+        raise FerryError(f"--live-sync: expected 'poller' or 'lambda', got {live_sync!r}")
     source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
                                    target_profile, target_role_arn, target_region, endpoint_url)
     job = build_bucket_job(source=source, target=target, prefix=prefix, delete=delete,
@@ -357,7 +360,7 @@ def bucket_command(
     from flows.migrate_bucket import migrate_bucket
 
     started = time.monotonic()
-    result = migrate_bucket(**dict(job))
+    result = migrate_bucket(**dict(job), live_sync=live_sync)
     elapsed = time.monotonic() - started
     payload = {k: getattr(result, k) for k in ("source", "target", "source_objects", "target_objects", "copied",
                                                "deleted", "bytes_copied", "verified", "events_applied")}

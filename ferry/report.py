@@ -7,7 +7,6 @@ never included: a report names which items differ, not what they hold.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from datetime import datetime, timezone
@@ -16,20 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from ferry.dynamo.verify import BUCKETS, VerifyReport, bucket_of
+from lambdas.dynamo_apply import json_form
 
 REPORT_GROUPS = 16  # rows of the per-range table: each covers BUCKETS / REPORT_GROUPS key-hash buckets
 MAX_LISTED_KEYS = 100
 
 
-def dynamodb_json(value):
-    """A key (or any attribute value) as DynamoDB JSON: bytes become base64 text."""
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, dict):
-        return {k: dynamodb_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [dynamodb_json(v) for v in value]
-    return value
+dynamodb_json = json_form  # a key (or any attribute value) as DynamoDB JSON: bytes as base64 text
 
 
 def ranges_frame(report: VerifyReport) -> pd.DataFrame:

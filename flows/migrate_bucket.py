@@ -2,6 +2,7 @@
 
     0. preflight             both buckets reachable; no clash with existing event notifications
     1. enable_bucket_events  object events from now on go to a durable queue
+    2. live sync             with live_sync="lambda": a Lambda consumes that queue (the same handler)
     3. bulk sync             parallel listing, compared as tables; server-side copies in batches
     4. drain events          apply what changed during the copy (HEAD the source, make the target match)
     5. verify                keys, sizes and checksums of both sides
@@ -17,10 +18,10 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import AwsSide, BucketJob
-from tasks.s3 import (copy_batch, delete_extras, drain_bucket_events, enable_bucket_events, plan_bucket_copy,
-                      preflight_bucket, verify_bucket)
+from tasks.s3 import (copy_batch, delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
+                      plan_bucket_copy, preflight_bucket, verify_bucket)
 
-PARALLEL_BATCHES = 4
+PARALLEL_BATCHES = 2
 
 
 @dataclass
@@ -45,6 +46,7 @@ def migrate_bucket(
     delete: bool = False,
     multipart_threshold: int = 256 * 2**20,
     part_size: int = 128 * 2**20,
+    live_sync: str = "poller",
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> BucketMigrationResult:
@@ -53,6 +55,8 @@ def migrate_bucket(
                     source_aws=source_aws, target_aws=target_aws)
     preflight_bucket(job)
     queue_url = enable_bucket_events(job)
+    if live_sync == "lambda":
+        deploy_bucket_live_sync(job, queue_url)
 
     plan = plan_bucket_copy(job)
     copying = [copy_batch.submit(job, n, batch) for n, batch in enumerate(plan.batches)]

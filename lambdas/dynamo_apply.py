@@ -46,19 +46,20 @@ class ApplyResult:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+def json_form(value):
+    """DynamoDB values as DynamoDB JSON: binary becomes base64 text, as the AWS CLI shows it."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {k: json_form(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_form(v) for v in value]
+    return value
+
+
 def key_identity(keys: dict) -> str:
     """A string that is equal for two records exactly when they name the same primary key."""
-
-    def encode(value):
-        if isinstance(value, (bytes, bytearray)):
-            return base64.b64encode(bytes(value)).decode()
-        if isinstance(value, dict):
-            return {k: encode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [encode(v) for v in value]
-        return value
-
-    return json.dumps(encode(keys), sort_keys=True)
+    return json.dumps(json_form(keys), sort_keys=True)
 
 
 @dataclass

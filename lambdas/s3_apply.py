@@ -57,5 +57,6 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
     if same_object(source, head(s3, target_bucket, key)):
         return "unchanged"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
-    copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], **kwargs)
+    copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
+                storage_class=source.get("StorageClass"), **kwargs)
     return "copied"

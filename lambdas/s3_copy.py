@@ -33,17 +33,24 @@ class CopyResult:
 
 
 def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
-                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> CopyResult:
-    """Copy one object, server-side, with its headers, metadata, tags and storage class. Idempotent."""
-    if size <= multipart_threshold:
+                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                etag: str | None = None, storage_class: str | None = None) -> CopyResult:
+    """Copy one object, server-side, with its headers, metadata, tags and storage class. Idempotent.
+
+    With the `etag` and `storage_class` a listing already gave, a small object takes one request;
+    the copy is pinned to that ETag, so an object changed since the listing fails with 412.
+    """
+    if size > multipart_threshold:
+        return copy_multipart(s3, source_bucket, key, target_bucket, part_size)
+    if etag is None:
         head = s3.head_object(Bucket=source_bucket, Key=key)
-        response = s3.copy_object(
-            Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
-            CopySourceIfMatch=head["ETag"], MetadataDirective="COPY", TaggingDirective="COPY",
-            StorageClass=head.get("StorageClass", "STANDARD"),
-        )
-        return CopyResult(key, size, head["ETag"].strip('"'), response["CopyObjectResult"]["ETag"].strip('"'), False)
-    return copy_multipart(s3, source_bucket, key, target_bucket, part_size)
+        etag, storage_class = head["ETag"], head.get("StorageClass")
+    response = s3.copy_object(
+        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
+        CopySourceIfMatch=f'"{etag.strip(chr(34))}"', MetadataDirective="COPY", TaggingDirective="COPY",
+        StorageClass=storage_class or "STANDARD",
+    )
+    return CopyResult(key, size, etag.strip('"'), response["CopyObjectResult"]["ETag"].strip('"'), False)
 
 
 def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int) -> CopyResult:

@@ -9,13 +9,12 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ferry.config import TableJob
 from ferry.dynamo.backfill import copy_segment, retention_warning
 from ferry.dynamo.preflight import TablePlan
 from ferry.state import SegmentProgress, StateStore
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+from tasks.common import RETRYING, state_store, table_clients
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -56,10 +55,7 @@ class ProgressReporter:
 @task(
     name="backfill-segment",
     task_run_name="backfill {job.source} segment {segment}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: UUID | None = None) -> SegmentOutcome:
     """Copy one segment from its last checkpoint; a retry or a rerun resumes, never re-copies confirmed pages."""

@@ -8,6 +8,8 @@ from ferry.config import TableJob
 from ferry.errors import FerryError
 from ferry.state import StateStore
 
+from prefect.cache_policies import NO_CACHE
+
 RETRIES = 3
 RETRY_DELAYS = [2, 10, 30]
 
@@ -21,6 +23,12 @@ def retry_unless_user_error(task, task_run, state) -> bool:
     except Exception:
         return True
     return True
+
+
+# Every task: retried on runtime failures (not on the user's mistakes), and never cached by Prefect:
+# resuming is the state table's job, and tasks have side effects.
+RETRYING = dict(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_unless_user_error,
+                cache_policy=NO_CACHE)
 
 
 def table_clients(job: TableJob) -> TableClients:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from ferry.aws import client
 from ferry.config import TableJob
 from ferry.dynamo import lambda_sync
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, table_clients
+from tasks.common import RETRYING, table_clients
 
 
 @task(
     name="deploy-live-sync",
     task_run_name="deploy live-sync Lambda {job.source} -> {job.target}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def deploy_live_sync(job: TableJob, stream_arn: str) -> lambda_sync.LiveSyncDeployment:
     clients = table_clients(job)
@@ -33,7 +29,6 @@ def deploy_live_sync(job: TableJob, stream_arn: str) -> lambda_sync.LiveSyncDepl
     return deployment
 
 
-@task(name="start-live-sync", task_run_name="start live-sync Lambda {deployment.function_name}",
-      retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, cache_policy=NO_CACHE)
+@task(name="start-live-sync", task_run_name="start live-sync Lambda {deployment.function_name}", **RETRYING)
 def start_lambda_sync(job: TableJob, deployment: lambda_sync.LiveSyncDeployment) -> None:
     lambda_sync.start(client(job.source_aws, "lambda"), deployment)

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from ferry.config import TableJob
 from ferry.dynamo.preflight import TablePlan, check_syncable, check_verifiable, preflight_table
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+from tasks.common import RETRYING, state_store, table_clients
 
 
 @task(
     name="preflight",
     task_run_name="preflight {job.source} -> {job.target}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def preflight(job: TableJob) -> TablePlan:
     clients = table_clients(job)
@@ -26,10 +22,7 @@ def preflight(job: TableJob) -> TablePlan:
 @task(
     name="preflight-verify",
     task_run_name="check {job.source} and {job.target} exist",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def preflight_verify(job: TableJob) -> int:
     """Both tables exist with the same keys; returns the number of scan segments to verify with."""
@@ -40,10 +33,7 @@ def preflight_verify(job: TableJob) -> int:
 @task(
     name="preflight-sync",
     task_run_name="check {job.source} -> {job.target} can be synced",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def preflight_sync(job: TableJob) -> str:
     """The migration is recorded and its stream is the source's current one; returns the stream ARN."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ferry.aws import client
 from ferry.config import BucketJob
@@ -14,13 +13,11 @@ from ferry.s3 import events
 from ferry.s3.sync import compare_buckets, copy_keys, delete_keys
 from ferry.s3.verify import BucketReport, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error
+from tasks.common import RETRYING as retrying
 from tasks.verify import artifact_key
 
-KEYS_PER_TASK = 500
+KEYS_PER_TASK = 1000
 
-retrying = dict(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_unless_user_error,
-                cache_policy=NO_CACHE)
 
 
 def s3_clients(job: BucketJob):
@@ -33,7 +30,7 @@ def s3_clients(job: BucketJob):
 class CopyPlan:
     source_objects: int
     target_objects: int
-    batches: list[list[tuple[str, int]]] = field(default_factory=list)
+    batches: list[list[tuple[str, int, str, str]]] = field(default_factory=list)  # key, size, etag, class
     to_delete: list[str] = field(default_factory=list)
     unchanged: int = 0
 
@@ -55,11 +52,29 @@ def enable_bucket_events(job: BucketJob) -> str:
     return url
 
 
+@task(name="deploy-bucket-live-sync", task_run_name="deploy live-sync Lambda {job.source} -> {job.target}",
+      **retrying)
+def deploy_bucket_live_sync(job: BucketJob, queue_url: str):
+    from ferry.s3 import lambda_sync
+
+    sqs = client(job.source_aws, "sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"])["Attributes"]
+    import json
+
+    deployment = lambda_sync.deploy(
+        client(job.source_aws, "iam"), client(job.source_aws, "lambda"), client(job.source_aws, "logs"),
+        source=job.source, target=job.target, prefix=job.prefix, queue_arn=attributes["QueueArn"],
+        dead_letter_queue_arn=json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"])
+    get_run_logger().info("live-sync Lambda %s consumes the event queue", deployment.function_name)
+    return deployment
+
+
 @task(name="plan-bucket-copy", task_run_name="list and compare {job.source} and {job.target}", **retrying)
 def plan_bucket_copy(job: BucketJob) -> CopyPlan:
     source_s3, target_s3 = s3_clients(job)
     listings = compare_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
-    rows = list(zip(listings.plan.to_copy["key"], listings.plan.to_copy["size"].astype(int)))
+    to_copy = listings.plan.to_copy
+    rows = list(zip(to_copy["key"], to_copy["size"].astype(int), to_copy["etag"], to_copy["storage_class"]))
     batches = [rows[i:i + KEYS_PER_TASK] for i in range(0, len(rows), KEYS_PER_TASK)]
     get_run_logger().info("%d objects to copy, %d unchanged, %d only on the target", len(rows),
                           listings.plan.unchanged, len(listings.plan.to_delete))
@@ -68,7 +83,7 @@ def plan_bucket_copy(job: BucketJob) -> CopyPlan:
 
 
 @task(name="copy-objects", task_run_name="copy {job.source} -> {job.target}: batch {number}", **retrying)
-def copy_batch(job: BucketJob, number: int, rows: list[tuple[str, int]]) -> tuple[int, int]:
+def copy_batch(job: BucketJob, number: int, rows: list[tuple[str, int, str, str]]) -> tuple[int, int]:
     """Copy one batch of keys server-side; returns (objects, bytes). A retry copies the batch again
     (idempotent); a rerun of the flow re-plans and skips what is already there."""
     _, target_s3 = s3_clients(job)

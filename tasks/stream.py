@@ -20,7 +20,7 @@ from ferry.dynamo.preflight import TablePlan
 from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream
 from ferry.errors import FerryError
 from lambdas.dynamo_apply import apply_stream_records
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+from tasks.common import RETRYING, state_store, table_clients
 
 CATCH_UP_TIMEOUT_SECONDS = 3600
 
@@ -28,10 +28,7 @@ CATCH_UP_TIMEOUT_SECONDS = 3600
 @task(
     name="enable-stream",
     task_run_name="enable stream on {job.source}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def enable_source_stream(job: TableJob, plan: TablePlan) -> str:
     """Enable (or reuse) the stream and record it: changes from here on will be replayed."""
@@ -79,10 +76,7 @@ def stop_all() -> None:
 @task(
     name="live-sync",
     task_run_name="live sync {job.source} -> {job.target}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def follow_source_stream(job: TableJob, stream_arn: str, idle_seconds: float | None = None) -> FollowResult:
     """Apply the source's stream to the target with the Lambda's apply function, checkpointing each

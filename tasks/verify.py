@@ -7,13 +7,12 @@ import re
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ferry import report as reports
 from ferry.config import TableJob
 from ferry.dynamo.schema import key_schema, require_table
 from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
-from tasks.common import RETRIES, RETRY_DELAYS, retry_unless_user_error, state_store, table_clients
+from tasks.common import RETRYING, state_store, table_clients
 
 
 def artifact_key(*parts: str) -> str:
@@ -36,10 +35,7 @@ def publish(job: TableJob, report: VerifyReport) -> None:
 @task(
     name="verify-table",
     task_run_name="verify {job.source} = {job.target}",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_unless_user_error,
-    cache_policy=NO_CACHE,
+    **RETRYING,
 )
 def verify_table(job: TableJob, segments: int, repair: bool = False, sample: float | None = None,
                  report_dir: str | None = None, record_outcome: bool = True) -> VerifyReport:
@@ -63,8 +59,7 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
     return report
 
 
-@task(name="finish", task_run_name="record {job.source} -> {job.target} as done", retries=RETRIES,
-      retry_delay_seconds=RETRY_DELAYS, cache_policy=NO_CACHE)
+@task(name="finish", task_run_name="record {job.source} -> {job.target} as done", **RETRYING)
 def mark_done(job: TableJob) -> None:  # returns None: there is no comparison
     """Without verification, a migration is done once the stream is caught up."""
     clients = table_clients(job)

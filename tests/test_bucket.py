@@ -201,3 +201,23 @@ def test_handler_decodes_keys_and_makes_the_target_match_the_source_whatever_the
     assert handle(event, s3, "dst-bucket") == {"batchItemFailures": []}
     assert keys(s3, "dst-bucket") == {"red flower.jpg"}
     assert s3.get_object(Bucket="dst-bucket", Key="red flower.jpg")["Body"].read() == b"petals"
+
+
+def test_bucket_lambda_live_sync_is_deployed_on_the_event_queue_with_partial_failures(s3, run_ferry):
+    put(s3, "a.txt")
+
+    result = run_ferry("bucket", "src-bucket", "dst-bucket", "--live-sync", "lambda", "--json")
+
+    assert result.returncode == 0, result.stderr
+    lambda_client, iam = boto3.client("lambda"), boto3.client("iam")
+    function = lambda_client.get_function(FunctionName="ferry-sync-src-bucket-dst-bucket-s3")["Configuration"]
+    assert function["Handler"] == "lambdas.s3_handler.handler"
+    assert function["Environment"]["Variables"] == {"TARGET_BUCKET": "dst-bucket"}
+    [mapping] = lambda_client.list_event_source_mappings(FunctionName=function["FunctionName"])["EventSourceMappings"]
+    assert mapping["EventSourceArn"].endswith(":ferry-sync-src-bucket-dst-bucket")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    policy = iam.get_role_policy(RoleName=function["FunctionName"], PolicyName="ferry-live-sync")["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert "arn:aws:s3:::dst-bucket/*" in resources and "arn:aws:s3:::src-bucket" in resources
+    assert all(not a.endswith("*") for statement in policy["Statement"] for a in statement["Action"])

@@ -16,7 +16,7 @@ import pytest
 from conftest import FERRY
 from ferry.dynamo import lambda_sync
 from ferry.state import StateStore
-from lambdas.dynamo_apply import apply_stream_records
+from lambdas.dynamo_apply import apply_stream_records, json_form
 from lambdas.dynamo_handler import handle
 from tables import by_key, create_table, put_items, scan_all, simple_items
 from writers import LiveWriter
@@ -106,20 +106,12 @@ def test_poller_stops_cleanly_on_sigterm(dynamodb, run_ferry):
 
 def lambda_event(records: list[dict]) -> dict:
     """Stream records as Lambda delivers them: JSON, binary values base64-encoded."""
-    import base64
+    def timestamps(record):
+        change = dict(record["dynamodb"])
+        change["ApproximateCreationDateTime"] = change["ApproximateCreationDateTime"].timestamp()
+        return {**record, "dynamodb": change}
 
-    def encode(value):
-        if isinstance(value, (bytes, bytearray)):
-            return base64.b64encode(bytes(value)).decode()
-        if isinstance(value, dict):
-            return {k: encode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [encode(v) for v in value]
-        if hasattr(value, "timestamp"):
-            return value.timestamp()
-        return value
-
-    return {"Records": [encode(r) for r in records]}
+    return {"Records": [json_form(timestamps(r)) for r in records]}
 
 
 def stream_records(dynamodb, table: str) -> list[dict]:

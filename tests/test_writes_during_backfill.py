@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import subprocess
 import threading
 import time
 
 import boto3
 
-from conftest import FERRY
 from ferry.state import StateStore
 from tables import by_key, create_table, put_items, scan_all, simple_items
 

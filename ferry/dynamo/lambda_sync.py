@@ -85,10 +85,21 @@ def ensure_dead_letter_queue(sqs, name: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
+def ensure_log_group(logs, region: str, account: str, function_name: str) -> str:
+    """Ferry creates the function's log group itself, so the role needs no logs:CreateLogGroup."""
+    log_group = f"/aws/lambda/{function_name}"
+    try:
+        logs.create_log_group(logGroupName=log_group)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
+    return f"arn:aws:logs:{region}:{account}:log-group:{log_group}"
+
+
 def ensure_role(iam, name: str, policy: dict) -> str:
     try:
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                              Description="Ferry live sync: one stream to one table")["Role"]["Arn"]
+                              Description="Ferry live sync: one source to one target")["Role"]["Arn"]
     except ClientError as error:
         if error.response["Error"]["Code"] != "EntityAlreadyExists":
             raise
@@ -97,10 +108,11 @@ def ensure_role(iam, name: str, policy: dict) -> str:
     return arn
 
 
-def ensure_function(lambda_client, name: str, role_arn: str, environment: dict, code: bytes) -> str:
-    settings = {"Role": role_arn, "Handler": HANDLER, "Runtime": RUNTIME, "Timeout": 60, "MemorySize": 256,
-                "Environment": {"Variables": environment},
-                "Description": "Ferry live sync (DynamoDB stream -> target table)"}
+def ensure_function(lambda_client, name: str, role_arn: str, environment: dict, code: bytes,
+                    handler: str = HANDLER, description: str = "Ferry live sync (DynamoDB stream -> target table)",
+                    timeout: int = 60) -> str:
+    settings = {"Role": role_arn, "Handler": handler, "Runtime": RUNTIME, "Timeout": timeout, "MemorySize": 256,
+                "Environment": {"Variables": environment}, "Description": description}
     for attempt in range(10):  # a new IAM role takes a few seconds to become assumable by Lambda
         try:
             return lambda_client.create_function(FunctionName=name, Code={"ZipFile": code}, Publish=True,
@@ -138,15 +150,7 @@ def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_ar
            target_table_arn: str, target_role_arn: str | None = None) -> LiveSyncDeployment:
     """Create or update everything the live-sync Lambda needs; the mapping stays as it was (new: disabled)."""
     name = resource_name(source, target)
-    region = lambda_client.meta.region_name
-    account = source_table_arn.split(":")[4]
-    log_group = f"/aws/lambda/{name}"
-    try:
-        logs.create_log_group(logGroupName=log_group)
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ResourceAlreadyExistsException":
-            raise
-    log_group_arn = f"arn:aws:logs:{region}:{account}:log-group:{log_group}"
+    log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, source_table_arn.split(":")[4], name)
     dead_letter_queue_arn = ensure_dead_letter_queue(sqs, resource_name(source, target, "-dlq"))
     policy = execution_policy(stream_arn, source_table_arn, target_table_arn, dead_letter_queue_arn, log_group_arn,
                               target_role_arn)

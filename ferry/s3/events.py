@@ -77,6 +77,12 @@ def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
     return True
 
 
+def queue_is_empty(sqs, queue_url: str) -> bool:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return all(int(attributes[name]) == 0 for name in attributes)
+
+
 def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, stop=None,
                 until_caught_up: bool = False) -> dict:
     """Receive event messages and `apply(body)` each; a message is deleted only once applied.
@@ -95,6 +101,8 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
                                        AttributeNames=["SentTimestamp"])
         messages = response.get("Messages", [])
         if not messages:
+            if until_caught_up and queue_is_empty(sqs, queue_url):
+                break
             if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
                 break
             continue

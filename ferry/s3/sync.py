@@ -16,7 +16,7 @@ from ferry.s3.compare import BucketPlan, comparable, plan_sync
 from ferry.s3.listing import list_bucket
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
 
-COPY_THREADS = 32
+COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in flight (best measured on moto)
 DELETE_BATCH = 1000
 
 
@@ -52,34 +52,37 @@ GONE = {"404", "NoSuchKey", "NotFound"}
 CHANGED = {"412", "PreconditionFailed"}
 
 
-def copy_one(s3, source_bucket: str, key: str, target_bucket: str, size: int, multipart_threshold: int,
+def copy_one(s3, source_bucket: str, row: tuple, target_bucket: str, multipart_threshold: int,
              part_size: int) -> CopyResult | None:
-    """Copy one listed key. A key deleted since the listing is skipped (None): its delete event is
-    in the queue. A key that changed mid-copy (its pinned ETag no longer matches) is read again and
-    copied once more; if it keeps changing, the error propagates and the task retries."""
+    """Copy one listed (key, size, etag, storage class). A key deleted since the listing is skipped
+    (None): its delete event is in the queue. A key that changed since (its pinned ETag no longer
+    matches) is read again and copied once more; if it keeps changing, the task's retry takes over."""
+    key, size, etag, storage_class = (tuple(row) + (None, None))[:4]
     for attempt in range(2):
         try:
-            return copy_object(s3, source_bucket, key, target_bucket, size, multipart_threshold, part_size)
+            return copy_object(s3, source_bucket, key, target_bucket, size, multipart_threshold, part_size,
+                               etag, storage_class)
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code in GONE:
                 return None
             if code not in CHANGED or attempt:
                 raise
-            size = s3.head_object(Bucket=source_bucket, Key=key)["ContentLength"]
+            head = s3.head_object(Bucket=source_bucket, Key=key)
+            size, etag, storage_class = head["ContentLength"], head["ETag"], head.get("StorageClass")
     return None
 
 
-def copy_keys(s3, source_bucket: str, target_bucket: str, rows: list[tuple[str, int]],
+def copy_keys(s3, source_bucket: str, target_bucket: str, rows: list[tuple],
               multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
               threads: int = COPY_THREADS) -> list[CopyResult]:
-    """Copy (key, size) pairs server-side, concurrently. Each copy is idempotent; safe to retry.
-    Returns what was copied (keys deleted meanwhile are left to the event queue)."""
+    """Copy listed rows (key, size[, etag, storage class]) server-side, concurrently. Each copy is
+    idempotent; safe to retry. Returns what was copied (keys deleted meanwhile are left to the queue)."""
     if not rows:
         return []
     with ThreadPoolExecutor(min(threads, len(rows))) as pool:
-        results = pool.map(lambda row: copy_one(s3, source_bucket, row[0], target_bucket, row[1],
-                                                multipart_threshold, part_size), rows)
+        results = pool.map(lambda row: copy_one(s3, source_bucket, row, target_bucket, multipart_threshold,
+                                                part_size), rows)
         return [r for r in results if r is not None]
 
 

@@ -1,0 +1,55 @@
+"""Deploy the bucket live-sync Lambda: the bucket's event queue -> lambdas/s3_handler -> target bucket.
+
+The queue already exists (enable_bucket_events) with its dead-letter queue behind it; the function
+takes it through an SQS event source mapping with partial batch failure reporting, so a failing key
+is retried alone and, after the queue's redrive limit, dead-lettered. The role may: consume this one
+queue; HEAD/GET objects and tags of the source (and list it, so a missing key reads as 404 rather
+than 403); put, tag and delete objects in the target; write its own log group. S3 object actions
+need an object ARN pattern (`bucket/prefix*`), the one place a policy here holds a wildcard.
+"""
+
+from __future__ import annotations
+
+from ferry.dynamo.lambda_sync import LiveSyncDeployment, ensure_function, ensure_log_group, ensure_role, package, \
+    resource_name
+
+HANDLER = "lambdas.s3_handler.handler"
+BATCH_SIZE = 10
+
+
+def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ConsumeEventQueue", "Effect": "Allow",
+         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], "Resource": [queue_arn]},
+        {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{source}"]},
+        {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+         "Resource": [f"arn:aws:s3:::{source}/{prefix}*"]},
+        {"Sid": "WriteTargetObjects", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+         "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [log_group_arn]},
+    ]}
+
+
+def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, queue_arn: str,
+           dead_letter_queue_arn: str) -> LiveSyncDeployment:
+    """Create or update the function, its role and its queue mapping (enabled: events are hints, so
+    applying them during the bulk copy is harmless)."""
+    name = resource_name(source, target, "-s3")
+    account = queue_arn.split(":")[4]
+    log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, account, name)
+    role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn))
+    function_arn = ensure_function(lambda_client, name, role_arn, {"TARGET_BUCKET": target}, package(),
+                                   handler=HANDLER, description="Ferry live sync (S3 events -> target bucket)",
+                                   timeout=300)
+    settings = {"BatchSize": BATCH_SIZE, "MaximumBatchingWindowInSeconds": 1,
+                "FunctionResponseTypes": ["ReportBatchItemFailures"]}
+    existing = lambda_client.list_event_source_mappings(FunctionName=name, EventSourceArn=queue_arn)["EventSourceMappings"]
+    if existing:
+        uuid = existing[0]["UUID"]
+        lambda_client.update_event_source_mapping(UUID=uuid, FunctionName=name, **settings)
+    else:
+        uuid = lambda_client.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, Enabled=True,
+                                                         **settings)["UUID"]
+    return LiveSyncDeployment(name, function_arn, role_arn, dead_letter_queue_arn, uuid)
