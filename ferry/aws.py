@@ -8,6 +8,7 @@ adaptive mode, which backs off and rate-limits itself when DynamoDB or S3 thrott
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import boto3
@@ -81,3 +82,13 @@ def table_clients(source_side: AwsSide, target_side: AwsSide) -> TableClients:
     """TableClients shared by every task in this process: building them costs ~100 ms, and boto3
     clients are thread-safe. Assumed-role credentials inside them refresh on their own."""
     return TableClients(source_side, target_side)
+
+
+_client_lock = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def shared_client(side: AwsSide, service: str):
+    """One client per side and service for the whole process (thread-safe once built)."""
+    with _client_lock:
+        return client(side, service)

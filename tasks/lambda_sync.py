@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from ferry.aws import client
+from ferry.aws import shared_client as client
 from ferry.config import TableJob
 from ferry.dynamo import lambda_sync
 from tasks.common import RETRYING, table_clients

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from ferry.aws import client
+from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.s3 import events
 from ferry.s3.sync import compare_buckets, copy_keys, delete_keys

@@ -97,8 +97,9 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     began_ms = time.time() * 1000
     idle_since = time.monotonic()
     while not (stop and stop.is_set()):
-        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                       AttributeNames=["SentTimestamp"])
+        # A catch-up drain short-polls: an empty answer plus an empty queue means done, with no wait.
+        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=0 if until_caught_up else 1, AttributeNames=["SentTimestamp"])
         messages = response.get("Messages", [])
         if not messages:
             if until_caught_up and queue_is_empty(sqs, queue_url):
