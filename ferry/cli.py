@@ -382,6 +382,7 @@ def verify_bucket_command(
     prefix: Prefix = "",
     repair: Annotated[bool, typer.Option("--repair", help="Copy missing and changed objects from the source.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="With --repair, also remove keys only the target has.")] = False,
+    report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
     source_profile: SourceProfile = None,
@@ -405,7 +406,7 @@ def verify_bucket_command(
     use_prefect(verbose)
     from flows.verify_bucket import verify_bucket
 
-    report = verify_bucket(**dict(job), repair=repair, fail_on_difference=False)
+    report = verify_bucket(**dict(job), repair=repair, report_dir=report_dir, fail_on_difference=False)
     if json_output:
         print_json(report.summary())
     else:

@@ -105,17 +105,57 @@ def markdown(report: VerifyReport) -> str:
     return "\n".join(parts)
 
 
-def write_report(report: VerifyReport, directory: str | Path) -> list[Path]:
-    """Write CSV and Markdown files for one verification; returns their paths."""
+def bucket_headline(report) -> str:
+    state = "EQUAL" if report.equal else "DIFFERENT"
+    line = (f"{state}: {report.source} ({report.source_objects:,} objects) vs {report.target} "
+            f"({report.target_objects:,} objects); {len(report.missing)} missing, {len(report.extra)} extra, "
+            f"{len(report.changed)} changed")
+    return line + (f"; {report.repaired} repaired" if report.repaired else "")
+
+
+def bucket_differences_frame(report) -> pd.DataFrame:
+    rows = [{"kind": kind, "key": key} for kind in ("missing", "extra", "changed") for key in getattr(report, kind)]
+    return pd.DataFrame(rows, columns=["kind", "key"])
+
+
+def bucket_markdown(report) -> str:
+    parts = [f"# Verification of s3://{report.source} -> s3://{report.target}", "", bucket_headline(report), ""]
+    if not report.by_prefix.empty:
+        parts += ["## By prefix", "", report.by_prefix.to_markdown(index=False), ""]
+    differences = bucket_differences_frame(report)
+    if not differences.empty:
+        listed = differences.head(MAX_LISTED_KEYS)
+        parts += [f"## Differences ({len(differences)}, first {len(listed)} listed)", "",
+                  listed.to_markdown(index=False), ""]
+    return "\n".join(parts)
+
+
+def write_bucket_report(report, directory: str | Path) -> list[Path]:
+    """CSV and Markdown files for one bucket verification; returns their paths."""
+    stem = _stem(report, directory)
+    paths = [stem.with_suffix(".md"), stem.with_name(stem.name + "-differences.csv"),
+             stem.with_name(stem.name + "-prefixes.csv")]
+    paths[0].write_text(bucket_markdown(report))
+    bucket_differences_frame(report).to_csv(paths[1], index=False)
+    report.by_prefix.to_csv(paths[2], index=False)
+    return paths
+
+
+def _stem(report, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"verify-{report.source}-{report.target}-{stamp}")
-    paths = [directory / f"{stem}.md", directory / f"{stem}-differences.csv"]
+    return directory / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"verify-{report.source}-{report.target}-{stamp}")
+
+
+def write_report(report: VerifyReport, directory: str | Path) -> list[Path]:
+    """Write CSV and Markdown files for one verification; returns their paths."""
+    stem = _stem(report, directory)
+    paths = [stem.with_suffix(".md"), stem.with_name(stem.name + "-differences.csv")]
     paths[0].write_text(markdown(report))
     differences_frame(report).to_csv(paths[1], index=False)
     ranges = ranges_frame(report)
     if not ranges.empty:
-        paths.append(directory / f"{stem}-ranges.csv")
+        paths.append(stem.with_name(stem.name + "-ranges.csv"))
         ranges.to_csv(paths[-1], index=False)
     return paths

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from ferry import report as reports
 
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
@@ -59,8 +63,6 @@ def deploy_bucket_live_sync(job: BucketJob, queue_url: str):
 
     sqs = client(job.source_aws, "sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"])["Attributes"]
-    import json
-
     deployment = lambda_sync.deploy(
         client(job.source_aws, "iam"), client(job.source_aws, "lambda"), client(job.source_aws, "logs"),
         source=job.source, target=job.target, prefix=job.prefix, queue_arn=attributes["QueueArn"],
@@ -117,7 +119,7 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
 
 
 @task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)
-def verify_bucket(job: BucketJob, repair: bool = False) -> BucketReport:
+def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None = None) -> BucketReport:
     source_s3, target_s3 = s3_clients(job)
     report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
     if repair and not report.equal:
@@ -130,12 +132,15 @@ def verify_bucket(job: BucketJob, repair: bool = False) -> BucketReport:
         if not job.delete:
             report.equal = not (report.missing or report.changed)
         report.repaired = repaired
-    create_table_artifact(
-        key=artifact_key("verify", job.source, job.target),
-        table=[{"kind": kind, "count": len(getattr(report, kind)), "first keys": ", ".join(getattr(report, kind)[:5])}
-               for kind in ("missing", "extra", "changed")],
-        description=f"{'EQUAL' if report.equal else 'DIFFERENT'}: {job.source} ({report.source_objects} objects) "
-                    f"-> {job.target} ({report.target_objects} objects)")
+    headline = reports.bucket_headline(report)
+    create_table_artifact(key=artifact_key("verify", job.source, job.target),
+                          table=json.loads(report.by_prefix.to_json(orient="records")), description=headline)
+    create_markdown_artifact(key=artifact_key("verify", job.source, job.target, "report"),
+                             markdown=reports.bucket_markdown(report), description=headline)
+    get_run_logger().info(headline)
+    if report_dir:
+        for path in reports.write_bucket_report(report, report_dir):
+            get_run_logger().info("report written to %s", path)
     return report
 
 

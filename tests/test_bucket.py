@@ -167,21 +167,29 @@ def test_writes_and_deletes_during_ferry_bucket_end_with_equal_buckets(s3, run_f
     assert final.json["equal"] is True and final.json["source_objects"] == final.json["target_objects"]
 
 
-def test_verify_bucket_names_differences_and_repair_fixes_them(s3, run_ferry):
-    for key in ("a", "b", "c"):
+def test_verify_bucket_names_differences_and_repair_fixes_them(s3, run_ferry, tmp_path):
+    for key in ("a", "b", "c", "logs/2026/x.log", "logs/2026/y.log"):
         put(s3, key, key.encode())
     assert run_ferry("bucket", "src-bucket", "dst-bucket", "--json").returncode == 0
     s3.delete_object(Bucket="dst-bucket", Key="a")
     s3.put_object(Bucket="dst-bucket", Key="b", Body=b"bb")
     s3.put_object(Bucket="dst-bucket", Key="zzz", Body=b"extra")
 
-    found = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--json")
+    s3.delete_object(Bucket="dst-bucket", Key="logs/2026/y.log")
+
+    found = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--report-dir", str(tmp_path), "--json")
     assert found.returncode == 1
-    assert (found.json["missing"], found.json["changed"], found.json["extra"]) == (["a"], ["b"], ["zzz"])
+    assert (found.json["missing"], found.json["changed"], found.json["extra"]) == (["a", "logs/2026/y.log"], ["b"], ["zzz"])
+    prefixes = (tmp_path / next(p.name for p in tmp_path.iterdir() if p.name.endswith("-prefixes.csv"))).read_text()
+    # per prefix: source objects, bytes; target objects, bytes; missing, extra, changed
+    assert "logs/,2,30,1,15,1,0,0" in prefixes.splitlines()
+    assert "(top level),3,3,3,8,1,1,1" in prefixes.splitlines()
+    assert "| missing | logs/2026/y.log |" in next(tmp_path.glob("*.md")).read_text()
 
     repaired = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--repair", "--delete", "--json")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert repaired.json["repaired"] == 3 and keys(s3, "dst-bucket") == {"a", "b", "c"}
+    assert repaired.json["repaired"] == 4 and keys(s3, "dst-bucket") == {"a", "b", "c", "logs/2026/x.log",
+                                                                         "logs/2026/y.log"}
 
 
 def test_handler_decodes_keys_and_makes_the_target_match_the_source_whatever_the_event_order(s3):
