@@ -7,6 +7,8 @@ With --json the last line of stdout is one JSON object.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
@@ -57,11 +59,38 @@ JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 Segments = Annotated[Optional[int], typer.Option("--segments", help="Parallel scan segments (default: from table size).")]
 
 
-def sides(source_profile, source_role_arn, source_region, target_profile, target_role_arn, target_region, endpoint_url):
-    return (
-        AwsSide(profile=source_profile, role_arn=source_role_arn, region=source_region, endpoint_url=endpoint_url),
-        AwsSide(profile=target_profile, role_arn=target_role_arn, region=target_region, endpoint_url=endpoint_url),
-    )
+SIDE_OPTIONS = {
+    "source_profile": SourceProfile, "target_profile": TargetProfile,
+    "source_role_arn": SourceRole, "target_role_arn": TargetRole,
+    "source_region": SourceRegion, "target_region": TargetRegion,
+    "endpoint_url": EndpointUrl,
+}
+
+
+def with_aws_sides(command):
+    """Give a command the AWS options of both sides (--source-profile ... --endpoint-url) and call it
+    with them built into `source_aws` and `target_aws`: one definition for every command."""
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.name not in ("source_aws", "target_aws")]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+             for name, annotation in SIDE_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def run(**options):
+        side = {name: options.pop(name) for name in SIDE_OPTIONS}
+        return command(
+            **options,
+            source_aws=AwsSide(profile=side["source_profile"], role_arn=side["source_role_arn"],
+                               region=side["source_region"], endpoint_url=side["endpoint_url"]),
+            target_aws=AwsSide(profile=side["target_profile"], role_arn=side["target_role_arn"],
+                               region=side["target_region"], endpoint_url=side["endpoint_url"]),
+        )
+
+    run.__signature__ = signature.replace(parameters=kept + added)
+    run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k not in ("source_aws", "target_aws")}
+    run.__annotations__.update(SIDE_OPTIONS)
+    del run.__wrapped__  # Typer must read the signature above, not the command's own
+    return run
 
 
 def build_job(**fields) -> TableJob:
@@ -100,6 +129,7 @@ def print_json(payload: dict) -> None:
 
 # --- ferry table ---------------------------------------------------------------------------------
 @app.command("table")
+@with_aws_sides
 def table_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
@@ -113,17 +143,10 @@ def table_command(
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Migrate SOURCE into TARGET: stream, backfill, catch up, verify. Rerun the same command to resume."""
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_job(source=source, target=target, segments=segments, page_size=page_size,
                     create_target=create_target, allow_nonempty=allow_nonempty, restart=restart,
                     verify=not no_verify, live_sync=live_sync, state_table=state_table,
@@ -182,6 +205,7 @@ def _render_migration(result, elapsed: float, verify: bool) -> None:
 
 # --- ferry verify table ------------------------------------------------------------------------
 @verify_app.command("table")
+@with_aws_sides
 def verify_table_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
@@ -191,13 +215,8 @@ def verify_table_command(
     report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Compare SOURCE and TARGET item by item (via a hash tree), naming every difference.
     Exit 0 equal (after --repair, if given), 1 different."""
@@ -205,8 +224,6 @@ def verify_table_command(
         raise FerryError(f"--sample must be a fraction between 0 and 1, got {sample}")
     if sample is not None and repair:
         raise FerryError("--repair needs a full verification: drop --sample")
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_job(source=source, target=target, segments=segments, source_aws=source_aws, target_aws=target_aws)
     check_verifiable(job, connect(job))
     use_prefect(verbose)
@@ -245,6 +262,7 @@ def _render_verification(result) -> None:
 
 # --- ferry sync table --------------------------------------------------------------------------
 @sync_app.command("table")
+@with_aws_sides
 def sync_table_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
@@ -252,20 +270,13 @@ def sync_table_command(
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Apply the source's stream to the target (the local poller). Runs until Ctrl-C/SIGTERM, which
     stop it cleanly after the batch in hand, or with --until-idle until caught up and idle."""
     if until_idle is not None and until_idle < 0:
         raise FerryError(f"--until-idle must be zero or more seconds, got {until_idle}")
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_job(source=source, target=target, state_table=state_table, source_aws=source_aws, target_aws=target_aws)
     clients = connect(job)
     check_syncable(job, clients, StateStore(clients.target, job.state_table))
@@ -329,6 +340,7 @@ def connect_buckets(job):
 
 
 @app.command("bucket")
+@with_aws_sides
 def bucket_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
@@ -339,19 +351,12 @@ def bucket_command(
     live_sync: Annotated[str, typer.Option("--live-sync", help="'poller' (local, default) or 'lambda' (deployed).")] = "poller",
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
     if live_sync not in ("poller", "lambda"):
         raise FerryError(f"--live-sync: expected 'poller' or 'lambda', got {live_sync!r}")
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_bucket_job(source=source, target=target, prefix=prefix, delete=delete,
                            multipart_threshold=multipart_threshold, part_size=part_size,
                            source_aws=source_aws, target_aws=target_aws)
@@ -376,6 +381,7 @@ def bucket_command(
 
 
 @verify_app.command("bucket")
+@with_aws_sides
 def verify_bucket_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
@@ -385,17 +391,10 @@ def verify_bucket_command(
     report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_bucket_job(source=source, target=target, prefix=prefix, delete=delete,
                            source_aws=source_aws, target_aws=target_aws)
     from ferry.aws import client
@@ -424,23 +423,17 @@ def verify_bucket_command(
 
 
 @sync_app.command("bucket")
+@with_aws_sides
 def sync_bucket_command(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
     json_output: JsonOutput = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
-    source_profile: SourceProfile = None,
-    target_profile: TargetProfile = None,
-    source_role_arn: SourceRole = None,
-    target_role_arn: TargetRole = None,
-    source_region: SourceRegion = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
     """Apply the source bucket's queued events to the target (the local poller for buckets)."""
-    source_aws, target_aws = sides(source_profile, source_role_arn, source_region,
-                                   target_profile, target_role_arn, target_region, endpoint_url)
     job = build_bucket_job(source=source, target=target, source_aws=source_aws, target_aws=target_aws)
     from ferry.aws import client
     from ferry.s3 import events
