@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import typing
 from dataclasses import asdict
 from typing import Annotated, Optional
 
@@ -71,7 +72,9 @@ def with_aws_sides(command):
     """Give a command the AWS options of both sides (--source-profile ... --endpoint-url) and call it
     with them built into `source_aws` and `target_aws`: one definition for every command."""
     signature = inspect.signature(command)
-    kept = [p for p in signature.parameters.values() if p.name not in ("source_aws", "target_aws")]
+    hints = typing.get_type_hints(command, include_extras=True)  # the Annotated options, not strings
+    kept = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
+            if p.name not in ("source_aws", "target_aws")]
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
              for name, annotation in SIDE_OPTIONS.items()]
 
@@ -87,8 +90,7 @@ def with_aws_sides(command):
         )
 
     run.__signature__ = signature.replace(parameters=kept + added)
-    run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k not in ("source_aws", "target_aws")}
-    run.__annotations__.update(SIDE_OPTIONS)
+    run.__annotations__ = {p.name: p.annotation for p in kept} | SIDE_OPTIONS
     del run.__wrapped__  # Typer must read the signature above, not the command's own
     return run
 
