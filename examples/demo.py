@@ -117,9 +117,10 @@ def main() -> int:
     stop = threading.Event()
     writer = threading.Thread(target=keep_writing, args=(stop, counts), daemon=True)
     writer.start()
-    print(f"running: ferry table {SOURCE} {TARGET} --create-target  (a writer keeps changing {SOURCE})")
+    print(f"running: ferry table {SOURCE} {TARGET} --create-target --page-size 1000  (a writer keeps changing {SOURCE})")
     ferry = Path(sys.executable).parent / "ferry"  # the installed CLI, in its own process, as users run it
-    code = subprocess.run([str(ferry), "table", SOURCE, TARGET, "--create-target"]).returncode
+    # Pages of 1,000 items, so that the progress bars move and the writer has a backfill to race.
+    code = subprocess.run([str(ferry), "table", SOURCE, TARGET, "--create-target", "--page-size", "1000"]).returncode
     stop.set()
     writer.join()
     print(f"changes written to the source during the backfill: {counts['insert']} inserts, "
