@@ -92,17 +92,22 @@ def headline(report: VerifyReport) -> str:
     return line
 
 
-def markdown(report: VerifyReport) -> str:
-    parts = [f"# Verification of {report.source} -> {report.target}", "", headline(report), ""]
-    ranges = ranges_frame(report)
-    if not ranges.empty:
-        parts += ["## By key range", "", ranges.to_markdown(index=False), ""]
-    differences = differences_frame(report)
+def _markdown(title: str, line: str, breakdown_title: str, breakdown: pd.DataFrame,
+              differences: pd.DataFrame) -> str:
+    """The layout every verification report shares: headline, breakdown table, differences."""
+    parts = [f"# {title}", "", line, ""]
+    if not breakdown.empty:
+        parts += [f"## {breakdown_title}", "", breakdown.to_markdown(index=False), ""]
     if not differences.empty:
         listed = differences.head(MAX_LISTED_KEYS)
         parts += [f"## Differences ({len(differences)}, first {len(listed)} listed)", "",
                   listed.to_markdown(index=False), ""]
     return "\n".join(parts)
+
+
+def markdown(report: VerifyReport) -> str:
+    return _markdown(f"Verification of {report.source} -> {report.target}", headline(report),
+                     "By key range", ranges_frame(report), differences_frame(report))
 
 
 def bucket_headline(report) -> str:
@@ -119,15 +124,8 @@ def bucket_differences_frame(report) -> pd.DataFrame:
 
 
 def bucket_markdown(report) -> str:
-    parts = [f"# Verification of s3://{report.source} -> s3://{report.target}", "", bucket_headline(report), ""]
-    if not report.by_prefix.empty:
-        parts += ["## By prefix", "", report.by_prefix.to_markdown(index=False), ""]
-    differences = bucket_differences_frame(report)
-    if not differences.empty:
-        listed = differences.head(MAX_LISTED_KEYS)
-        parts += [f"## Differences ({len(differences)}, first {len(listed)} listed)", "",
-                  listed.to_markdown(index=False), ""]
-    return "\n".join(parts)
+    return _markdown(f"Verification of s3://{report.source} -> s3://{report.target}", bucket_headline(report),
+                     "By prefix", report.by_prefix, bucket_differences_frame(report))
 
 
 def write_bucket_report(report, directory: str | Path) -> list[Path]:

@@ -123,9 +123,7 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
     source_s3, target_s3 = s3_clients(job)
     report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
     if repair and not report.equal:
-        sizes = dict(zip(*verify_sizes(source_s3, job)))
-        rows = [(key, sizes[key]) for key in report.missing + report.changed]
-        copied = copy_keys(target_s3, job.source, job.target, rows, job.multipart_threshold, job.part_size)
+        copied = copy_keys(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold, job.part_size)
         deleted = delete_keys(target_s3, job.target, report.extra) if job.delete else 0
         repaired = len(copied) + deleted
         report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
@@ -143,9 +141,3 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
             get_run_logger().info("report written to %s", path)
     return report
 
-
-def verify_sizes(s3, job: BucketJob):
-    from ferry.s3.listing import list_bucket
-
-    listing = list_bucket(s3, job.source, job.prefix)
-    return listing["key"].tolist(), listing["size"].astype(int).tolist()

@@ -128,8 +128,8 @@ def stop_on_signals(sync: LiveSync):
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)
 def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
     """The catch-up gate: return once live sync has read everything in the stream (lag under a second)."""
-    clients = table_clients(job)
-    state_store(job, clients).set_phase(state_store(job, clients).load(job.migration_id), "catch_up")
+    state = state_store(job, table_clients(job))
+    state.set_phase(state.load(job.migration_id), "catch_up")
     if not live_sync(job.migration_id).caught_up.wait(timeout):
         raise TimeoutError(f"live sync of {job.target} did not catch up within {timeout:.0f}s")
 

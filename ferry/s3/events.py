@@ -57,13 +57,8 @@ def conflicting(configuration: dict) -> list[str]:
     return found
 
 
-def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
-    """Add Ferry's queue to the bucket's notifications (merging). Returns False if it was already there."""
-    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
-    configuration.pop("ResponseMetadata", None)
-    queues = configuration.get("QueueConfigurations", [])
-    if any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn for q in queues):
-        return False
+def refuse_clashes(bucket: str, configuration: dict) -> None:
+    """The one-line error for a bucket whose object events already go somewhere else."""
     clashes = conflicting(configuration)
     if clashes:
         raise FerryError(
@@ -71,6 +66,16 @@ def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
             "one destination per event type: turn on EventBridge for the bucket and route those consumers through "
             "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)"
         )
+
+
+def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
+    """Add Ferry's queue to the bucket's notifications (merging). Returns False if it was already there."""
+    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
+    configuration.pop("ResponseMetadata", None)
+    queues = configuration.get("QueueConfigurations", [])
+    if any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn for q in queues):
+        return False
+    refuse_clashes(bucket, configuration)
     configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [
         {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}]
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)

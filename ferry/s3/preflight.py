@@ -23,10 +23,4 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
         raise FerryError(f"source and target are the same bucket {job.source!r}: name a different target")
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
-    configuration = source_s3.get_bucket_notification_configuration(Bucket=job.source)
-    clashes = events.conflicting(configuration)
-    if clashes:
-        raise FerryError(
-            f"bucket {job.source!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 "
-            "allows one destination per event type: turn on EventBridge for the bucket and route those consumers "
-            "through it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)")
+    events.refuse_clashes(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source))

@@ -23,6 +23,7 @@ class BucketReport:
     changed: list[str] = field(default_factory=list)
     repaired: int = 0
     by_prefix: pd.DataFrame = field(default_factory=pd.DataFrame)  # per top-level prefix, both sides
+    to_copy: list[tuple[str, int, str, str]] = field(default_factory=list)  # listed rows of missing + changed
 
     def summary(self) -> dict:
         result = {"equal": self.equal, "source_objects": self.source_objects, "target_objects": self.target_objects}
@@ -44,6 +45,8 @@ def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str,
         source_objects=len(listings.source), target_objects=len(listings.target),
         missing=missing, extra=plan.to_delete, changed=plan.changed,
         by_prefix=prefix_table(listings.source, listings.target, missing, plan.to_delete, plan.changed, prefix),
+        to_copy=list(zip(plan.to_copy["key"], plan.to_copy["size"].astype(int), plan.to_copy["etag"],
+                         plan.to_copy["storage_class"])),
     )
 
 
