@@ -57,6 +57,11 @@ TargetRegion = Annotated[Optional[str], typer.Option("--target-region", help="Re
 EndpointUrl = Annotated[Optional[str], typer.Option("--endpoint-url", help="AWS endpoint for both sides (moto, LocalStack).")]
 StateTable = Annotated[str, typer.Option("--state-table", help="DynamoDB table (target side) holding checkpoints.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
+SourceTable = Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")]
+TargetTable = Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")]
+SourceBucket = Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")]
+TargetBucket = Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")]
 Segments = Annotated[Optional[int], typer.Option("--segments", help="Parallel scan segments (default: from table size).")]
 
 
@@ -133,8 +138,8 @@ def print_json(payload: dict) -> None:
 @app.command("table")
 @with_aws_sides
 def table_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    source: SourceTable,
+    target: TargetTable,
     segments: Segments = None,
     page_size: Annotated[Optional[int], typer.Option("--page-size", help="Items per scan page (default: 1 MB pages).")] = None,
     create_target: Annotated[bool, typer.Option("--create-target", help="Create the target like the source.")] = False,
@@ -144,7 +149,7 @@ def table_command(
     live_sync: Annotated[str, typer.Option("--live-sync", help="'poller' (local, default) or 'lambda' (deployed).")] = "poller",
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
@@ -209,14 +214,14 @@ def _render_migration(result, elapsed: float, verify: bool) -> None:
 @verify_app.command("table")
 @with_aws_sides
 def verify_table_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    source: SourceTable,
+    target: TargetTable,
     segments: Segments = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fix every confirmed difference from the source.")] = False,
     sample: Annotated[Optional[float], typer.Option("--sample", help="Check only this random fraction (0-1) of keys.")] = None,
     report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
@@ -266,12 +271,12 @@ def _render_verification(result) -> None:
 @sync_app.command("table")
 @with_aws_sides
 def sync_table_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
+    source: SourceTable,
+    target: TargetTable,
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once caught up and idle this many seconds.")] = None,
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
@@ -344,15 +349,15 @@ def connect_buckets(job):
 @app.command("bucket")
 @with_aws_sides
 def bucket_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    source: SourceBucket,
+    target: TargetBucket,
     prefix: Prefix = "",
     delete: Annotated[bool, typer.Option("--delete", help="Remove target keys the source does not have.")] = False,
     multipart_threshold: MultipartThreshold = 256 * 2**20,
     part_size: PartSize = 128 * 2**20,
     live_sync: Annotated[str, typer.Option("--live-sync", help="'poller' (local, default) or 'lambda' (deployed).")] = "poller",
     json_output: JsonOutput = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
@@ -385,14 +390,14 @@ def bucket_command(
 @verify_app.command("bucket")
 @with_aws_sides
 def verify_bucket_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    source: SourceBucket,
+    target: TargetBucket,
     prefix: Prefix = "",
     repair: Annotated[bool, typer.Option("--repair", help="Copy missing and changed objects from the source.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="With --repair, also remove keys only the target has.")] = False,
     report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
     json_output: JsonOutput = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
@@ -406,6 +411,7 @@ def verify_bucket_command(
     require_bucket(client(target_aws, "s3"), target, "target")
     use_prefect(verbose)
     from flows.verify_bucket import verify_bucket
+    from ferry import report as reports
 
     report = verify_bucket(**dict(job), repair=repair, report_dir=report_dir, fail_on_difference=False)
     if json_output:
@@ -418,20 +424,18 @@ def verify_bucket_command(
             keys = getattr(report, kind)
             listed.add_row(kind, str(len(keys)), ", ".join(keys[:5]))
         out.print(listed)
-        out.print(("EQUAL" if report.equal else "DIFFERENT") + f": {report.source_objects:,} source objects, "
-                  f"{report.target_objects:,} target objects" + (f", {report.repaired} repaired" if repair else ""),
-                  style="green" if report.equal else "red", highlight=False)
+        out.print(reports.bucket_headline(report), style="green" if report.equal else "red", highlight=False)
     return EXIT_OK if report.equal else EXIT_DIFFERENT
 
 
 @sync_app.command("bucket")
 @with_aws_sides
 def sync_bucket_command(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    source: SourceBucket,
+    target: TargetBucket,
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
     json_output: JsonOutput = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs on the console.")] = False,
+    verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
