@@ -7,6 +7,7 @@ With --json the last line of stdout is one JSON object.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -123,10 +124,19 @@ def connect(job: TableJob) -> TableClients:
 
 
 def use_prefect(verbose: bool) -> None:
-    """Quiet Prefect's console (the UI keeps every log) and keep it offline, unless told otherwise."""
+    """Quiet Prefect's console (the UI keeps every log) and keep it offline, unless told otherwise.
+
+    Flows run from the CLI send no heartbeats: the terminal watches them, and at the end of every
+    run Prefect waits up to a second for its heartbeat thread. Deployment runs keep heartbeats."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    _prefect_settings.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+
+
+_prefect_settings = contextlib.ExitStack()  # held for the life of the command
 
 
 def print_json(payload: dict) -> None:
@@ -396,6 +406,8 @@ def verify_bucket_command(
     repair: Annotated[bool, typer.Option("--repair", help="Copy missing and changed objects from the source.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="With --repair, also remove keys only the target has.")] = False,
     report_dir: Annotated[Optional[str], typer.Option("--report-dir", help="Write CSV and Markdown reports here.")] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Also compare every object's additional checksums "
+                                       "(CRC32C, SHA256...): one HEAD per object on each side.")] = False,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -413,7 +425,7 @@ def verify_bucket_command(
     from flows.verify_bucket import verify_bucket
     from ferry import report as reports
 
-    report = verify_bucket(**dict(job), repair=repair, report_dir=report_dir, fail_on_difference=False)
+    report = verify_bucket(**dict(job), repair=repair, report_dir=report_dir, deep=deep, fail_on_difference=False)
     if json_output:
         print_json(report.summary())
     else:

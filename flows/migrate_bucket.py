@@ -5,7 +5,8 @@
     2. live sync             with live_sync="lambda": a Lambda consumes that queue (the same handler)
     3. bulk sync             parallel listing, compared as tables; server-side copies in batches
     4. drain events          apply what changed during the copy (HEAD the source, make the target match)
-    5. verify                keys, sizes and checksums of both sides
+    5. verify                keys, sizes and checksums of both sides (listed again unless step 3
+                             found nothing to do and no event came: then its comparison is the proof)
 
 Rerunning it resumes: it lists again and copies only what is missing or different.
 """
@@ -64,7 +65,9 @@ def migrate_bucket(
     deleted = delete_extras(job, plan.to_delete) if delete and plan.to_delete else 0
 
     drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
-    report = verify_bucket(job)
+    # When nothing was copied, deleted or changed since the listings, their comparison is the proof.
+    untouched = not (plan.batches or deleted or drained["messages"])
+    report = verify_bucket(job, compared=plan.comparison if untouched else None)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
         copied=sum(n for n, _ in copied), deleted=deleted, bytes_copied=sum(b for _, b in copied),

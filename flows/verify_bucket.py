@@ -19,6 +19,7 @@ def verify_bucket(
     repair: bool = False,
     report_dir: str | None = None,
     fail_on_difference: bool = True,
+    deep: bool = False,
     multipart_threshold: int = 256 * 2**20,
     part_size: int = 128 * 2**20,
     source_aws: AwsSide = AwsSide(),
@@ -27,7 +28,7 @@ def verify_bucket(
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size,
                     source_aws=source_aws, target_aws=target_aws)
-    report = verify_bucket_task(job, repair=repair, report_dir=report_dir)
+    report = verify_bucket_task(job, repair=repair, report_dir=report_dir, deep=deep)
     if fail_on_difference and not report.equal:
         raise DifferencesRemain(f"{len(report.missing)} missing, {len(report.extra)} extra, "
                                 f"{len(report.changed)} changed in {target}")

@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from lambdas.s3_compare import same_object
 from lambdas.s3_copy import copy_object
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,13 @@ def keys_in_message(body: str) -> list[tuple[str, str]]:
 
 
 def head(s3, bucket: str, key: str) -> dict | None:
+    """The object's HEAD with its additional checksums, or None if it does not exist."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key)
+        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as error:
         if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-
-
-def same_object(source: dict, target: dict | None) -> bool:
-    if target is None or source["ContentLength"] != target["ContentLength"]:
-        return False
-    source_etag, target_etag = source["ETag"].strip('"'), target["ETag"].strip('"')
-    if "-" in source_etag or "-" in target_etag:  # multipart ETags are not comparable
-        return target.get("Metadata", {}).get("ferry-source-etag") == source_etag
-    return source_etag == target_etag
 
 
 def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None) -> str:

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from lambdas.s3_compare import RECORDED_ETAG
+
 MULTIPART_THRESHOLD = 256 * 2**20
 PART_SIZE = 128 * 2**20
 PART_THREADS = 8
@@ -60,7 +62,7 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
     create = {name: head[name] for name in HEADERS if name in head}
     # The source's ETag goes with the copy: a multipart copy's own ETag differs from its source's,
     # so this is how a later comparison knows the two are the same bytes.
-    metadata = {**head.get("Metadata", {}), "ferry-source-etag": etag.strip('"')}
+    metadata = {**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')}
     create.update(Bucket=target_bucket, Key=key, Metadata=metadata, StorageClass=head.get("StorageClass", "STANDARD"))
     if tags:
         create["Tagging"] = urlencode({t["Key"]: t["Value"] for t in tags})

@@ -15,7 +15,7 @@ from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.s3 import events
 from ferry.s3.sync import compare_buckets, copy_keys, delete_keys
-from ferry.s3.verify import BucketReport, verify_buckets
+from ferry.s3.verify import BucketReport, report_from, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
 from tasks.common import RETRYING as retrying
 from tasks.verify import artifact_key
@@ -37,6 +37,7 @@ class CopyPlan:
     batches: list[list[tuple[str, int, str, str]]] = field(default_factory=list)  # key, size, etag, class
     to_delete: list[str] = field(default_factory=list)
     unchanged: int = 0
+    comparison: BucketReport | None = None  # the listings' comparison, as a verify report
 
 
 @task(name="preflight-bucket", task_run_name="preflight {job.source} -> {job.target}", **retrying)
@@ -81,7 +82,7 @@ def plan_bucket_copy(job: BucketJob) -> CopyPlan:
     get_run_logger().info("%d objects to copy, %d unchanged, %d only on the target", len(rows),
                           listings.plan.unchanged, len(listings.plan.to_delete))
     return CopyPlan(len(listings.source), len(listings.target), batches, listings.plan.to_delete,
-                    listings.plan.unchanged)
+                    listings.plan.unchanged, report_from(listings, job.prefix))
 
 
 @task(name="copy-objects", task_run_name="copy {job.source} -> {job.target}: batch {number}", **retrying)
@@ -119,14 +120,17 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
 
 
 @task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)
-def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None = None) -> BucketReport:
+def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None = None, deep: bool = False,
+                  compared: BucketReport | None = None) -> BucketReport:
+    """List and compare both buckets (`deep`: additional checksums of every object), repair if asked,
+    publish the report. `compared`: a comparison made since the last change, which is the answer."""
     source_s3, target_s3 = s3_clients(job)
-    report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+    report = compared or verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
     if repair and not report.equal:
         copied = copy_keys(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold, job.part_size)
         deleted = delete_keys(target_s3, job.target, report.extra) if job.delete else 0
         repaired = len(copied) + deleted
-        report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+        report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
         if not job.delete:
             report.equal = not (report.missing or report.changed)
         report.repaired = repaired

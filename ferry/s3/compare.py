@@ -1,9 +1,13 @@
-"""The one place that decides whether two objects are the same (rclone's lesson).
+"""Which objects differ between two bucket listings (the tables), and which need a closer look.
 
-Same size, and the strongest evidence both sides have: equal ETags when they are comparable (both
-single-part, so an MD5 of the content), else the source ETag Ferry recorded in the target's metadata
-when it copied the object (a multipart copy gets a different ETag than its source). Timestamps are
-never used: a copy is always newer than its source.
+The rule for one pair of objects lives in lambdas/s3_compare.py (the live-sync handler uses it too).
+Applied to whole listings, cheapest first:
+1. From the listings, no extra request: different sizes differ; equal ETags that are both MD5s of the
+   content (single-part uploads and copies) are the same. That settles almost every unchanged object.
+2. Every other pair on both sides (multipart ETags, or MD5-looking ETags that differ, which SSE-KMS
+   objects have even for equal bytes) is HEADed on both sides and decided by that rule: additional
+   checksums, then real MD5s, then the source ETag Ferry recorded at copy time.
+`deep=True` sends every same-size pair to step 2, so additional checksums are read for all objects.
 """
 
 from __future__ import annotations
@@ -21,30 +25,35 @@ class BucketPlan:
     changed: list[str]  # keys on both sides that differ
 
 
-def comparable(etag: str) -> bool:
-    """A multipart ETag ('...-N') is not an MD5 of the content and cannot be compared across uploads."""
-    return "-" not in etag
+def _side_by_side(source: pd.DataFrame, target: pd.DataFrame) -> pd.DataFrame:
+    """Every source key with its size and ETag on both sides (NaN where the target has none)."""
+    return source[["size", "etag"]].join(target[["size", "etag"]].add_suffix("_target"), how="left")
 
 
-def plan_sync(source: pd.DataFrame, target: pd.DataFrame, recorded: dict[str, str]) -> BucketPlan:
+def _same_by_listing(pairs: pd.DataFrame) -> pd.Series:
+    """Step 1: same size and equal single-part (MD5) ETags."""
+    return ((pairs["size"] == pairs["size_target"]) & (pairs["etag"] == pairs["etag_target"])
+            & ~pairs["etag"].str.contains("-", regex=False))
+
+
+def needs_heads(source: pd.DataFrame, target: pd.DataFrame, deep: bool = False) -> list[str]:
+    """Keys on both sides, of equal size, that step 1 cannot prove equal (all of them if `deep`)."""
+    pairs = _side_by_side(source, target)
+    undecided = pairs["size"] == pairs["size_target"]
+    if not deep:
+        undecided &= ~_same_by_listing(pairs)
+    return list(pairs.index[undecided])
+
+
+def plan_sync(source: pd.DataFrame, target: pd.DataFrame, verdicts: dict[str, bool]) -> BucketPlan:
     """What to copy and what to delete so that `target` matches `source`.
 
-    `recorded`: key -> the source ETag recorded on the target object at copy time (multipart copies).
+    `verdicts`: key -> same? for the keys step 2 looked at (`needs_heads`); step 1 decides the rest.
     """
-    both = source.join(target[["size", "etag"]], how="left", rsuffix="_target")
-    present = both["etag_target"].notna()
-
-    def same(row) -> bool:
-        if row["size"] != row["size_target"]:
-            return False
-        if comparable(row["etag"]) and comparable(row["etag_target"]):
-            return row["etag"] == row["etag_target"]
-        return recorded.get(row["key"]) == row["etag"]
-
-    same_mask = pd.Series(False, index=both.index)
-    if present.any():
-        same_mask[present] = both[present].apply(same, axis=1)
-    to_copy = source[~same_mask.reindex(source.index, fill_value=False)]
+    pairs = _side_by_side(source, target)
+    decided = pd.Series(verdicts, dtype=bool).reindex(pairs.index)
+    same = decided.where(decided.notna(), _same_by_listing(pairs)).astype(bool)
+    to_copy = source[~same.to_numpy()]
     changed = sorted(set(to_copy.index) & set(target.index))
     to_delete = sorted(set(target.index) - set(source.index))
-    return BucketPlan(to_copy=to_copy, unchanged=int(same_mask.sum()), to_delete=to_delete, changed=changed)
+    return BucketPlan(to_copy=to_copy, unchanged=int(same.sum()), to_delete=to_delete, changed=changed)

@@ -1,37 +1,148 @@
-"""List a bucket in parallel: one worker per top-level prefix, so a huge bucket is listed by many.
+"""List a bucket in parallel by key ranges, so one huge bucket, flat or deep, is listed by many workers.
 
-The listing is a pandas DataFrame (key, size, etag, last_modified, storage_class), the form in which
-the two sides are compared.
+S3 returns keys in UTF-8 binary order, 1,000 per request, each request after the previous one: a
+bucket of 100 million keys is 100,000 round trips in a row. Ferry cuts the key space into ranges and
+lists each on its own (StartAfter the range's start, stopping past its end). It begins with one range,
+the whole prefix. When a range's page comes back full, the rest of that range is split at the key
+position where the page's keys begin to vary, on the characters seen there: numbered keys split on
+digits, dated paths on the year or day, names on letters, nested "folders" on their names. Ranges
+touch end to end, so every key is listed exactly once whatever the split, and delimiters are never
+needed, which is what makes flat buckets parallel too.
+
+The listing is a pandas DataFrame indexed by key (key, size, etag, storage_class, checksum), the form
+in which the two sides are compared.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import string
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import pandas as pd
 
-COLUMNS = ["key", "size", "etag", "storage_class"]
+COLUMNS = ["key", "size", "etag", "storage_class", "checksum"]
 LISTING_THREADS = 16
+PAGE_SIZE = 1000  # the most S3 returns per request
 
 
-def _list(s3, bucket: str, prefix: str, delimiter: str | None = None) -> tuple[list[dict], list[str]]:
-    rows, prefixes = [], []
-    kwargs = {"Bucket": bucket, "Prefix": prefix}
-    if delimiter:
-        kwargs["Delimiter"] = delimiter
-    for page in s3.get_paginator("list_objects_v2").paginate(**kwargs):
-        rows += [{"key": o["Key"], "size": o["Size"], "etag": o["ETag"].strip('"'),
-                  "storage_class": o.get("StorageClass", "STANDARD")} for o in page.get("Contents", [])]
-        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-    return rows, prefixes
+@dataclass(frozen=True)
+class KeyRange:
+    after: str | None = None  # exclusive start; None: the prefix's first key
+    last: str | None = None  # inclusive end; None: the prefix's last key
 
 
-def list_bucket(s3, bucket: str, prefix: str = "") -> pd.DataFrame:
-    """Every object under `prefix`: the top level with a delimiter, then each sub-prefix in parallel."""
-    rows, prefixes = _list(s3, bucket, prefix, delimiter="/")
-    if prefixes:
-        with ThreadPoolExecutor(min(LISTING_THREADS, len(prefixes))) as pool:
-            for sub_rows, _ in pool.map(lambda p: _list(s3, bucket, p), prefixes):
-                rows += sub_rows
+def _row(listed: dict) -> dict:
+    return {"key": listed["Key"], "size": listed["Size"], "etag": listed["ETag"].strip('"'),
+            "storage_class": listed.get("StorageClass", "STANDARD"),
+            "checksum": ",".join(listed.get("ChecksumAlgorithm", []))}
+
+
+def _same_class(c: str) -> str:
+    """The characters a key is likely to hold where it holds `c`: digits, or letters of its case."""
+    for alphabet in (string.digits, string.ascii_lowercase, string.ascii_uppercase):
+        if c in alphabet:
+            return alphabet
+    return ""
+
+
+def split_by_characters(keys: list[str], prefix: str, last: str | None) -> list[str]:
+    """Bounds for the keys after a full page of a flat level, guessed from the page's last key.
+
+    Keys after it most likely differ from it in a number or at the start of a word, at or before
+    where the page's own keys differ ("object-00999" is followed by "object-01...", then
+    "object-1..."). Bounds are cut on two such positions, so near ranges are small and far ones wide.
+    """
+    final = keys[-1]
+    varies = len(os.path.commonprefix([keys[0], final]))
+    seen = {k[varies] for k in keys if len(k) > varies}
+    bounds: list[str] = []
+    for position in range(min(varies, len(final) - 1), len(prefix) - 1, -1):
+        current = final[position]
+        word_start = position == len(prefix) or not final[position - 1].isalnum()
+        if not (current.isdigit() or (word_start and current.isalpha())):
+            continue
+        alphabet = sorted(set(_same_class(current)) | (seen if position == varies else set()))
+        level = [final[:position] + c for c in alphabet if c > current and (last is None or final[:position] + c < last)]
+        if level:
+            bounds += level
+            if len(bounds) > len(level):  # two levels
+                break
+    return bounds
+
+
+def split_by_folders(s3, bucket: str, keys: list[str], prefix: str, last: str | None) -> list[str]:
+    """Bounds at the "folders" that follow a full page. A Delimiter request at a folder the page's
+    keys share lists the names of the next sub-folders (so no range is empty); tried at the deepest
+    such folder whose keys go deeper, then one up. They are grouped as many to a range as the page
+    itself spanned: about a page of keys each."""
+    shared = os.path.commonprefix([keys[0], keys[-1]])
+    parents = [shared[:i + 1] for i, c in enumerate(shared) if c == "/" and i + 1 >= len(prefix)]
+    parents = ([prefix] if prefix not in parents else []) + parents
+    probes = 0
+    for parent in reversed(parents):
+        if not any("/" in k[len(parent):] for k in keys):
+            continue  # a flat level: no sub-folders to find
+        page = s3.list_objects_v2(Bucket=bucket, Prefix=parent, Delimiter="/", StartAfter=keys[-1])
+        folders = [p["Prefix"] for p in page.get("CommonPrefixes", [])
+                   if p["Prefix"] > keys[-1] and (last is None or p["Prefix"] < last)]
+        if len(folders) >= 2:
+            spanned = len({k[len(parent):].split("/", 1)[0] for k in keys if "/" in k[len(parent):]})
+            return folders[max(spanned, 1) - 1::max(spanned, 1)]
+        probes += 1
+        if probes == 2:
+            break
+    return []
+
+
+def split_rest(s3, bucket: str, keys: list[str], prefix: str, last: str | None) -> list[KeyRange]:
+    """Split the keys after `keys[-1]` (a full page, in order) up to `last` into ranges that touch end
+    to end. Returns [] when no useful split is found: the range goes on serially."""
+    bounds = split_by_folders(s3, bucket, keys, prefix, last)
+    # Beyond the folders one request could see, the shape of the keys is the guess.
+    bounds += [b for b in split_by_characters(keys, prefix, last) if not bounds or b > bounds[-1]]
+    starts = [keys[-1]] + bounds
+    return [KeyRange(start, end) for start, end in zip(starts, bounds + [last])] if bounds else []
+
+
+def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int = PAGE_SIZE,
+               may_split: bool = True) -> tuple[list[dict], list[KeyRange]]:
+    """The objects of one range, and the ranges the rest of it was split into (then not listed here)."""
+    rows: list[dict] = []
+    after, full_pages = key_range.after, 0
+    while True:
+        request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if after is not None:
+            request["StartAfter"] = after
+        page = s3.list_objects_v2(**request)
+        listed = page.get("Contents", [])
+        inside = [o for o in listed if key_range.last is None or o["Key"] <= key_range.last]
+        rows += [_row(o) for o in inside]
+        if len(inside) < len(listed) or not page.get("IsTruncated") or not inside:
+            return rows, []
+        keys = [o["Key"] for o in inside]
+        # A second full page says the range is big (the first alone often just fills it): split it.
+        full_pages += 1
+        parts = split_rest(s3, bucket, keys, prefix, key_range.last) if may_split and full_pages >= 2 else []
+        if parts:
+            return rows, parts
+        after = keys[-1]
+
+
+def list_bucket(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
+                threads: int = LISTING_THREADS) -> pd.DataFrame:
+    """Every object under `prefix`, listed by up to `threads` workers over key ranges."""
+    rows: list[dict] = []
+    with ThreadPoolExecutor(threads) as pool:
+        running = {pool.submit(list_range, s3, bucket, prefix, KeyRange(), page_size)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                found, parts = future.result()
+                rows += found
+                for part in parts:  # split further only while workers would otherwise be idle
+                    may_split = len(running) < 2 * threads
+                    running.add(pool.submit(list_range, s3, bucket, prefix, part, page_size, may_split))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype({"size": "int64"}).set_index("key", drop=False).sort_index()

@@ -1,7 +1,8 @@
 """Bulk sync of a bucket: list both sides, decide, copy server-side in parallel, delete extras.
 
 A rerun after a kill lists again and copies only what is still missing or different; a no-op
-re-sync does only the listings and comparisons (plus a HEAD for each multipart copy).
+re-sync does only the listings and comparisons (plus a HEAD on each side for the pairs the
+listings cannot settle, such as multipart copies).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from ferry.s3.compare import BucketPlan, comparable, plan_sync
+from ferry.s3.compare import BucketPlan, needs_heads, plan_sync
 from ferry.s3.listing import list_bucket
+from lambdas.s3_apply import head
+from lambdas.s3_compare import same_object
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
 
 COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in flight (best measured on moto)
@@ -22,30 +25,36 @@ DELETE_BATCH = 1000
 
 @dataclass
 class Listings:
+    source_bucket: str
+    target_bucket: str
     source: pd.DataFrame
     target: pd.DataFrame
     plan: BucketPlan
 
 
-def recorded_source_etags(s3, bucket: str, source: pd.DataFrame, target: pd.DataFrame) -> dict[str, str]:
-    """For target objects whose ETag cannot be compared (multipart copies), the source ETag that Ferry
-    recorded in their metadata when it copied them."""
-    keys = [k for k in target.index.intersection(source.index)
-            if not (comparable(target.at[k, "etag"]) and comparable(source.at[k, "etag"]))]
+def compare_pairs(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str]) -> dict[str, bool]:
+    """Step 2 of the comparison for `keys`: HEAD each on both sides (in parallel) and apply the one
+    rule. A key deleted from either side meanwhile counts as different (the next pass sees why)."""
     if not keys:
         return {}
+
+    def verdict(key: str) -> bool:
+        source = head(s3_source, source_bucket, key)
+        return source is not None and same_object(source, head(s3_target, target_bucket, key))
+
     with ThreadPoolExecutor(min(COPY_THREADS, len(keys))) as pool:
-        heads = pool.map(lambda k: s3.head_object(Bucket=bucket, Key=k).get("Metadata", {}), keys)
-        return {key: meta.get("ferry-source-etag", "") for key, meta in zip(keys, heads)}
+        return dict(zip(keys, pool.map(verdict, keys)))
 
 
-def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "") -> Listings:
+def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
+                    deep: bool = False) -> Listings:
+    """List both buckets at once and decide, object by object, what differs (ferry/s3/compare.py)."""
     with ThreadPoolExecutor(2) as pool:
         source_listing = pool.submit(list_bucket, s3_source, source_bucket, prefix)
         target = list_bucket(s3_target, target_bucket, prefix)
         source = source_listing.result()
-    plan = plan_sync(source, target, recorded_source_etags(s3_target, target_bucket, source, target))
-    return Listings(source, target, plan)
+    verdicts = compare_pairs(s3_source, s3_target, source_bucket, target_bucket, needs_heads(source, target, deep))
+    return Listings(source_bucket, target_bucket, source, target, plan_sync(source, target, verdicts))
 
 
 GONE = {"404", "NoSuchKey", "NotFound"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ferry.s3.sync import compare_buckets
+from ferry.s3.sync import Listings, compare_buckets
 
 MAX_LISTED_KEYS = 100
 
@@ -35,12 +35,18 @@ class BucketReport:
         return result
 
 
-def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "") -> BucketReport:
-    listings = compare_buckets(s3_source, s3_target, source_bucket, target_bucket, prefix)
+def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
+                   deep: bool = False) -> BucketReport:
+    """List and compare both buckets now. `deep`: read every object's additional checksums too."""
+    return report_from(compare_buckets(s3_source, s3_target, source_bucket, target_bucket, prefix, deep), prefix)
+
+
+def report_from(listings: Listings, prefix: str = "") -> BucketReport:
+    """The report of one comparison of both listings."""
     plan = listings.plan
     missing = sorted(set(plan.to_copy.index) - set(plan.changed))
     return BucketReport(
-        source=source_bucket, target=target_bucket,
+        source=listings.source_bucket, target=listings.target_bucket,
         equal=not (missing or plan.changed or plan.to_delete),
         source_objects=len(listings.source), target_objects=len(listings.target),
         missing=missing, extra=plan.to_delete, changed=plan.changed,
