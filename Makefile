@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_sync.py
 	$(BIN)/python bench/bench_bucket.py
+	$(BIN)/python bench/bench_multipart.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -97,7 +97,7 @@ def test_same_object_uses_the_strongest_evidence_both_sides_have():
     assert not same_object(head(etag="f-2"), head(etag=md5, Metadata={"ferry-source-etag": "other-2"}))
 
 
-def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3):
+def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3, run_ferry):
     for bucket in ("sums-src", "sums-dst"):
         s3.create_bucket(Bucket=bucket)
     body = b"hello"
@@ -113,3 +113,5 @@ def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3):
     deep = compare_buckets(s3, s3, "sums-src", "sums-dst", deep=True).plan
     assert quick.changed == ["m"]
     assert deep.changed == ["k", "m"]
+    verified = run_ferry("verify", "bucket", "sums-src", "sums-dst", "--deep", "--json")
+    assert verified.returncode == 1 and verified.json["changed"] == ["k", "m"]
