@@ -382,7 +382,7 @@ def bucket_command(
     from flows.migrate_bucket import migrate_bucket
 
     started = time.monotonic()
-    result = migrate_bucket(**dict(job), live_sync=live_sync)
+    result = migrate_bucket(**dict(job), live_sync=live_sync, preflight=False)  # connect_buckets ran it
     elapsed = time.monotonic() - started
     payload = {k: getattr(result, k) for k in ("source", "target", "source_objects", "target_objects", "copied",
                                                "deleted", "bytes_copied", "verified", "events_applied")}

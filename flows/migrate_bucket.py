@@ -50,11 +50,14 @@ def migrate_bucket(
     live_sync: str = "poller",
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
+    preflight: bool = True,
 ) -> BucketMigrationResult:
+    """`preflight=False` skips step 0 when the caller has just run the same checks (the CLI does)."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size,
                     source_aws=source_aws, target_aws=target_aws)
-    preflight_bucket(job)
+    if preflight:
+        preflight_bucket(job)
     queue_url = enable_bucket_events(job)
     if live_sync == "lambda":
         deploy_bucket_live_sync(job, queue_url)

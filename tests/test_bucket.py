@@ -229,3 +229,19 @@ def test_bucket_lambda_live_sync_is_deployed_on_the_event_queue_with_partial_fai
     resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
     assert "arn:aws:s3:::dst-bucket/*" in resources and "arn:aws:s3:::src-bucket" in resources
     assert all(not a.endswith("*") for statement in policy["Statement"] for a in statement["Action"])
+
+
+def test_event_queue_setup_is_idempotent_and_brings_an_older_queue_up_to_date(aws):
+    from ferry.s3 import events
+
+    sqs = boto3.client("sqs")
+    sqs.create_queue(QueueName="ferry-old", Attributes={"MessageRetentionPeriod": "60"})  # an older setup
+    first = events.ensure_queue(sqs, "src-bucket", "ferry-old", "ferry-old-dlq")
+    again = events.ensure_queue(sqs, "src-bucket", "ferry-old", "ferry-old-dlq")
+
+    assert first == again
+    url, arn = first
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["QueueArn"] == arn and attributes["MessageRetentionPeriod"] == "1209600"
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith(":ferry-old-dlq")
+    assert json.loads(attributes["Policy"])["Statement"][0]["Resource"] == arn

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from botocore.exceptions import ClientError
+
 from ferry.errors import FerryError
 
 CONFIGURATION_ID = "ferry-live-sync"
@@ -24,17 +26,24 @@ def queue_names(source: str, target: str) -> tuple[str, str]:
 
 
 def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str) -> tuple[str, str]:
-    """The event queue (and its dead-letter queue), accepting messages from this bucket only."""
+    """The event queue (and its dead-letter queue), accepting messages from this bucket only.
+    Idempotent: a rerun finds both in place (three requests; the queue's own ARN is its
+    dead-letter queue's with the name changed, both living in one account and region)."""
     dead_url = sqs.create_queue(QueueName=dead_letter_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = f"{dead_arn.rsplit(':', 1)[0]}:{name}"
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
         "Resource": arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"}}}]}
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={
-        "Policy": json.dumps(policy), "MessageRetentionPeriod": "1209600",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)})})
+    attributes = {"Policy": json.dumps(policy), "MessageRetentionPeriod": "1209600",
+                  "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)})}
+    try:
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as error:  # there with other attributes (an older Ferry's): bring them up to date
+        if error.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     return url, arn
 
 
