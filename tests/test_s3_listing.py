@@ -115,3 +115,59 @@ def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3, 
     assert deep.changed == ["k", "m"]
     verified = run_ferry("verify", "bucket", "sums-src", "sums-dst", "--deep", "--json")
     assert verified.returncode == 1 and verified.json["changed"] == ["k", "m"]
+
+
+class InMemoryBucket:
+    """ListObjectsV2 over a sorted key list (Prefix, StartAfter, MaxKeys, Delimiter="/"), counting requests."""
+
+    def __init__(self, keys: list[str]):
+        self.keys, self.requests = sorted(set(keys)), 0
+
+    def list_objects_v2(self, Bucket, Prefix="", MaxKeys=1000, StartAfter=None, Delimiter=None):  # noqa: N803
+        import bisect
+
+        self.requests += 1
+        start = max(bisect.bisect_right(self.keys, StartAfter) if StartAfter else 0, bisect.bisect_left(self.keys, Prefix))
+        under = (k for k in self.keys[start:] if k.startswith(Prefix))
+        if Delimiter:
+            folders = sorted({Prefix + k[len(Prefix):].split("/", 1)[0] + "/" for k in under if "/" in k[len(Prefix):]})
+            return {"CommonPrefixes": [{"Prefix": f} for f in folders[:MaxKeys]]}
+        page = [k for _, k in zip(range(MaxKeys + 1), under)]
+        return {"Contents": [{"Key": k, "Size": 1, "ETag": '"e"'} for k in page[:MaxKeys]],
+                "IsTruncated": len(page) > MaxKeys}
+
+
+def longest_chain(bucket: InMemoryBucket, page_size: int) -> tuple[list[str], int]:
+    """List range by range, serially, tracking the longest chain of requests that had to follow one another."""
+    from ferry.s3.listing import KeyRange, list_range
+
+    keys, todo, longest = [], [(KeyRange(), 0)], 0
+    while todo:
+        key_range, depth = todo.pop()
+        before = bucket.requests
+        found, parts = list_range(bucket, "b", "", key_range, page_size)
+        depth += bucket.requests - before
+        keys += [row["key"] for row in found]
+        longest = max(longest, depth)
+        todo += [(part, depth) for part in parts]
+    return sorted(keys), longest
+
+
+LARGE_LAYOUTS = {
+    "flat": [f"object-{i:06d}" for i in range(100_000)],
+    "hashed": [hashlib.md5(str(i).encode()).hexdigest() for i in range(50_000)],
+    "dated": [f"events/dt=2026-{m:02d}-{d:02d}/h={h:02d}/f{i}.json"
+              for m in range(1, 13) for d in range(1, 29) for h in range(0, 24, 3) for i in range(12)],
+    "folders": [f"data/{i % 200:03d}/object-{i:06d}.bin" for i in range(60_000)],
+}
+
+
+@pytest.mark.parametrize("layout", LARGE_LAYOUTS, ids=list(LARGE_LAYOUTS))
+def test_large_buckets_are_listed_in_short_chains_for_about_twice_the_requests(layout):
+    bucket = InMemoryBucket(LARGE_LAYOUTS[layout])
+    keys, chain = longest_chain(bucket, page_size=1000)
+    pages = -(-len(bucket.keys) // 1000)
+
+    assert keys == bucket.keys
+    assert bucket.requests <= 2.5 * pages, f"{bucket.requests} requests for {pages} pages"
+    assert chain <= pages / 4, f"a chain of {chain} requests for {pages} pages"

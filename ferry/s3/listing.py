@@ -3,11 +3,13 @@
 S3 returns keys in UTF-8 binary order, 1,000 per request, each request after the previous one: a
 bucket of 100 million keys is 100,000 round trips in a row. Ferry cuts the key space into ranges and
 lists each on its own (StartAfter the range's start, stopping past its end). It begins with one range,
-the whole prefix. When a range's page comes back full, the rest of that range is split at the key
-position where the page's keys begin to vary, on the characters seen there: numbered keys split on
-digits, dated paths on the year or day, names on letters, nested "folders" on their names. Ranges
-touch end to end, so every key is listed exactly once whatever the split, and delimiters are never
-needed, which is what makes flat buckets parallel too.
+the whole prefix. When a range's pages keep coming back full, the rest of it is split: at the
+"folders" that follow (one Delimiter request names them), and beyond those, or on a flat level, at
+the numbers and words its keys are made of. Ranges touch end to end, so every key is listed exactly
+once whatever the split; a split that guessed wrong costs an empty request, never a key. Measured on
+eight layouts (flat, hashed, dated, nested, UUID folders): at most about twice the requests of a
+serial listing, and on large buckets chains of dependent requests 5-100x shorter
+(tests/test_s3_listing.py replays them against an in-memory bucket).
 
 The listing is a pandas DataFrame indexed by key (key, size, etag, storage_class, checksum), the form
 in which the two sides are compared.
