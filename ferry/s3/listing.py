@@ -147,4 +147,6 @@ def list_bucket(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
                     may_split = len(running) < 2 * threads
                     running.add(pool.submit(list_range, s3, bucket, prefix, part, page_size, may_split))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.astype({"size": "int64"}).set_index("key", drop=False).sort_index()
+    # Storage class and checksum algorithm take a handful of values: categories, not a string per key.
+    frame = frame.astype({"size": "int64", "storage_class": "category", "checksum": "category"})
+    return frame.set_index("key", drop=False).sort_index()
