@@ -473,27 +473,29 @@ def sync_bucket_command(
 
 # --- ferry status --------------------------------------------------------------------------------
 @app.command("status")
+@with_aws_sides
 def status_command(
-    source: Annotated[Optional[str], typer.Argument(help="Source table (with TARGET: show one migration).")] = None,
-    target: Annotated[Optional[str], typer.Argument(help="Target table.")] = None,
+    source: Annotated[Optional[str], typer.Argument(help="Source table or bucket (with TARGET: one migration).")] = None,
+    target: Annotated[Optional[str], typer.Argument(help="Target table or bucket.")] = None,
+    bucket: Annotated[bool, typer.Option("--bucket", help="SOURCE and TARGET are buckets: show their live sync "
+                                         "(events routed, queued, in flight, dead letters).")] = False,
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
-    source_region: SourceRegion = None,
-    target_profile: TargetProfile = None,
-    target_role_arn: TargetRole = None,
-    target_region: TargetRegion = None,
-    endpoint_url: EndpointUrl = None,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
 ) -> int:
-    """Every migration recorded in the state table, its phase and per-segment progress."""
-    if (source is None) != (target is None):
-        raise FerryError("give both SOURCE and TARGET to show one migration, or neither to list all")
-    target_aws = AwsSide(profile=target_profile, role_arn=target_role_arn, region=target_region, endpoint_url=endpoint_url)
+    """Every migration recorded in the state table, its phase and per-segment progress; with --bucket,
+    the live sync of one bucket."""
+    if (source is None) != (target is None) or (bucket and source is None):
+        raise FerryError("give both SOURCE and TARGET to show one migration (or, for tables, neither to list all)")
     from ferry.aws import client
 
+    if bucket:
+        return bucket_status(source, target, source_aws, json_output)
     store = StateStore(client(target_aws, "dynamodb"), state_table)
     if source:
         job = build_job(source=source, target=target, state_table=state_table, target_aws=target_aws,
-                        source_aws=AwsSide(region=source_region))
+                        source_aws=source_aws)
         migration = store.load(job.migration_id)
         if migration is None:
             raise FerryError(f"no migration of {source} into {target} is recorded in {state_table!r}")
@@ -524,6 +526,28 @@ def status_command(
                            "done" if seg.done else ("copying" if seg.pages else "waiting"))
         out.print(detail)
     return EXIT_OK
+
+
+def bucket_status(source: str, target: str, source_aws: AwsSide, json_output: bool) -> int:
+    """The bucket's live sync; exit 1 when events are dead-lettered or no longer routed (keys may differ)."""
+    from ferry.aws import client
+    from ferry.s3.events import sync_status
+
+    status = sync_status(client(source_aws, "sqs"), client(source_aws, "s3"), client(source_aws, "lambda"),
+                         source, target)
+    if json_output:
+        print_json(asdict(status))
+    else:
+        shown = Table(title=f"live sync {source} -> {target}", show_header=False)
+        shown.add_row("event queue", status.queue)
+        shown.add_row("events routed", "yes" if status.events_routed else "NO")
+        shown.add_row("queued / in flight", f"{status.pending:,} / {status.in_flight:,}")
+        shown.add_row("dead letters", f"{status.dead_letters:,}")
+        shown.add_row("applied by", "Lambda (" + ", ".join(status.lambda_mappings) + ")" if status.lambda_mappings
+                      else "the poller (ferry sync bucket)")
+        out.print(shown)
+    healthy = status.events_routed and not status.dead_letters
+    return EXIT_OK if healthy else EXIT_DIFFERENT
 
 
 def _status_dict(m) -> dict:

@@ -160,8 +160,17 @@ def test_writes_and_deletes_during_ferry_bucket_end_with_equal_buckets(s3, run_f
     writer.join()
     assert result.returncode in (0, 1), result.stderr
 
+    behind = run_ferry("status", "src-bucket", "dst-bucket", "--bucket", "--json")
+    assert behind.returncode == 0, behind.stderr
+    assert behind.json["events_routed"] and behind.json["pending"] > 0  # writes went on after the drain
+
     synced = run_ferry("sync", "bucket", "src-bucket", "dst-bucket", "--until-idle", "2", "--json")
     assert synced.returncode == 0, synced.stderr
+    caught_up = run_ferry("status", "src-bucket", "dst-bucket", "--bucket", "--json").json
+    assert (caught_up["pending"], caught_up["in_flight"], caught_up["dead_letters"]) == (0, 0, 0)
+    assert caught_up["lambda_mappings"] == []  # applied by the poller
+    never = run_ferry("status", "src-bucket", "elsewhere", "--bucket")
+    assert never.returncode == 2 and "does not exist (run `ferry bucket" in never.stderr
     final = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--json")
     assert final.returncode == 0, final.stdout
     assert final.json["equal"] is True and final.json["source_objects"] == final.json["target_objects"]

@@ -10,6 +10,7 @@ events, Ferry stops with a one-line error saying so and how to proceed, instead 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
@@ -135,3 +136,40 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
         if until_caught_up and all(int(m["Attributes"]["SentTimestamp"]) > began_ms for m in messages):
             break
     return counts
+
+
+@dataclass
+class BucketSyncStatus:
+    """What an operator watching a bucket's live sync needs: is it routed, how far behind, what failed."""
+    source: str
+    target: str
+    queue: str
+    events_routed: bool  # the source bucket's notifications include Ferry's queue
+    pending: int  # events waiting in the queue
+    in_flight: int  # received by a poller or the Lambda, not yet applied
+    dead_letters: int  # events that failed MAX_RECEIVES times: their keys may differ until re-synced
+    lambda_mappings: list[str]  # states of Lambda event source mappings on the queue (empty: poller)
+
+
+def sync_status(sqs, s3, lambda_client, source: str, target: str) -> BucketSyncStatus:
+    """The live sync of `source` into `target`, read without changing anything."""
+    name, dead_letter = queue_names(source, target)
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as error:
+        if "NonExistentQueue" not in error.response["Error"]["Code"]:
+            raise
+        raise FerryError(f"no live sync of bucket {source!r} into {target!r}: its event queue {name!r} does not "
+                         f"exist (run `ferry bucket {source} {target}` first)") from None
+    counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts + ["QueueArn"])["Attributes"]
+    dead_url = sqs.get_queue_url(QueueName=dead_letter)["QueueUrl"]
+    dead = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=counts)["Attributes"]
+    configuration = s3.get_bucket_notification_configuration(Bucket=source)
+    routed = any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue["QueueArn"]
+                 for q in configuration.get("QueueConfigurations", []))
+    mappings = lambda_client.list_event_source_mappings(EventSourceArn=queue["QueueArn"]).get("EventSourceMappings", [])
+    return BucketSyncStatus(
+        source=source, target=target, queue=name, events_routed=routed,
+        pending=int(queue[counts[0]]), in_flight=int(queue[counts[1]]),
+        dead_letters=sum(int(dead[c]) for c in counts), lambda_mappings=[m["State"] for m in mappings])
