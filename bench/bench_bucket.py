@@ -54,8 +54,9 @@ def timed(command: list[str], env: dict) -> float:
 
 
 def ferry_phases(source: str, target: str) -> dict:
-    """Seconds of the last migrate-bucket run's phases, read from the Prefect API: listing and
-    comparing, copying (first copy task's start to the last one's end), draining, verifying."""
+    """Seconds of the last migrate-bucket run's phases, read from the Prefect API: the bulk sync
+    (listing, comparing and copying, which overlap), its copy tasks alone (first start to last end),
+    draining, verifying."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
     from prefect.client.schemas.sorting import FlowRunSort
@@ -65,7 +66,7 @@ def ferry_phases(source: str, target: str) -> dict:
             name=FlowRunFilterName(any_=[f"migrate-bucket {source} -> {target}"])), sort=FlowRunSort.START_TIME_DESC,
             limit=1)[0]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    phases = {"plan": "list and compare", "copy": "copy ", "drain": "apply queued", "verify": "verify "}
+    phases = {"sync": "compare and copy", "copy": "copy ", "drain": "apply queued", "verify": "verify "}
     seconds = {"flow": (run.end_time - run.start_time).total_seconds()}
     for phase, name in phases.items():
         chosen = [t for t in tasks if t.name.startswith(name) and t.start_time and t.end_time]

@@ -113,8 +113,8 @@ def markdown(report: VerifyReport) -> str:
 def bucket_headline(report) -> str:
     state = "EQUAL" if report.equal else "DIFFERENT"
     line = (f"{state}: {report.source} ({report.source_objects:,} objects) vs {report.target} "
-            f"({report.target_objects:,} objects); {len(report.missing)} missing, {len(report.extra)} extra, "
-            f"{len(report.changed)} changed")
+            f"({report.target_objects:,} objects); {report.count('missing')} missing, {report.count('extra')} extra, "
+            f"{report.count('changed')} changed")
     return line + (f"; {report.repaired} repaired" if report.repaired else "")
 
 

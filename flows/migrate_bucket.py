@@ -3,7 +3,8 @@
     0. preflight             both buckets reachable; no clash with existing event notifications
     1. enable_bucket_events  object events from now on go to a durable queue
     2. live sync             with live_sync="lambda": a Lambda consumes that queue (the same handler)
-    3. bulk sync             parallel listing, compared as tables; server-side copies in batches
+    3. bulk sync             both buckets compared range by range as they are listed; each batch
+                             of differences copied server-side by its own task meanwhile
     4. drain events          apply what changed during the copy (HEAD the source, make the target match)
     5. verify                keys, sizes and checksums of both sides (listed again unless step 3
                              found nothing to do and no event came: then its comparison is the proof)
@@ -19,8 +20,8 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import AwsSide, BucketJob
-from tasks.s3 import (copy_batch, delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
-                      plan_bucket_copy, preflight_bucket, verify_bucket)
+from tasks.s3 import (delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
+                      preflight_bucket, sync_objects, verify_bucket)
 
 PARALLEL_BATCHES = 2
 
@@ -62,19 +63,17 @@ def migrate_bucket(
     if live_sync == "lambda":
         deploy_bucket_live_sync(job, queue_url)
 
-    plan = plan_bucket_copy(job)
-    copying = [copy_batch.submit(job, n, batch) for n, batch in enumerate(plan.batches)]
-    copied = [c.result() for c in copying]
-    deleted = delete_extras(job, plan.to_delete) if delete and plan.to_delete else 0
+    synced = sync_objects(job)  # compared range by range; each batch of differences copied by its own task
+    deleted = delete_extras(job, synced.to_delete) if delete and synced.to_delete else 0
 
     drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
     # When nothing was copied, deleted or changed since the listings, their comparison is the proof.
-    untouched = not (plan.batches or deleted or drained["messages"])
-    report = verify_bucket(job, compared=plan.comparison if untouched else None)
+    untouched = not (synced.planned or deleted or drained["messages"])
+    report = verify_bucket(job, compared=synced.comparison if untouched else None)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
-        copied=sum(n for n, _ in copied), deleted=deleted, bytes_copied=sum(b for _, b in copied),
-        verified=report.equal if delete else not (report.missing or report.changed),
+        copied=synced.copied, deleted=deleted, bytes_copied=synced.bytes_copied,
+        verified=report.equal if delete else not (report.count("missing") or report.count("changed")),
         events_applied=drained["messages"],
     )
 

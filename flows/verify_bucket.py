@@ -30,6 +30,6 @@ def verify_bucket(
                     source_aws=source_aws, target_aws=target_aws)
     report = verify_bucket_task(job, repair=repair, report_dir=report_dir, deep=deep)
     if fail_on_difference and not report.equal:
-        raise DifferencesRemain(f"{len(report.missing)} missing, {len(report.extra)} extra, "
-                                f"{len(report.changed)} changed in {target}")
+        raise DifferencesRemain(f"{report.count('missing')} missing, {report.count('extra')} extra, "
+                                f"{report.count('changed')} changed in {target}")
     return report

@@ -14,8 +14,8 @@ from ferry import report as reports
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.s3 import events
-from ferry.s3.sync import compare_buckets, copy_keys, delete_keys
-from ferry.s3.verify import BucketReport, report_from, verify_buckets
+from ferry.s3.sync import compare_in_ranges, copy_keys, delete_keys
+from ferry.s3.verify import BucketReport, ReportBuilder, listed_rows, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
 from tasks.common import RETRYING as retrying
 from tasks.verify import artifact_key
@@ -31,13 +31,12 @@ def s3_clients(job: BucketJob):
 
 
 @dataclass
-class CopyPlan:
-    source_objects: int
-    target_objects: int
-    batches: list[list[tuple[str, int, str, str]]] = field(default_factory=list)  # key, size, etag, class
-    to_delete: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    comparison: BucketReport | None = None  # the listings' comparison, as a verify report
+class SyncOutcome:
+    copied: int  # objects
+    bytes_copied: int
+    planned: int  # objects found missing or different (some may have been deleted before their copy)
+    to_delete: list[str] = field(default_factory=list)  # keys only the target has
+    comparison: BucketReport | None = None  # what the listings found, as a verify report (counts, first keys)
 
 
 @task(name="preflight-bucket", task_run_name="preflight {job.source} -> {job.target}", **retrying)
@@ -72,17 +71,31 @@ def deploy_bucket_live_sync(job: BucketJob, queue_url: str):
     return deployment
 
 
-@task(name="plan-bucket-copy", task_run_name="list and compare {job.source} and {job.target}", **retrying)
-def plan_bucket_copy(job: BucketJob) -> CopyPlan:
+@task(name="sync-objects", task_run_name="compare and copy {job.source} -> {job.target}", **retrying)
+def sync_objects(job: BucketJob) -> SyncOutcome:
+    """Compare both buckets range by range as the source is listed; every KEYS_PER_TASK keys found
+    missing or different go to their own copy-objects task (retried alone) while the listing goes
+    on. A retry of this task, or a rerun of the flow, compares again and copies what is still needed."""
     source_s3, target_s3 = s3_clients(job)
-    listings = compare_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
-    to_copy = listings.plan.to_copy
-    rows = list(zip(to_copy["key"], to_copy["size"].astype(int), to_copy["etag"], to_copy["storage_class"]))
-    batches = [rows[i:i + KEYS_PER_TASK] for i in range(0, len(rows), KEYS_PER_TASK)]
-    get_run_logger().info("%d objects to copy, %d unchanged, %d only on the target", len(rows),
-                          listings.plan.unchanged, len(listings.plan.to_delete))
-    return CopyPlan(len(listings.source), len(listings.target), batches, listings.plan.to_delete,
-                    listings.plan.unchanged, report_from(listings, job.prefix))
+    found = ReportBuilder(job.source, job.target, job.prefix, keep_keys=False)
+    waiting, copying, extras = [], [], []
+    for comparison in compare_in_ranges(source_s3, target_s3, job.source, job.target, job.prefix):
+        found.add(comparison)
+        extras += comparison.plan.to_delete
+        waiting += listed_rows(comparison.plan.to_copy)
+        while len(waiting) >= KEYS_PER_TASK:
+            copying.append(copy_batch.submit(job, len(copying), waiting[:KEYS_PER_TASK]))
+            waiting = waiting[KEYS_PER_TASK:]
+    if waiting:
+        copying.append(copy_batch.submit(job, len(copying), waiting))
+    copied = [c.result() for c in copying]
+    comparison = found.report()
+    get_run_logger().info("%d objects to copy, %d only on the target, of %d in the source",
+                          comparison.count("missing") + comparison.count("changed"), len(extras),
+                          comparison.source_objects)
+    return SyncOutcome(copied=sum(n for n, _ in copied), bytes_copied=sum(b for _, b in copied),
+                       planned=comparison.count("missing") + comparison.count("changed"), to_delete=extras,
+                       comparison=comparison)
 
 
 @task(name="copy-objects", task_run_name="copy {job.source} -> {job.target}: batch {number}", **retrying)
@@ -132,7 +145,7 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
         repaired = len(copied) + deleted
         report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
         if not job.delete:
-            report.equal = not (report.missing or report.changed)
+            report.equal = not (report.count("missing") or report.count("changed"))
         report.repaired = repaired
     headline = reports.bucket_headline(report)
     create_table_artifact(key=artifact_key("verify", job.source, job.target),

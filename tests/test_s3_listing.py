@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from ferry.s3.listing import list_bucket, split_by_characters
-from ferry.s3.sync import compare_buckets
+from ferry.s3.verify import verify_buckets
 from lambdas.s3_compare import same_object
 
 
@@ -109,8 +109,8 @@ def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3, 
     s3.put_object(Bucket="sums-dst", Key="m", Body=b"vwxyz", ChecksumAlgorithm="SHA256",
                   Metadata={"ferry-source-etag": source_etag.strip('"')})
 
-    quick = compare_buckets(s3, s3, "sums-src", "sums-dst").plan
-    deep = compare_buckets(s3, s3, "sums-src", "sums-dst", deep=True).plan
+    quick = verify_buckets(s3, s3, "sums-src", "sums-dst")
+    deep = verify_buckets(s3, s3, "sums-src", "sums-dst", deep=True)
     assert quick.changed == ["m"]
     assert deep.changed == ["k", "m"]
     verified = run_ferry("verify", "bucket", "sums-src", "sums-dst", "--deep", "--json")
@@ -118,10 +118,11 @@ def test_checksums_decide_where_etags_cannot_and_deep_reads_them_everywhere(s3, 
 
 
 class InMemoryBucket:
-    """ListObjectsV2 over a sorted key list (Prefix, StartAfter, MaxKeys, Delimiter="/"), counting requests."""
+    """ListObjectsV2 over a sorted key list (Prefix, StartAfter, MaxKeys, Delimiter="/"), counting requests.
+    `sizes`: key -> size of the listed object (default 1)."""
 
-    def __init__(self, keys: list[str]):
-        self.keys, self.requests = sorted(set(keys)), 0
+    def __init__(self, keys: list[str], sizes: dict[str, int] | None = None):
+        self.keys, self.requests, self.sizes = sorted(set(keys)), 0, sizes or {}
 
     def list_objects_v2(self, Bucket, Prefix="", MaxKeys=1000, StartAfter=None, Delimiter=None):  # noqa: N803
         import bisect
@@ -133,7 +134,7 @@ class InMemoryBucket:
             folders = sorted({Prefix + k[len(Prefix):].split("/", 1)[0] + "/" for k in under if "/" in k[len(Prefix):]})
             return {"CommonPrefixes": [{"Prefix": f} for f in folders[:MaxKeys]]}
         page = [k for _, k in zip(range(MaxKeys + 1), under)]
-        return {"Contents": [{"Key": k, "Size": 1, "ETag": '"e"'} for k in page[:MaxKeys]],
+        return {"Contents": [{"Key": k, "Size": self.sizes.get(k, 1), "ETag": '"e"'} for k in page[:MaxKeys]],
                 "IsTruncated": len(page) > MaxKeys}
 
 
@@ -171,3 +172,44 @@ def test_large_buckets_are_listed_in_short_chains_for_about_twice_the_requests(l
     assert keys == bucket.keys
     assert bucket.requests <= 2.5 * pages, f"{bucket.requests} requests for {pages} pages"
     assert chain <= pages / 4, f"a chain of {chain} requests for {pages} pages"
+
+
+def test_listed_ranges_cover_the_key_space_once_and_hold_exactly_their_keys():
+    from ferry.s3.listing import iter_ranges
+
+    bucket = InMemoryBucket(LARGE_LAYOUTS["folders"][:20_000])
+    ranges = list(iter_ranges(bucket, "b", page_size=500))
+
+    assert len(ranges) > 10
+    ordered = sorted(ranges, key=lambda r: (r[0].after is not None, r[0].after or ""))
+    assert ordered[0][0].after is None and ordered[-1][0].last is None
+    assert all(a[0].last == b[0].after for a, b in zip(ordered, ordered[1:]))  # end to end, no gap
+    for key_range, rows in ranges:
+        inside = [k for k in bucket.keys if (key_range.after is None or k > key_range.after)
+                  and (key_range.last is None or k <= key_range.last)]
+        assert [row["key"] for row in rows] == inside
+
+
+def test_comparing_range_by_range_finds_every_difference_once_with_capped_key_lists():
+    from ferry.s3.sync import compare_in_ranges
+    from ferry.s3.verify import ReportBuilder, report_from
+
+    source_keys = [f"data/{i % 50:02d}/{i:05d}" for i in range(6_000)]
+    missing = source_keys[::37]
+    changed = source_keys[5::101]
+    extra = ["aaa-before-everything", "data/07/zzz-between", "zzz-after-everything"]
+    source = InMemoryBucket(source_keys)
+    target = InMemoryBucket([k for k in source_keys if k not in missing] + extra, sizes=dict.fromkeys(changed, 2))
+
+    full = report_from(compare_in_ranges(source, target, "src", "dst"), "src", "dst")
+    assert (full.missing, full.changed, full.extra) == (sorted(missing), sorted(set(changed) - set(missing)), extra)
+    assert full.source_objects == 6_000 and full.target_objects == 6_000 - len(missing) + 3
+    assert sorted(row[0] for row in full.to_copy) == sorted(set(missing) | set(changed))
+    assert full.by_prefix["source objects"].sum() == 6_000 and full.by_prefix["missing"].sum() == len(missing)
+
+    builder = ReportBuilder("src", "dst", keep_keys=False)
+    for comparison in compare_in_ranges(source, target, "src", "dst"):
+        builder.add(comparison)
+    capped = builder.report()
+    assert capped.count("missing") == len(missing) > 100 and len(capped.missing) == 100 and capped.to_copy == []
+    assert capped.summary()["changed_count"] == full.count("changed")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import string
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -132,21 +133,38 @@ def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int
         after = keys[-1]
 
 
-def list_bucket(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
-                threads: int = LISTING_THREADS) -> pd.DataFrame:
-    """Every object under `prefix`, listed by up to `threads` workers over key ranges."""
-    rows: list[dict] = []
+def iter_ranges(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
+                threads: int = LISTING_THREADS) -> Iterator[tuple[KeyRange, list[dict]]]:
+    """Every object under `prefix`, range by range as up to `threads` workers finish them. Each
+    yielded range is complete (all its objects come with it) and together they cover the prefix
+    once, so whoever consumes them can act on a range without waiting for the whole bucket."""
     with ThreadPoolExecutor(threads) as pool:
         running = {pool.submit(list_range, s3, bucket, prefix, KeyRange(), page_size)}
+        starts = {next(iter(running)): KeyRange()}
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                found, parts = future.result()
-                rows += found
+                rows, parts = future.result()
+                key_range = starts.pop(future)
                 for part in parts:  # split further only while workers would otherwise be idle
                     may_split = len(running) < 2 * threads
-                    running.add(pool.submit(list_range, s3, bucket, prefix, part, page_size, may_split))
+                    started = pool.submit(list_range, s3, bucket, prefix, part, page_size, may_split)
+                    starts[started] = part
+                    running.add(started)
+                # What this call listed: its whole range, or up to where it handed the rest on.
+                yield (KeyRange(key_range.after, parts[0].after) if parts else key_range), rows
+
+
+def as_frame(rows: list[dict]) -> pd.DataFrame:
+    """Listed objects as a DataFrame indexed by key, in key order."""
     frame = pd.DataFrame(rows, columns=COLUMNS)
     # Storage class and checksum algorithm take a handful of values: categories, not a string per key.
     frame = frame.astype({"size": "int64", "storage_class": "category", "checksum": "category"})
     return frame.set_index("key", drop=False).sort_index()
+
+
+def list_bucket(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
+                threads: int = LISTING_THREADS) -> pd.DataFrame:
+    """Every object under `prefix` in one DataFrame (for small buckets and tests; the sync and the
+    verification work range by range instead)."""
+    return as_frame([row for _, rows in iter_ranges(s3, bucket, prefix, page_size, threads) for row in rows])

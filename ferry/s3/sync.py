@@ -1,20 +1,24 @@
-"""Bulk sync of a bucket: list both sides, decide, copy server-side in parallel, delete extras.
+"""Bulk sync of a bucket: compare both sides range by range, copy server-side in parallel, delete extras.
 
-A rerun after a kill lists again and copies only what is still missing or different; a no-op
-re-sync does only the listings and comparisons (plus a HEAD on each side for the pairs the
-listings cannot settle, such as multipart copies).
+The source is listed by key ranges (ferry/s3/listing.py); as each range comes in, the target is
+listed over the same range and the two compared (ferry/s3/compare.py). Memory holds the ranges in
+hand, not the bucket, and copying can start while the listing goes on. A rerun after a kill lists
+again and copies only what is still missing or different; a no-op re-sync does only the listings
+and comparisons (plus a HEAD on each side for the pairs the listings cannot settle, such as
+multipart copies).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import pandas as pd
 from botocore.exceptions import ClientError
 
 from ferry.s3.compare import BucketPlan, needs_heads, plan_sync
-from ferry.s3.listing import list_bucket
+from ferry.s3.listing import KeyRange, as_frame, iter_ranges, list_range
 from lambdas.s3_apply import head
 from lambdas.s3_compare import same_object
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
@@ -23,10 +27,12 @@ COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in f
 DELETE_BATCH = 1000
 
 
+COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
+
+
 @dataclass
-class Listings:
-    source_bucket: str
-    target_bucket: str
+class RangeComparison:
+    """Both sides of one key range and what differs there."""
     source: pd.DataFrame
     target: pd.DataFrame
     plan: BucketPlan
@@ -46,15 +52,29 @@ def compare_pairs(s3_source, s3_target, source_bucket: str, target_bucket: str, 
         return dict(zip(keys, pool.map(verdict, keys)))
 
 
-def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
-                    deep: bool = False) -> Listings:
-    """List both buckets at once and decide, object by object, what differs (ferry/s3/compare.py)."""
-    with ThreadPoolExecutor(2) as pool:
-        source_listing = pool.submit(list_bucket, s3_source, source_bucket, prefix)
-        target = list_bucket(s3_target, target_bucket, prefix)
-        source = source_listing.result()
+def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str, key_range: KeyRange,
+                  source_rows: list[dict], deep: bool = False) -> RangeComparison:
+    """Compare one range the source listing has finished with the same range of the target."""
+    target_rows, _ = list_range(s3_target, target_bucket, prefix, key_range, may_split=False)
+    source, target = as_frame(source_rows), as_frame(target_rows)
     verdicts = compare_pairs(s3_source, s3_target, source_bucket, target_bucket, needs_heads(source, target, deep))
-    return Listings(source_bucket, target_bucket, source, target, plan_sync(source, target, verdicts))
+    return RangeComparison(source, target, plan_sync(source, target, verdicts))
+
+
+def compare_in_ranges(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
+                      deep: bool = False) -> Iterator[RangeComparison]:
+    """Both buckets compared range by range, in whatever order the ranges finish. Together the
+    ranges cover every key of both sides once (a target key outside every source range cannot
+    exist: the ranges run from the first possible key to the last)."""
+    with ThreadPoolExecutor(COMPARE_THREADS) as pool:
+        comparing: set[Future] = set()
+        for key_range, rows in iter_ranges(s3_source, source_bucket, prefix):
+            comparing.add(pool.submit(compare_range, s3_source, s3_target, source_bucket, target_bucket, prefix,
+                                      key_range, rows, deep))
+            finished = {f for f in comparing if f.done()}
+            comparing -= finished
+            yield from (f.result() for f in finished)
+        yield from (f.result() for f in as_completed(comparing))
 
 
 GONE = {"404", "NoSuchKey", "NotFound"}
