@@ -71,6 +71,15 @@ def deploy_bucket_live_sync(job: BucketJob, queue_url: str):
     return deployment
 
 
+COPIES_AHEAD = 4  # copy tasks submitted and not finished, at most: two running, two waiting
+
+
+def wait_for_copies(copying: list, at_most: int) -> None:
+    """Block until at most `at_most` copy tasks are unfinished (each earlier one was waited on in turn)."""
+    if len(copying) > at_most:
+        copying[-at_most - 1].wait()
+
+
 @task(name="sync-objects", task_run_name="compare and copy {job.source} -> {job.target}", **retrying)
 def sync_objects(job: BucketJob) -> SyncOutcome:
     """Compare both buckets range by range as the source is listed; every KEYS_PER_TASK keys found
@@ -86,6 +95,7 @@ def sync_objects(job: BucketJob) -> SyncOutcome:
         while len(waiting) >= KEYS_PER_TASK:
             copying.append(copy_batch.submit(job, len(copying), waiting[:KEYS_PER_TASK]))
             waiting = waiting[KEYS_PER_TASK:]
+            wait_for_copies(copying, COPIES_AHEAD)  # the listing goes no further ahead of the copies
     if waiting:
         copying.append(copy_batch.submit(job, len(copying), waiting))
     copied = [c.result() for c in copying]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -129,7 +130,7 @@ class InMemoryBucket:
 
         self.requests += 1
         start = max(bisect.bisect_right(self.keys, StartAfter) if StartAfter else 0, bisect.bisect_left(self.keys, Prefix))
-        under = (k for k in self.keys[start:] if k.startswith(Prefix))
+        under = itertools.takewhile(lambda k: k.startswith(Prefix), itertools.islice(self.keys, start, None))
         if Delimiter:
             folders = sorted({Prefix + k[len(Prefix):].split("/", 1)[0] + "/" for k in under if "/" in k[len(Prefix):]})
             return {"CommonPrefixes": [{"Prefix": f} for f in folders[:MaxKeys]]}
@@ -213,3 +214,29 @@ def test_comparing_range_by_range_finds_every_difference_once_with_capped_key_li
     capped = builder.report()
     assert capped.count("missing") == len(missing) > 100 and len(capped.missing) == 100 and capped.to_copy == []
     assert capped.summary()["changed_count"] == full.count("changed")
+
+
+def test_the_listing_stays_a_few_ranges_ahead_of_the_comparison_whatever_the_bucket_size():
+    from ferry.s3.listing import LISTING_THREADS, PAGES_PER_CALL
+    from ferry.s3.sync import COMPARE_THREADS, compare_in_ranges
+
+    layout = [f"data/{i % 100:02d}/object-{i:07d}.bin" for i in range(100_000)]
+    source, target = InMemoryBucket(layout), InMemoryBucket(layout)
+    listed = 0
+    original = source.list_objects_v2
+
+    def counting(**request):
+        nonlocal listed
+        page = original(**request)
+        listed += len(page.get("Contents", []))
+        return page
+
+    source.list_objects_v2 = counting
+    compared, most_in_hand = 0, 0
+    for comparison in compare_in_ranges(source, target, "src", "dst", page_size=100):
+        compared += len(comparison.source)
+        most_in_hand = max(most_in_hand, listed - compared)
+
+    assert compared == 100_000
+    bound = (LISTING_THREADS + 2 * COMPARE_THREADS) * PAGES_PER_CALL * 100  # calls in flight, at most
+    assert most_in_hand <= bound < 100_000 / 2, f"{most_in_hand:,} keys listed and not yet compared"

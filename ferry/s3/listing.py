@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import string
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 COLUMNS = ["key", "size", "etag", "storage_class", "checksum"]
 LISTING_THREADS = 16
 PAGE_SIZE = 1000  # the most S3 returns per request
+PAGES_PER_CALL = 10  # then a range that cannot be split is handed on in pieces
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int
         parts = split_rest(s3, bucket, keys, prefix, key_range.last) if may_split and full_pages >= 2 else []
         if parts:
             return rows, parts
+        if full_pages == PAGES_PER_CALL:  # hand the rest on, so no call holds more than this many pages
+            return rows, [KeyRange(keys[-1], key_range.last)]
         after = keys[-1]
 
 
@@ -138,19 +142,21 @@ def iter_ranges(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
     """Every object under `prefix`, range by range as up to `threads` workers finish them. Each
     yielded range is complete (all its objects come with it) and together they cover the prefix
     once, so whoever consumes them can act on a range without waiting for the whole bucket."""
+    todo: deque[KeyRange] = deque([KeyRange()])  # ranges known, not started yet
     with ThreadPoolExecutor(threads) as pool:
-        running = {pool.submit(list_range, s3, bucket, prefix, KeyRange(), page_size)}
-        starts = {next(iter(running)): KeyRange()}
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+        running: dict[Future, KeyRange] = {}
+        while todo or running:
+            # Start ranges only as workers free up: while the caller is busy with a range, nothing
+            # more is listed, so what is held stays a few ranges, however big the bucket.
+            while todo and len(running) < threads:
+                may_split = len(todo) + len(running) < 2 * threads  # split further only if work is short
+                key_range = todo.popleft()
+                running[pool.submit(list_range, s3, bucket, prefix, key_range, page_size, may_split)] = key_range
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
+                key_range = running.pop(future)
                 rows, parts = future.result()
-                key_range = starts.pop(future)
-                for part in parts:  # split further only while workers would otherwise be idle
-                    may_split = len(running) < 2 * threads
-                    started = pool.submit(list_range, s3, bucket, prefix, part, page_size, may_split)
-                    starts[started] = part
-                    running.add(started)
+                todo.extend(parts)
                 # What this call listed: its whole range, or up to where it handed the rest on.
                 yield (KeyRange(key_range.after, parts[0].after) if parts else key_range), rows
 

@@ -11,14 +11,14 @@ multipart copies).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 
 import pandas as pd
 from botocore.exceptions import ClientError
 
 from ferry.s3.compare import BucketPlan, needs_heads, plan_sync
-from ferry.s3.listing import KeyRange, as_frame, iter_ranges, list_range
+from ferry.s3.listing import PAGE_SIZE, KeyRange, as_frame, iter_ranges, list_range
 from lambdas.s3_apply import head
 from lambdas.s3_compare import same_object
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
@@ -53,26 +53,32 @@ def compare_pairs(s3_source, s3_target, source_bucket: str, target_bucket: str, 
 
 
 def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str, key_range: KeyRange,
-                  source_rows: list[dict], deep: bool = False) -> RangeComparison:
+                  source_rows: list[dict], deep: bool = False, page_size: int = PAGE_SIZE) -> RangeComparison:
     """Compare one range the source listing has finished with the same range of the target."""
-    target_rows, _ = list_range(s3_target, target_bucket, prefix, key_range, may_split=False)
+    target_rows: list[dict] = []
+    parts = [key_range]
+    while parts:  # the target's side of the range, however many pages it takes
+        rows, parts = list_range(s3_target, target_bucket, prefix, parts[0], page_size, may_split=False)
+        target_rows += rows
     source, target = as_frame(source_rows), as_frame(target_rows)
     verdicts = compare_pairs(s3_source, s3_target, source_bucket, target_bucket, needs_heads(source, target, deep))
     return RangeComparison(source, target, plan_sync(source, target, verdicts))
 
 
 def compare_in_ranges(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
-                      deep: bool = False) -> Iterator[RangeComparison]:
+                      deep: bool = False, page_size: int = PAGE_SIZE) -> Iterator[RangeComparison]:
     """Both buckets compared range by range, in whatever order the ranges finish. Together the
     ranges cover every key of both sides once (a target key outside every source range cannot
     exist: the ranges run from the first possible key to the last)."""
     with ThreadPoolExecutor(COMPARE_THREADS) as pool:
         comparing: set[Future] = set()
-        for key_range, rows in iter_ranges(s3_source, source_bucket, prefix):
+        for key_range, rows in iter_ranges(s3_source, source_bucket, prefix, page_size):
             comparing.add(pool.submit(compare_range, s3_source, s3_target, source_bucket, target_bucket, prefix,
-                                      key_range, rows, deep))
-            finished = {f for f in comparing if f.done()}
-            comparing -= finished
+                                      key_range, rows, deep, page_size))
+            # The listing waits while comparisons lag (and, through the caller, while copies do):
+            # what is held is a few ranges, however big the bucket.
+            finished, comparing = wait(comparing, timeout=None if len(comparing) >= 2 * COMPARE_THREADS else 0,
+                                       return_when=FIRST_COMPLETED)
             yield from (f.result() for f in finished)
         yield from (f.result() for f in as_completed(comparing))
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ferry.s3.listing import PAGE_SIZE
 from ferry.s3.sync import RangeComparison, compare_in_ranges
 
 MAX_LISTED_KEYS = 100
@@ -67,10 +68,14 @@ class ReportBuilder:
             self.to_copy += listed_rows(plan.to_copy)
         self.tables.append(prefix_table(comparison.source, comparison.target, found["missing"], found["extra"],
                                         found["changed"], self.prefix))
+        if len(self.tables) >= 64:  # fold: one row per prefix, however many ranges
+            self.tables = [self._by_prefix()]
+
+    def _by_prefix(self) -> pd.DataFrame:
+        return pd.concat(self.tables).groupby("prefix", sort=True).sum().reset_index()
 
     def report(self) -> BucketReport:
-        by_prefix = pd.concat(self.tables).groupby("prefix", sort=True).sum().reset_index() if self.tables \
-            else pd.DataFrame()
+        by_prefix = self._by_prefix() if self.tables else pd.DataFrame()
         return BucketReport(
             source=self.source, target=self.target, equal=not any(self.counts.values()),
             source_objects=self.objects["source"], target_objects=self.objects["target"],
@@ -92,9 +97,9 @@ def report_from(comparisons: Iterable[RangeComparison], source: str, target: str
 
 
 def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
-                   deep: bool = False) -> BucketReport:
+                   deep: bool = False, page_size: int = PAGE_SIZE) -> BucketReport:
     """List and compare both buckets now. `deep`: read every object's additional checksums too."""
-    comparisons = compare_in_ranges(s3_source, s3_target, source_bucket, target_bucket, prefix, deep)
+    comparisons = compare_in_ranges(s3_source, s3_target, source_bucket, target_bucket, prefix, deep, page_size)
     return report_from(comparisons, source_bucket, target_bucket, prefix)
 
 
