@@ -20,7 +20,7 @@ from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
-from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -585,6 +585,10 @@ def main(argv: list[str] | None = None) -> None:
     except (FerryError, NoRegionError, NoCredentialsError) as error:
         fail(f"error: {error}")
         code = EXIT_BAD_INPUT
+    except EndpointConnectionError as error:  # after botocore's retries: misconfigured, or the network is down
+        fail(f"failed: cannot reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')}: check --endpoint-url or "
+             "AWS_ENDPOINT_URL, the region and the network, then rerun the same command (it resumes)")
+        code = EXIT_FAILED
     except (KeyboardInterrupt, typer.Abort):
         fail("interrupted; rerun the same command to resume")
         code = 130

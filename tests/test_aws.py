@@ -46,3 +46,11 @@ def test_no_region_anywhere_is_a_clear_user_error(aws, monkeypatch):
     monkeypatch.delenv("AWS_REGION", raising=False)
     with pytest.raises(FerryError, match="no AWS region"):
         client(AwsSide(), "dynamodb")
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it_and_exit_3(run_ferry):
+    unreachable = "http://127.0.0.1:9"  # the discard port: nothing listens
+    result = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--endpoint-url", unreachable)
+    assert result.returncode == 3
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"ferry: failed: cannot reach {unreachable}") and "--endpoint-url" in line
