@@ -381,8 +381,11 @@ def bucket_command(
     use_prefect(verbose)
     from flows.migrate_bucket import migrate_bucket
 
+    from ferry.progress import BucketProgress
+
     started = time.monotonic()
-    result = migrate_bucket(**dict(job), live_sync=live_sync, preflight=False)  # connect_buckets ran it
+    with contextlib.nullcontext() if json_output else BucketProgress(source, target, err):
+        result = migrate_bucket(**dict(job), live_sync=live_sync, preflight=False)  # connect_buckets ran it
     elapsed = time.monotonic() - started
     payload = {k: getattr(result, k) for k in ("source", "target", "source_objects", "target_objects", "copied",
                                                "deleted", "bytes_copied", "verified", "events_applied")}

@@ -80,3 +80,61 @@ class BackfillProgress:
         if key not in self.bars:
             self.bars[key] = self.progress.add_task(description, total=total, pages=0, rate="0")
         self.progress.update(self.bars[key], completed=completed, total=total, pages=pages, rate=f"{rate:,.0f}")
+
+
+class BucketCounters:
+    """What a bucket sync has done so far in this process; the tasks add to it, the CLI draws it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.compared = self.to_copy = self.copied = self.bytes_copied = 0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+_bucket_counters: dict[tuple[str, str], BucketCounters] = {}
+
+
+def bucket_counters(source: str, target: str) -> BucketCounters:
+    """The counters of the sync of `source` into `target` in this process (created on first use)."""
+    return _bucket_counters.setdefault((source, target), BucketCounters())
+
+
+class BucketProgress:
+    """A background thread drawing one line: objects compared, to copy and copied, bytes, rate."""
+
+    def __init__(self, source: str, target: str, console: Console):
+        self.counters = bucket_counters(source, target)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+            TextColumn("copied, {task.fields[compared]:,} compared, {task.fields[megabytes]:,.1f} MB, "
+                       "{task.fields[rate]}/s"),
+            TimeElapsedColumn(), console=console, transient=False)
+        self.bar = self.progress.add_task(f"{source} -> {target}", total=None, compared=0, megabytes=0.0, rate="0")
+        self.started = time.monotonic()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ferry-bucket-progress", daemon=True)
+
+    def __enter__(self):
+        self.progress.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+        self._refresh()
+        self.progress.stop()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(0.5):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        c = self.counters
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.progress.update(self.bar, completed=c.copied, total=max(c.to_copy, c.copied) or None,
+                             compared=c.compared, megabytes=c.bytes_copied / 2**20, rate=f"{c.copied / elapsed:,.0f}")

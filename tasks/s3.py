@@ -13,6 +13,7 @@ from ferry import report as reports
 
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
+from ferry.progress import bucket_counters
 from ferry.s3 import events
 from ferry.s3.sync import compare_in_ranges, copy_keys, delete_keys
 from ferry.s3.verify import BucketReport, ReportBuilder, listed_rows, verify_buckets
@@ -88,8 +89,10 @@ def sync_objects(job: BucketJob) -> SyncOutcome:
     source_s3, target_s3 = s3_clients(job)
     found = ReportBuilder(job.source, job.target, job.prefix, keep_keys=False)
     waiting, copying, extras = [], [], []
+    progress = bucket_counters(job.source, job.target)
     for comparison in compare_in_ranges(source_s3, target_s3, job.source, job.target, job.prefix):
         found.add(comparison)
+        progress.add(compared=len(comparison.source), to_copy=len(comparison.plan.to_copy))
         extras += comparison.plan.to_delete
         waiting += listed_rows(comparison.plan.to_copy)
         while len(waiting) >= KEYS_PER_TASK:
@@ -114,7 +117,9 @@ def copy_batch(job: BucketJob, number: int, rows: list[tuple[str, int, str, str]
     (idempotent); a rerun of the flow re-plans and skips what is already there."""
     _, target_s3 = s3_clients(job)
     results = copy_keys(target_s3, job.source, job.target, rows, job.multipart_threshold, job.part_size)
-    return len(results), sum(r.size for r in results)
+    copied = len(results), sum(r.size for r in results)
+    bucket_counters(job.source, job.target).add(copied=copied[0], bytes_copied=copied[1])
+    return copied
 
 
 @task(name="delete-extras", task_run_name="delete keys only in {job.target}", **retrying)
