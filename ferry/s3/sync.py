@@ -24,10 +24,8 @@ from lambdas.s3_compare import same_object
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
 
 COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in flight (best measured on moto)
-DELETE_BATCH = 1000
-
-
 COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
+DELETE_BATCH = 1000
 
 
 @dataclass
