@@ -17,22 +17,13 @@ from ferry.state import MigrationState, StateStore
 MAX_SEGMENT_BARS = 16
 
 
-class BackfillProgress:
-    """A background thread polling the migration's state and drawing one bar per segment."""
+class LiveProgress:
+    """Rich bars redrawn by a background thread every half second (`_refresh`), and once more at the end."""
 
-    def __init__(self, state: StateStore, migration_id: str, estimated_items: int, console: Console):
-        self.state, self.migration_id, self.estimated_items = state, migration_id, estimated_items
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("items  {task.fields[pages]} pages  {task.fields[rate]} items/s"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.bars: dict[int | str, int] = {}
-        self.first_seen: dict[int | str, tuple[float, int]] = {}  # bar -> (when, items) at first sight
+    def __init__(self, console: Console, fields: str, bar_width: int | None = 40):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=bar_width),
+                                 MofNCompleteColumn(), TextColumn(fields), TimeElapsedColumn(), console=console,
+                                 transient=False)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ferry-progress", daemon=True)
 
@@ -53,6 +44,19 @@ class BackfillProgress:
                 self._refresh()
             except Exception:  # a missed refresh only delays the bars
                 pass
+
+    def _refresh(self) -> None:
+        raise NotImplementedError
+
+
+class BackfillProgress(LiveProgress):
+    """Polls the migration's state (its checkpoints) and draws one bar per segment."""
+
+    def __init__(self, state: StateStore, migration_id: str, estimated_items: int, console: Console):
+        super().__init__(console, "items  {task.fields[pages]} pages  {task.fields[rate]} items/s")
+        self.state, self.migration_id, self.estimated_items = state, migration_id, estimated_items
+        self.bars: dict[int | str, int] = {}
+        self.first_seen: dict[int | str, tuple[float, int]] = {}  # bar -> (when, items) at first sight
 
     def _refresh(self) -> None:
         migration = self.state.load(self.migration_id)
@@ -103,35 +107,15 @@ def bucket_counters(source: str, target: str) -> BucketCounters:
     return _bucket_counters.setdefault((source, target), BucketCounters())
 
 
-class BucketProgress:
-    """A background thread drawing one line: objects compared, to copy and copied, bytes, rate."""
+class BucketProgress(LiveProgress):
+    """One line from this process's counters: objects compared, to copy and copied, bytes, rate."""
 
     def __init__(self, source: str, target: str, console: Console):
+        super().__init__(console, "copied, {task.fields[compared]:,} compared, {task.fields[megabytes]:,.1f} MB, "
+                                  "{task.fields[rate]}/s", bar_width=16)
         self.counters = bucket_counters(source, target)
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-            TextColumn("copied, {task.fields[compared]:,} compared, {task.fields[megabytes]:,.1f} MB, "
-                       "{task.fields[rate]}/s"),
-            TimeElapsedColumn(), console=console, transient=False)
         self.bar = self.progress.add_task(f"{source} -> {target}", total=None, compared=0, megabytes=0.0, rate="0")
         self.started = time.monotonic()
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="ferry-bucket-progress", daemon=True)
-
-    def __enter__(self):
-        self.progress.start()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(timeout=5)
-        self._refresh()
-        self.progress.stop()
-
-    def _run(self) -> None:
-        while not self.stop_event.wait(0.5):
-            self._refresh()
 
     def _refresh(self) -> None:
         c = self.counters
