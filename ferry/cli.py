@@ -491,10 +491,10 @@ def status_command(
     the live sync of one bucket."""
     if (source is None) != (target is None) or (bucket and source is None):
         raise FerryError("give both SOURCE and TARGET to show one migration (or, for tables, neither to list all)")
-    from ferry.aws import client
-
     if bucket:
         return bucket_status(source, target, source_aws, json_output)
+    from ferry.aws import client
+
     store = StateStore(client(target_aws, "dynamodb"), state_table)
     if source:
         job = build_job(source=source, target=target, state_table=state_table, target_aws=target_aws,

@@ -12,6 +12,7 @@ Applied to whole listings, cheapest first:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,40 +21,25 @@ import pandas as pd
 @dataclass
 class BucketPlan:
     to_copy: pd.DataFrame  # source rows missing or different on the target
-    unchanged: int
     to_delete: list[str]  # target keys absent from the source (acted on only with --delete)
     changed: list[str]  # keys on both sides that differ
 
 
-def _side_by_side(source: pd.DataFrame, target: pd.DataFrame) -> pd.DataFrame:
-    """Every source key with its size and ETag on both sides (NaN where the target has none)."""
-    return source[["size", "etag"]].join(target[["size", "etag"]].add_suffix("_target"), how="left")
-
-
-def _same_by_listing(pairs: pd.DataFrame) -> pd.Series:
-    """Step 1: same size and equal single-part (MD5) ETags."""
-    return ((pairs["size"] == pairs["size_target"]) & (pairs["etag"] == pairs["etag_target"])
-            & ~pairs["etag"].str.contains("-", regex=False))
-
-
-def needs_heads(source: pd.DataFrame, target: pd.DataFrame, deep: bool = False) -> list[str]:
-    """Keys on both sides, of equal size, that step 1 cannot prove equal (all of them if `deep`)."""
-    pairs = _side_by_side(source, target)
-    undecided = pairs["size"] == pairs["size_target"]
-    if not deep:
-        undecided &= ~_same_by_listing(pairs)
-    return list(pairs.index[undecided])
-
-
-def plan_sync(source: pd.DataFrame, target: pd.DataFrame, verdicts: dict[str, bool]) -> BucketPlan:
+def plan_sync(source: pd.DataFrame, target: pd.DataFrame, look_closer: Callable[[list[str]], dict[str, bool]],
+              deep: bool = False) -> BucketPlan:
     """What to copy and what to delete so that `target` matches `source`.
 
-    `verdicts`: key -> same? for the keys step 2 looked at (`needs_heads`); step 1 decides the rest.
+    Step 1 decides from the listings; `look_closer(keys)` (step 2: HEADs on both sides) returns
+    key -> same? for the same-size pairs step 1 cannot prove equal, or for all of them if `deep`.
     """
-    pairs = _side_by_side(source, target)
-    decided = pd.Series(verdicts, dtype=bool).reindex(pairs.index)
-    same = decided.where(decided.notna(), _same_by_listing(pairs)).astype(bool)
+    pairs = source[["size", "etag"]].join(target[["size", "etag"]].add_suffix("_target"), how="left")
+    same_size = pairs["size"] == pairs["size_target"]
+    same_md5 = (pairs["etag"] == pairs["etag_target"]) & ~pairs["etag"].str.contains("-", regex=False)
+    by_listing = same_size & same_md5
+    undecided = same_size if deep else same_size & ~by_listing
+    decided = pd.Series(look_closer(list(pairs.index[undecided])), dtype=bool).reindex(pairs.index)
+    same = decided.where(decided.notna(), by_listing).astype(bool)
     to_copy = source[~same.to_numpy()]
     changed = sorted(set(to_copy.index) & set(target.index))
     to_delete = sorted(set(target.index) - set(source.index))
-    return BucketPlan(to_copy=to_copy, unchanged=int(same.sum()), to_delete=to_delete, changed=changed)
+    return BucketPlan(to_copy=to_copy, to_delete=to_delete, changed=changed)

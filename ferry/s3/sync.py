@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from ferry.s3.compare import BucketPlan, needs_heads, plan_sync
+from ferry.s3.compare import BucketPlan, plan_sync
 from ferry.s3.listing import PAGE_SIZE, KeyRange, as_frame, iter_ranges, list_range
 from lambdas.s3_apply import head
 from lambdas.s3_compare import same_object
@@ -59,8 +59,10 @@ def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, 
         rows, parts = list_range(s3_target, target_bucket, prefix, parts[0], page_size, may_split=False)
         target_rows += rows
     source, target = as_frame(source_rows), as_frame(target_rows)
-    verdicts = compare_pairs(s3_source, s3_target, source_bucket, target_bucket, needs_heads(source, target, deep))
-    return RangeComparison(source, target, plan_sync(source, target, verdicts))
+    def look_closer(keys: list[str]) -> dict[str, bool]:
+        return compare_pairs(s3_source, s3_target, source_bucket, target_bucket, keys)
+
+    return RangeComparison(source, target, plan_sync(source, target, look_closer, deep))
 
 
 def compare_in_ranges(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
