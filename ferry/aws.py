@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
 from ferry.config import AwsSide
-from ferry.errors import FerryError
+from ferry.errors import BadInput
 
 CLIENT_CONFIG = Config(
     retries={"mode": "adaptive", "max_attempts": 10},
@@ -33,7 +33,7 @@ def session_for(side: AwsSide) -> boto3.Session:
         return base
     source_credentials = base.get_credentials()
     if source_credentials is None:
-        raise FerryError(
+        raise BadInput(
             f"cannot assume {side.role_arn}: no base AWS credentials found "
             "(set AWS_PROFILE, --source-profile/--target-profile, or access keys)"
         )
@@ -59,11 +59,23 @@ def client(side: AwsSide, service: str, session: boto3.Session | None = None):
     """A client for `service` on one side, with Ferry's retry policy and the side's endpoint."""
     session = session or session_for(side)
     if not session.region_name:
-        raise FerryError(
+        raise BadInput(
             "no AWS region configured: set AWS_DEFAULT_REGION, a region in your profile, "
             "or pass --source-region/--target-region"
         )
     return session.client(service, endpoint_url=side.endpoint_url, config=CLIENT_CONFIG)
+
+
+def check_side(side: AwsSide, name: str) -> None:
+    """Fail fast, before any write, when a side has no region or no credentials: one BadInput line
+    naming the side and the options that fix it."""
+    session = session_for(side)
+    if not session.region_name:
+        raise BadInput(f"no AWS region configured for the {name} side: set AWS_DEFAULT_REGION, a region in "
+                       f"your profile, or pass --{name}-region")
+    if session.get_credentials() is None:
+        raise BadInput(f"no AWS credentials for the {name} side: set AWS_PROFILE or access keys, "
+                       f"or pass --{name}-profile / --{name}-role-arn")
 
 
 class TableClients:

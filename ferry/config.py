@@ -6,12 +6,19 @@ deployment) and hash them for task run names and caching.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Literal
 
+import boto3
+from botocore.exceptions import ProfileNotFound
 from pydantic import BaseModel, Field, field_validator
+
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 
 DEFAULT_STATE_TABLE = "ferry-state"
 MAX_SEGMENTS = 1_000_000  # DynamoDB's own limit on TotalSegments
+LiveSyncMode = Literal["poller", "lambda"]  # the local poller, or a deployed Lambda
 
 
 class AwsSide(BaseModel):
@@ -24,6 +31,24 @@ class AwsSide(BaseModel):
     endpoint_url: str | None = None
 
     model_config = {"frozen": True}
+
+    @property
+    def region_key(self) -> str | None:
+        """The region as a migration's identity should name it: None when it is the side's default
+        region, so `--source-region us-east-1` and no option at all (with us-east-1 the default)
+        find the same migration."""
+        if self.region is None or self.region == default_region(self.profile):
+            return None
+        return self.region
+
+
+@lru_cache(maxsize=16)
+def default_region(profile: str | None) -> str | None:
+    """The region a side uses when none is given: the profile's, else AWS_DEFAULT_REGION."""
+    try:
+        return boto3.Session(profile_name=profile).region_name
+    except ProfileNotFound:  # building the clients reports it, in one line
+        return None
 
 
 class TableJob(BaseModel):
@@ -39,19 +64,18 @@ class TableJob(BaseModel):
     allow_nonempty: bool = False
     restart: bool = False
     verify: bool = True
-    live_sync: Literal["poller", "lambda"] = "poller"
+    live_sync: LiveSyncMode = "poller"
     state_table: str = DEFAULT_STATE_TABLE
 
     model_config = {"frozen": True}
 
-    @field_validator("source", "target")
+    @field_validator("source", "target", "state_table")
     @classmethod
-    def _table_name(cls, name: str) -> str:
-        import re
-
+    def _table_name(cls, name: str, info) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", name):
+            what = "--state-table " if info.field_name == "state_table" else ""
             raise ValueError(
-                f"{name!r} is not a DynamoDB table name: use 3-255 letters, digits, '_', '-' or '.'"
+                f"{what}{name!r} is not a DynamoDB table name: use 3-255 letters, digits, '_', '-' or '.'"
             )
         return name
 
@@ -72,13 +96,15 @@ class TableJob(BaseModel):
     @property
     def migration_id(self) -> str:
         """The key of this migration in the state table: the same command always finds the same state."""
-        src = f"{self.source_aws.region}/{self.source}" if self.source_aws.region else self.source
-        tgt = f"{self.target_aws.region}/{self.target}" if self.target_aws.region else self.target
-        return f"table:{src}>{tgt}"
+        return f"table:{_located(self.source, self.source_aws)}>{_located(self.target, self.target_aws)}"
+
+
+def _located(name: str, side: AwsSide) -> str:
+    return f"{side.region_key}/{name}" if side.region_key else name
 
 
 class BucketJob(BaseModel):
-    """One bucket migration."""
+    """One bucket migration: everything a task needs to rebuild its clients."""
 
     source: str
     target: str
@@ -86,16 +112,15 @@ class BucketJob(BaseModel):
     delete: bool = False
     source_aws: AwsSide = Field(default_factory=AwsSide)
     target_aws: AwsSide = Field(default_factory=AwsSide)
-    multipart_threshold: int = 256 * 2**20
-    part_size: int = 128 * 2**20
+    multipart_threshold: int = MULTIPART_THRESHOLD
+    part_size: int = PART_SIZE
+    live_sync: LiveSyncMode = "poller"
 
     model_config = {"frozen": True}
 
     @field_validator("source", "target")
     @classmethod
     def _bucket_name(cls, name: str) -> str:
-        import re
-
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
             raise ValueError(f"{name!r} is not an S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-'")
         return name

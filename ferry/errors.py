@@ -1,9 +1,29 @@
-"""The one exception type for problems a user can fix.
+"""The three ways a Ferry command ends other than success, each with its own exit code.
 
-The CLI catches it once, prints its message as a single line and exits 2. Everything else is a
-runtime failure: it propagates, Prefect retries it, and the CLI exits 3 if it still fails.
+- `BadInput` (exit 2): the user's input or environment is wrong. Raised only by checks that run
+  before anything is written, so "exit 2" always means "nothing was written; fix it and rerun".
+- `CannotContinue` (exit 3): a run that has started writing meets a state it must not paper over
+  (a stream that expired under it, a table replaced since its checkpoints). Never retried: waiting
+  does not change the answer. The message names the remedy; reruns are safe.
+- `DifferencesRemain` (exit 1): a verification found differences it did not, or could not, repair.
+
+Anything else is a runtime failure (throttling, a lost connection, a bug): it propagates, Prefect
+retries it, and the CLI exits 3 if it survives the retries. The CLI turns each of these into one
+line on stderr, once, in `ferry.cli.app.main`.
 """
 
 
 class FerryError(Exception):
-    """Bad input or an unusable environment: the message says what is wrong and how to fix it."""
+    """Base of the errors whose message is written for the user: what is wrong and how to fix it."""
+
+
+class BadInput(FerryError):
+    """Bad input or an unusable environment, found before any write."""
+
+
+class CannotContinue(FerryError):
+    """A started run cannot go on safely; retrying would not help. The message says what to do."""
+
+
+class DifferencesRemain(FerryError):
+    """A verification ended with differences between source and target."""

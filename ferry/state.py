@@ -16,10 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 
 from botocore.exceptions import ClientError
 
-PHASES = ("preflight", "stream", "backfill", "catch_up", "verify", "done", "different")
+
+class Phase(StrEnum):
+    """Where a table migration is, in the order it gets there (stored as its value)."""
+
+    PREFLIGHT = "preflight"  # checked; the target and the migration's record exist
+    BACKFILL = "backfill"  # the stream is enabled and the history is being copied
+    CATCH_UP = "catch_up"  # the backfill is done; live sync is reading the stream's backlog
+    VERIFY = "verify"  # comparing source and target
+    DONE = "done"  # verified equal (or, with --no-verify, caught up)
+    DIFFERENT = "different"  # verification found differences
 
 
 def now_iso() -> str:
@@ -41,7 +51,7 @@ class SegmentProgress:
 @dataclass
 class MigrationState:
     migration_id: str
-    phase: str
+    phase: Phase
     source: str
     target: str
     total_segments: int
@@ -148,9 +158,9 @@ class StateStore:
 
     # --- writing ----------------------------------------------------------------------------
     def begin(self, migration_id: str, source: str, target: str, total_segments: int, runs: int = 1) -> None:
-        self._put_meta(migration_id, source, target, total_segments, phase="preflight", runs=runs)
+        self._put_meta(migration_id, source, target, total_segments, phase=Phase.PREFLIGHT, runs=runs)
 
-    def set_phase(self, state: MigrationState, phase: str) -> None:
+    def set_phase(self, state: MigrationState, phase: Phase) -> None:
         state.phase = phase
         self._put_meta(
             state.migration_id,
@@ -167,7 +177,7 @@ class StateStore:
         item = {
             "migration": _s(migration_id),
             "part": _s("meta"),
-            "phase": _s(phase),
+            "phase": _s(str(phase)),
             "source": _s(source),
             "target": _s(target),
             "total_segments": _n(total_segments),
@@ -234,7 +244,7 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
         return None
     state = MigrationState(
         migration_id=migration_id,
-        phase=meta["phase"]["S"],
+        phase=Phase(meta["phase"]["S"]),
         source=meta["source"]["S"],
         target=meta["target"]["S"],
         total_segments=int(meta["total_segments"]["N"]),

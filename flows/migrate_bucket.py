@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.config import AwsSide, BucketJob
+from ferry.config import AwsSide, BucketJob, LiveSyncMode
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 from tasks.s3 import (delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
                       preflight_bucket, sync_objects, verify_bucket)
 
@@ -46,21 +47,21 @@ def migrate_bucket(
     target: str,
     prefix: str = "",
     delete: bool = False,
-    multipart_threshold: int = 256 * 2**20,
-    part_size: int = 128 * 2**20,
-    live_sync: str = "poller",
+    multipart_threshold: int = MULTIPART_THRESHOLD,
+    part_size: int = PART_SIZE,
+    live_sync: LiveSyncMode = "poller",
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
     preflight: bool = True,
 ) -> BucketMigrationResult:
     """`preflight=False` skips step 0 when the caller has just run the same checks (the CLI does)."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
-                    multipart_threshold=multipart_threshold, part_size=part_size,
+                    multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
                     source_aws=source_aws, target_aws=target_aws)
     if preflight:
         preflight_bucket(job)
     queue_url = enable_bucket_events(job)
-    if live_sync == "lambda":
+    if job.live_sync == "lambda":
         deploy_bucket_live_sync(job, queue_url)
 
     synced = sync_objects(job)  # compared range by range; each batch of differences copied by its own task
@@ -84,15 +85,12 @@ def sync_bucket(
     target: str,
     idle_seconds: float | None = None,
     prefix: str = "",
-    delete: bool = False,
-    multipart_threshold: int = 256 * 2**20,
-    part_size: int = 128 * 2**20,
+    multipart_threshold: int = MULTIPART_THRESHOLD,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> dict:
     """The bucket poller: apply queued events until idle (or until stopped)."""
-    job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
-                    multipart_threshold=multipart_threshold, part_size=part_size,
+    job = BucketJob(source=source, target=target, prefix=prefix, multipart_threshold=multipart_threshold,
                     source_aws=source_aws, target_aws=target_aws)
     queue_url = enable_bucket_events(job)  # idempotent: finds the queue and configuration in place
     return drain_bucket_events(job, queue_url, idle_seconds)

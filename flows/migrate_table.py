@@ -21,7 +21,7 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
+from ferry.config import DEFAULT_STATE_TABLE, AwsSide, LiveSyncMode, TableJob
 from tasks.backfill import backfill_segment
 from tasks.lambda_sync import deploy_live_sync, start_lambda_sync
 from tasks.preflight import preflight
@@ -50,7 +50,6 @@ class TableMigrationResult:
     name="migrate-table",
     flow_run_name="migrate-table {source} -> {target}",
     task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_SEGMENTS),
-    log_prints=True,
 )
 def migrate_table(
     source: str,
@@ -61,7 +60,7 @@ def migrate_table(
     allow_nonempty: bool = False,
     restart: bool = False,
     verify: bool = True,
-    live_sync: str = "poller",
+    live_sync: LiveSyncMode = "poller",
     state_table: str = DEFAULT_STATE_TABLE,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
@@ -73,7 +72,7 @@ def migrate_table(
     )
     plan = preflight(job)
     stream_arn = enable_source_stream(job, plan)
-    deployment = deploy_live_sync(job, stream_arn) if live_sync == "lambda" else None
+    deployment = deploy_live_sync(job, stream_arn) if job.live_sync == "lambda" else None
 
     progress = create_progress_artifact(
         0.0, key=artifact_key("backfill", source, target), description=f"Backfill of {source} into {target}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect import flow
 
 from ferry.config import AwsSide, BucketJob
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
+from ferry.errors import DifferencesRemain
 from ferry.s3.verify import BucketReport
-from flows.verify_table import DifferencesRemain
 from tasks.s3 import verify_bucket as verify_bucket_task
 
 
@@ -20,8 +21,8 @@ def verify_bucket(
     report_dir: str | None = None,
     fail_on_difference: bool = True,
     deep: bool = False,
-    multipart_threshold: int = 256 * 2**20,
-    part_size: int = 128 * 2**20,
+    multipart_threshold: int = MULTIPART_THRESHOLD,
+    part_size: int = PART_SIZE,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> BucketReport:

@@ -11,12 +11,9 @@ from prefect import flow
 from ferry import report as reports
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
 from ferry.dynamo.verify import VerifyReport
+from ferry.errors import DifferencesRemain
 from tasks.preflight import preflight_verify
 from tasks.verify import verify_table as verify_table_task
-
-
-class DifferencesRemain(RuntimeError):
-    """Raised at the end of a verify run that found differences it did not (or could not) repair."""
 
 
 @flow(name="verify-table", flow_run_name="verify-table {source} = {target}")

@@ -1,44 +1,81 @@
-"""Whether two objects are the same, from their HEAD responses: the rule the bulk sync, the verify and
-the live-sync handler all use (rclone's lesson: one place decides).
+"""Whether a target object is the same as its source: the one rule the bulk sync, the verification,
+the repair and the live-sync handler all use (rclone's lesson: one place decides).
 
-Different sizes: different. Same size, the strongest evidence both sides have:
-  a. a full-object additional checksum both have (CRC64NVME, SHA256, SHA1, CRC32C, CRC32) decides;
-  b. else ETags that are both real MD5s of the content (single-part, not KMS- or customer-key
-     encrypted) decide;
-  c. else the source ETag Ferry recorded on the target when it copied it (`ferry-source-etag`, set
-     on multipart copies, whose own ETag differs from the source's);
-  d. else nothing proves them equal: different, so the object is copied again (never lost).
-Timestamps are never used: a copy is always newer than its source. HEAD with ChecksumMode=ENABLED,
-or the additional checksums are not returned.
+The rule, cheapest evidence first:
+1. Absent on the target, or a different size: different.
+2. From the two listings alone, no request: equal ETags that are both an MD5 of the content (no
+   multipart '-N' suffix) are the same. This settles almost every unchanged object.
+3. Otherwise (multipart ETags, or MD5-looking ETags that differ, as SSE-KMS objects' do for equal
+   bytes) both sides are HEADed (ChecksumMode=ENABLED) and the strongest evidence both have decides:
+   a. a full-object additional checksum both have (CRC64NVME, SHA256, SHA1, CRC32C, CRC32; composite,
+      per-part ones are ignored: they depend on how the object was cut into parts);
+   b. else ETags that are both real MD5s of the content (single-part, not KMS- or customer-key
+      encrypted);
+   c. else the source ETag Ferry recorded on the target when it copied it (`ferry-source-etag`,
+      set on multipart copies, whose own ETag differs from the source's);
+   d. else nothing proves them equal: different, so the object is copied again (never lost).
+`deep` skips step 2: every same-size pair is decided by step 3, so additional checksums are read
+for all objects. Timestamps are never used: a copy is always newer than its source.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 RECORDED_ETAG = "ferry-source-etag"
 CHECKSUMS = ["ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32C", "ChecksumCRC32"]
 ENCRYPTED_ETAGS = {"aws:kms", "aws:kms:dsse"}  # their ETags are not an MD5 of the content
 
 
-def comparable(etag: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object as a listing shows it: all that steps 1 and 2 of the rule, and a copy, need."""
+
+    key: str
+    size: int
+    etag: str  # without the quotes S3 puts around it
+    storage_class: str = "STANDARD"
+
+    @classmethod
+    def from_listing(cls, entry: dict) -> "Listed":
+        """From a ListObjectsV2 `Contents` entry."""
+        return cls(entry["Key"], entry["Size"], entry["ETag"].strip('"'), entry.get("StorageClass", "STANDARD"))
+
+    @classmethod
+    def from_head(cls, key: str, head: dict) -> "Listed":
+        """From a HeadObject response."""
+        return cls(key, head["ContentLength"], head["ETag"].strip('"'), head.get("StorageClass", "STANDARD"))
+
+
+def is_md5_etag(etag: str) -> bool:
     """A multipart ETag ('...-N') is not an MD5 of the content and cannot be compared across uploads."""
     return "-" not in etag
 
 
+def same_by_listing(source: Listed, target: Listed | None, deep: bool = False) -> bool | None:
+    """Steps 1 and 2: True or False when the listings decide, None when both sides must be HEADed."""
+    if target is None or source.size != target.size:
+        return False
+    if not deep and source.etag == target.etag and is_md5_etag(source.etag):
+        return True
+    return None
+
+
 def full_object_checksums(head: dict) -> dict[str, str]:
-    """The additional checksums that cover the whole object. Composite ones ('...-N') do not: they
-    depend on how the object was cut into parts."""
+    """The additional checksums of a HEAD response that cover the whole object."""
     if head.get("ChecksumType") == "COMPOSITE":
         return {}
     return {name: head[name] for name in CHECKSUMS if head.get(name) and "-" not in head[name]}
 
 
-def md5_etag(head: dict) -> bool:
-    return (comparable(head["ETag"]) and head.get("ServerSideEncryption") not in ENCRYPTED_ETAGS
+def content_md5(head: dict) -> bool:
+    """Whether the HEAD's ETag is an MD5 of the object's bytes."""
+    return (is_md5_etag(head["ETag"]) and head.get("ServerSideEncryption") not in ENCRYPTED_ETAGS
             and not head.get("SSECustomerAlgorithm"))
 
 
 def same_object(source: dict, target: dict | None) -> bool:
-    """The rule above, for the HEAD responses of a source object and its target (None: absent)."""
+    """Step 3, for the HEAD responses of a source object and its target (None: absent)."""
     if target is None or source["ContentLength"] != target["ContentLength"]:
         return False
     source_sums, target_sums = full_object_checksums(source), full_object_checksums(target)
@@ -46,6 +83,6 @@ def same_object(source: dict, target: dict | None) -> bool:
     if shared:
         return source_sums[shared[0]] == target_sums[shared[0]]
     source_etag = source["ETag"].strip('"')
-    if md5_etag(source) and md5_etag(target):
+    if content_md5(source) and content_md5(target):
         return source_etag == target["ETag"].strip('"')
     return target.get("Metadata", {}).get(RECORDED_ETAG) == source_etag

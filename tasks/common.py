@@ -15,7 +15,8 @@ RETRY_DELAYS = [2, 10, 30]
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry runtime failures (throttling, timeouts, a lost connection), never the user's mistakes."""
+    """Retry runtime failures (throttling, timeouts, a lost connection), never BadInput or
+    CannotContinue: neither gets better by waiting."""
     try:
         state.result()
     except FerryError:
@@ -23,6 +24,14 @@ def retry_unless_user_error(task, task_run, state) -> bool:
     except Exception:
         return True
     return True
+
+
+def will_be_retried(error: BaseException) -> bool:
+    """Inside a task with RETRYING: whether Prefect will run it again after `error` (a watcher of
+    the task, such as the catch-up gate, must not give up on a failure that is about to be retried)."""
+    from prefect.runtime import task_run
+
+    return not isinstance(error, FerryError) and isinstance(error, Exception) and task_run.run_count <= RETRIES
 
 
 # Every task: retried on runtime failures (not on the user's mistakes), and never cached by Prefect:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ferry import report as reports
-
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
-from ferry.progress import bucket_counters
 from ferry.s3 import events
-from ferry.s3.sync import compare_in_ranges, copy_keys, delete_keys
-from ferry.s3.verify import BucketReport, ReportBuilder, listed_rows, verify_buckets
+from ferry.s3.compare import RangeComparison, compare_buckets
+from ferry.s3.copy import copy_objects, delete_keys
+from ferry.s3.sync import batches_to_copy
+from ferry.s3.verify import BucketReport, ReportBuilder, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
+from lambdas.s3_compare import Listed
 from tasks.common import RETRYING as retrying
+from tasks.handles import BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
 from tasks.verify import artifact_key
-
-KEYS_PER_TASK = 1000
-
 
 
 def s3_clients(job: BucketJob):
@@ -81,26 +79,31 @@ def wait_for_copies(copying: list, at_most: int) -> None:
         copying[-at_most - 1].wait()
 
 
+def counters(job: BucketJob) -> BucketCounters:
+    """This flow run's counters of the sync of job.source into job.target."""
+    return this_run(bucket_counters_name(job.source, job.target), BucketCounters)
+
+
 @task(name="sync-objects", task_run_name="compare and copy {job.source} -> {job.target}", **retrying)
 def sync_objects(job: BucketJob) -> SyncOutcome:
-    """Compare both buckets range by range as the source is listed; every KEYS_PER_TASK keys found
-    missing or different go to their own copy-objects task (retried alone) while the listing goes
+    """Compare both buckets range by range as the source is listed; every batch of objects found
+    missing or different goes to its own copy-objects task (retried alone) while the listing goes
     on. A retry of this task, or a rerun of the flow, compares again and copies what is still needed."""
     source_s3, target_s3 = s3_clients(job)
     found = ReportBuilder(job.source, job.target, job.prefix, keep_keys=False)
-    waiting, copying, extras = [], [], []
-    progress = bucket_counters(job.source, job.target)
-    for comparison in compare_in_ranges(source_s3, target_s3, job.source, job.target, job.prefix):
+    extras: list[str] = []
+    progress = counters(job)
+
+    def seen(comparison: RangeComparison) -> None:
         found.add(comparison)
-        progress.add(compared=len(comparison.source), to_copy=len(comparison.plan.to_copy))
-        extras += comparison.plan.to_delete
-        waiting += listed_rows(comparison.plan.to_copy)
-        while len(waiting) >= KEYS_PER_TASK:
-            copying.append(copy_batch.submit(job, len(copying), waiting[:KEYS_PER_TASK]))
-            waiting = waiting[KEYS_PER_TASK:]
-            wait_for_copies(copying, COPIES_AHEAD)  # the listing goes no further ahead of the copies
-    if waiting:
-        copying.append(copy_batch.submit(job, len(copying), waiting))
+        progress.add(compared=len(comparison.source), to_copy=len(comparison.to_copy))
+        extras.extend(comparison.extra)
+
+    copying = []
+    comparisons = compare_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
+    for batch in batches_to_copy(comparisons, seen):
+        copying.append(copy_batch.submit(job, len(copying), batch))
+        wait_for_copies(copying, COPIES_AHEAD)  # the listing goes no further ahead of the copies
     copied = [c.result() for c in copying]
     comparison = found.report()
     get_run_logger().info("%d objects to copy, %d only on the target, of %d in the source",
@@ -112,13 +115,13 @@ def sync_objects(job: BucketJob) -> SyncOutcome:
 
 
 @task(name="copy-objects", task_run_name="copy {job.source} -> {job.target}: batch {number}", **retrying)
-def copy_batch(job: BucketJob, number: int, rows: list[tuple[str, int, str, str]]) -> tuple[int, int]:
-    """Copy one batch of keys server-side; returns (objects, bytes). A retry copies the batch again
-    (idempotent); a rerun of the flow re-plans and skips what is already there."""
+def copy_batch(job: BucketJob, number: int, objects: list[Listed]) -> tuple[int, int]:
+    """Copy one batch of listed objects server-side; returns (objects, bytes). A retry copies the
+    batch again (idempotent); a rerun of the flow compares again and skips what is already there."""
     _, target_s3 = s3_clients(job)
-    results = copy_keys(target_s3, job.source, job.target, rows, job.multipart_threshold, job.part_size)
+    results = copy_objects(target_s3, job.source, job.target, objects, job.multipart_threshold, job.part_size)
     copied = len(results), sum(r.size for r in results)
-    bucket_counters(job.source, job.target).add(copied=copied[0], bytes_copied=copied[1])
+    counters(job).add(copied=copied[0], bytes_copied=copied[1])
     return copied
 
 
@@ -139,9 +142,7 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
             if bucket == job.source and key.startswith(job.prefix):
                 sync_key(target_s3, job.source, job.target, key, job.multipart_threshold)
 
-    from tasks.stream import live_sync, stop_on_signals
-
-    sync = live_sync(f"bucket:{job.source}>{job.target}")
+    sync = this_run(f"bucket-live-sync:{job.source}>{job.target}", LiveSync)
     with stop_on_signals(sync):
         return events.drain_queue(client(job.source_aws, "sqs"), queue_url, apply, idle_seconds, stop=sync.stop,
                                   until_caught_up=until_caught_up)
@@ -155,7 +156,8 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
     source_s3, target_s3 = s3_clients(job)
     report = compared or verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
     if repair and not report.equal:
-        copied = copy_keys(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold, job.part_size)
+        copied = copy_objects(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold,
+                              job.part_size)
         deleted = delete_keys(target_s3, job.target, report.extra) if job.delete else 0
         repaired = len(copied) + deleted
         report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)

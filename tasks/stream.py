@@ -7,20 +7,17 @@ same task, run alone with an idle limit or until stopped, is `ferry sync table`.
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from ferry.config import TableJob
+from ferry.state import Phase
 from ferry.dynamo.preflight import TablePlan
 from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream
-from ferry.errors import FerryError
+from ferry.errors import CannotContinue
 from lambdas.dynamo_apply import apply_stream_records
-from tasks.common import RETRYING, state_store, table_clients
+from tasks.common import RETRYING, state_store, table_clients, will_be_retried
+from tasks.handles import LiveSync, live_sync_name, stop_on_signals, this_run
 
 CATCH_UP_TIMEOUT_SECONDS = 3600
 
@@ -37,40 +34,14 @@ def enable_source_stream(job: TableJob, plan: TablePlan) -> str:
     stream_arn = enable_stream(clients.source, clients.source_streams, job.source)
     migration = state.load(plan.migration_id)
     if migration.stream_arn and migration.stream_arn != stream_arn:
-        raise FerryError(
+        raise CannotContinue(  # preflight found it in place: replaced in the seconds since
             f"the stream of {job.source!r} changed since this migration started (it was disabled and "
             "re-enabled), so changes made in between are lost: run again with --restart"
         )
     migration.stream_arn = stream_arn
-    state.set_phase(migration, "backfill")
+    state.set_phase(migration, Phase.BACKFILL)
     get_run_logger().info("stream %s enabled; changes from now on will be replayed", stream_arn)
     return stream_arn
-
-
-@dataclass
-class LiveSync:
-    """One running live sync in this process: how to stop it, whether it has caught up, how far it is."""
-
-    stop: threading.Event = field(default_factory=threading.Event)
-    caught_up: threading.Event = field(default_factory=threading.Event)
-    records: int = 0
-    lag_seconds: float = 0.0
-
-
-_live_syncs: dict[str, LiveSync] = {}
-_lock = threading.Lock()
-
-
-def live_sync(migration_id: str) -> LiveSync:
-    with _lock:
-        return _live_syncs.setdefault(migration_id, LiveSync())
-
-
-def stop_all() -> None:
-    """Ask every live sync in this process to stop after the batch in hand (Ctrl-C, SIGTERM)."""
-    with _lock:
-        for sync in _live_syncs.values():
-            sync.stop.set()
 
 
 @task(
@@ -84,8 +55,7 @@ def follow_source_stream(job: TableJob, stream_arn: str, idle_seconds: float | N
     clients = table_clients(job)
     state = state_store(job, clients)
     migration = state.load(job.migration_id)
-    sync = live_sync(job.migration_id)
-    logger = get_run_logger()
+    sync = this_run(live_sync_name(job.migration_id), LiveSync)
 
     def apply(records: list[dict]) -> int:
         result = apply_stream_records(clients.target, job.target, records,
@@ -98,42 +68,31 @@ def follow_source_stream(job: TableJob, stream_arn: str, idle_seconds: float | N
         sync.records += count
         sync.lag_seconds = lag
 
-    with stop_on_signals(sync):
-        result = follow_stream(
-            clients.source_streams, stream_arn, dict(migration.shards), apply,
-            save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence),
-            idle_seconds=idle_seconds, stop=sync.stop, caught_up=sync.caught_up, on_batch=on_batch,
-        )
-    logger.info("live sync applied %d records from %d shards (%d rejected)", result.records, result.shards,
-                result.rejected)
-    return result
-
-
-@contextmanager
-def stop_on_signals(sync: LiveSync):
-    """Run alone (the poller), Ctrl-C and SIGTERM stop live sync after the batch in hand. Prefect
-    installs its own SIGTERM handler when a flow starts, so this one goes in after it, and out again."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    stop = lambda signum, frame: sync.stop.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        with stop_on_signals(sync):
+            result = follow_stream(
+                clients.source_streams, stream_arn, dict(migration.shards), apply,
+                save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence),
+                idle_seconds=idle_seconds, stop=sync.stop, on_caught_up=sync.mark_caught_up, on_batch=on_batch,
+            )
+    except BaseException as error:
+        if not will_be_retried(error):
+            sync.fail(error)  # the gate stops waiting, with this error
+        raise
+    get_run_logger().info("live sync applied %d records from %d shards (%d rejected)", result.records,
+                          result.shards, result.rejected)
+    return result
 
 
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)
 def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
-    """The catch-up gate: return once live sync has read everything in the stream (lag under a second)."""
+    """The catch-up gate: return once this run's live sync has read everything in the stream; fail
+    at once, with the poller's own error, if the poller stops for good first."""
     state = state_store(job, table_clients(job))
-    state.set_phase(state.load(job.migration_id), "catch_up")
-    if not live_sync(job.migration_id).caught_up.wait(timeout):
-        raise TimeoutError(f"live sync of {job.target} did not catch up within {timeout:.0f}s")
+    state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
+    this_run(live_sync_name(job.migration_id), LiveSync).wait_until_caught_up(timeout)
 
 
 @task(name="stop-live-sync", task_run_name="stop live sync {job.source} -> {job.target}", cache_policy=NO_CACHE)
 def stop_live_sync(job: TableJob) -> None:
-    live_sync(job.migration_id).stop.set()
+    this_run(live_sync_name(job.migration_id), LiveSync).stop.set()

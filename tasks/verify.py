@@ -12,6 +12,7 @@ from ferry import report as reports
 from ferry.config import TableJob
 from ferry.dynamo.schema import key_schema, require_table
 from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
+from ferry.state import Phase
 from tasks.common import RETRYING, state_store, table_clients
 
 
@@ -43,14 +44,14 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
     state = state_store(job, clients)
     migration = state.load(job.migration_id) if record_outcome else None
     if migration:
-        state.set_phase(migration, "verify")
+        state.set_phase(migration, Phase.VERIFY)
     key_names = [name for name, _, _ in key_schema(require_table(clients.source, job.source, "source"))]
     if sample:
         report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
     else:
         report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair)
     if migration:
-        state.set_phase(migration, "done" if report.equal else "different")
+        state.set_phase(migration, Phase.DONE if report.equal else Phase.DIFFERENT)
     get_run_logger().info(reports.headline(report))
     publish(job, report)
     if report_dir:
@@ -65,4 +66,4 @@ def mark_done(job: TableJob) -> None:  # returns None: there is no comparison
     clients = table_clients(job)
     state = state_store(job, clients)
     migration = state.load(job.migration_id)
-    state.set_phase(migration, "done")
+    state.set_phase(migration, Phase.DONE)

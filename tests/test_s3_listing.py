@@ -30,8 +30,8 @@ def listed_with_requests(s3, bucket: str, page_size: int) -> tuple[list[str], li
     requests = []
     s3.meta.events.register("provide-client-params.s3.ListObjectsV2",
                             lambda params, **_: requests.append(params.get("StartAfter")))
-    frame = list_bucket(s3, bucket, page_size=page_size)
-    return list(frame.index), requests
+    listed = list_bucket(s3, bucket, page_size=page_size)
+    return [o.key for o in listed], requests
 
 
 FLAT = [f"object-{i:05d}" for i in range(1500)]
@@ -58,8 +58,8 @@ def test_a_bucket_of_one_page_is_listed_in_one_request(s3):
 
 def test_listing_under_a_prefix_stays_inside_it(s3):
     fill(s3, "prefixed", NESTED)
-    frame = list_bucket(s3, "prefixed", prefix="logs/2025/", page_size=50)
-    assert list(frame.index) == sorted(k for k in NESTED if k.startswith("logs/2025/"))
+    listed = list_bucket(s3, "prefixed", prefix="logs/2025/", page_size=50)
+    assert [o.key for o in listed] == sorted(k for k in NESTED if k.startswith("logs/2025/"))
 
 
 def test_flat_keys_split_on_the_numbers_and_words_that_follow_the_page():
@@ -149,7 +149,7 @@ def longest_chain(bucket: InMemoryBucket, page_size: int) -> tuple[list[str], in
         before = bucket.requests
         found, parts = list_range(bucket, "b", "", key_range, page_size)
         depth += bucket.requests - before
-        keys += [row["key"] for row in found]
+        keys += [listed.key for listed in found]
         longest = max(longest, depth)
         todo += [(part, depth) for part in parts]
     return sorted(keys), longest
@@ -185,14 +185,14 @@ def test_listed_ranges_cover_the_key_space_once_and_hold_exactly_their_keys():
     ordered = sorted(ranges, key=lambda r: (r[0].after is not None, r[0].after or ""))
     assert ordered[0][0].after is None and ordered[-1][0].last is None
     assert all(a[0].last == b[0].after for a, b in zip(ordered, ordered[1:]))  # end to end, no gap
-    for key_range, rows in ranges:
+    for key_range, listed in ranges:
         inside = [k for k in bucket.keys if (key_range.after is None or k > key_range.after)
                   and (key_range.last is None or k <= key_range.last)]
-        assert [row["key"] for row in rows] == inside
+        assert [o.key for o in listed] == inside
 
 
 def test_comparing_range_by_range_finds_every_difference_once_with_capped_key_lists():
-    from ferry.s3.sync import compare_in_ranges
+    from ferry.s3.compare import compare_buckets
     from ferry.s3.verify import ReportBuilder, report_from
 
     source_keys = [f"data/{i % 50:02d}/{i:05d}" for i in range(6_000)]
@@ -202,14 +202,14 @@ def test_comparing_range_by_range_finds_every_difference_once_with_capped_key_li
     source = InMemoryBucket(source_keys)
     target = InMemoryBucket([k for k in source_keys if k not in missing] + extra, sizes=dict.fromkeys(changed, 2))
 
-    full = report_from(compare_in_ranges(source, target, "src", "dst"), "src", "dst")
+    full = report_from(compare_buckets(source, target, "src", "dst"), "src", "dst")
     assert (full.missing, full.changed, full.extra) == (sorted(missing), sorted(set(changed) - set(missing)), extra)
     assert full.source_objects == 6_000 and full.target_objects == 6_000 - len(missing) + 3
-    assert sorted(row[0] for row in full.to_copy) == sorted(set(missing) | set(changed))
+    assert sorted(o.key for o in full.to_copy) == sorted(set(missing) | set(changed))
     assert full.by_prefix["source objects"].sum() == 6_000 and full.by_prefix["missing"].sum() == len(missing)
 
     builder = ReportBuilder("src", "dst", keep_keys=False)
-    for comparison in compare_in_ranges(source, target, "src", "dst"):
+    for comparison in compare_buckets(source, target, "src", "dst"):
         builder.add(comparison)
     capped = builder.report()
     assert capped.count("missing") == len(missing) > 100 and len(capped.missing) == 100 and capped.to_copy == []
@@ -218,7 +218,7 @@ def test_comparing_range_by_range_finds_every_difference_once_with_capped_key_li
 
 def test_the_listing_stays_a_few_ranges_ahead_of_the_comparison_whatever_the_bucket_size():
     from ferry.s3.listing import LISTING_THREADS, PAGES_PER_CALL
-    from ferry.s3.sync import COMPARE_THREADS, compare_in_ranges
+    from ferry.s3.compare import COMPARE_THREADS, compare_buckets
 
     layout = [f"data/{i % 100:02d}/object-{i:07d}.bin" for i in range(100_000)]
     source, target = InMemoryBucket(layout), InMemoryBucket(layout)
@@ -233,7 +233,7 @@ def test_the_listing_stays_a_few_ranges_ahead_of_the_comparison_whatever_the_buc
 
     source.list_objects_v2 = counting
     compared, most_in_hand = 0, 0
-    for comparison in compare_in_ranges(source, target, "src", "dst", page_size=100):
+    for comparison in compare_buckets(source, target, "src", "dst", page_size=100):
         compared += len(comparison.source)
         most_in_hand = max(most_in_hand, listed - compared)
 

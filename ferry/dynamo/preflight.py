@@ -15,8 +15,8 @@ from ferry.aws import TableClients
 from ferry.config import TableJob
 from ferry.dynamo import schema
 from ferry.dynamo.backfill import choose_segments
-from ferry.dynamo.stream import check_stream_compatible
-from ferry.errors import FerryError
+from ferry.dynamo.stream import check_stream_compatible, stream_replaced
+from ferry.errors import BadInput
 from ferry.state import MigrationState, StateStore
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,18 @@ class Checked:
 
 
 def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> Checked:
-    """Every check that bad input can fail, reading only. Raises FerryError with a one-line message.
+    """Every check that bad input can fail, reading only. Raises BadInput with a one-line message.
 
     The CLI calls this before starting Prefect, so a typo fails in a second without a failed flow run.
     """
     if job.source == job.target and job.source_aws == job.target_aws:
-        raise FerryError(f"source and target are the same table {job.source!r}: name a different target")
+        raise BadInput(f"source and target are the same table {job.source!r}: name a different target")
     if job.state_table in (job.source, job.target):
-        raise FerryError(f"--state-table {job.state_table!r} is also a table being migrated: choose another name")
+        raise BadInput(f"--state-table {job.state_table!r} is also a table being migrated: choose another name")
 
     source = schema.require_table(clients.source, job.source, "source")
     check_stream_compatible(source)
-    target = schema.describe_table(clients.target, job.target, "target")
+    target = schema.describe_table(clients.target, job.target)
     if target is None and not job.create_target:
         schema.require_table(clients.target, job.target, "target")  # raises the one-line error
     if target is not None:
@@ -66,10 +66,16 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
     resumed = previous is not None and not job.restart
     if target is not None and not resumed and not job.allow_nonempty and not (job.restart and previous):
         if not schema.is_empty(clients.target, job.target):
-            raise FerryError(
+            raise BadInput(
                 f"target table {job.target!r} is not empty and no earlier Ferry run into it is recorded "
                 f"in {job.state_table!r}: pass --allow-nonempty to copy into it anyway"
             )
+
+    if resumed and previous.stream_arn and stream_replaced(source, previous.stream_arn):
+        raise BadInput(
+            f"the stream of {job.source!r} changed since this migration started (it was disabled or "
+            "re-enabled), so changes made in between are lost: run again with --restart"
+        )
 
     notes: list[str] = []
     if resumed:
@@ -121,11 +127,11 @@ def check_syncable(job: TableJob, clients: TableClients, state: StateStore) -> s
     """Live sync needs a recorded migration whose stream is still the source's stream."""
     migration = state.load(job.migration_id)
     if migration is None or not migration.stream_arn:
-        raise FerryError(f"no migration of {job.source} into {job.target} is recorded in {job.state_table!r}: "
+        raise BadInput(f"no migration of {job.source} into {job.target} is recorded in {job.state_table!r}: "
                          f"run 'ferry table {job.source} {job.target}' first")
     source = schema.require_table(clients.source, job.source, "source")
     schema.require_table(clients.target, job.target, "target")
-    if source.get("LatestStreamArn") != migration.stream_arn or not (source.get("StreamSpecification") or {}).get("StreamEnabled"):
-        raise FerryError(f"the stream of {job.source!r} is not the one this migration started from (it was "
+    if stream_replaced(source, migration.stream_arn):
+        raise BadInput(f"the stream of {job.source!r} is not the one this migration started from (it was "
                          "disabled or replaced), so changes may be lost: run 'ferry table ... --restart'")
     return migration.stream_arn

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import FerryError
+from ferry.errors import BadInput
 
 
-def describe_table(client, table: str, side: str) -> dict | None:
+def describe_table(client, table: str) -> dict | None:
     """The table's description, or None if it does not exist."""
     try:
         return client.describe_table(TableName=table)["Table"]
@@ -23,10 +23,10 @@ def describe_table(client, table: str, side: str) -> dict | None:
 
 
 def require_table(client, table: str, side: str) -> dict:
-    description = describe_table(client, table, side)
+    description = describe_table(client, table)
     if description is None:
         region = client.meta.region_name
-        raise FerryError(
+        raise BadInput(
             f"{side} table {table!r} does not exist in {region}: check the name, "
             f"--{side}-region and --{side}-profile"
             + (" (or pass --create-target)" if side == "target" else "")
@@ -47,7 +47,7 @@ def check_key_schemas_match(source: dict, target: dict) -> None:
         def show(schema):
             return ", ".join(f"{name} {kind} {type_}" for name, kind, type_ in schema)
 
-        raise FerryError(
+        raise BadInput(
             f"key schemas differ: source {source['TableName']!r} has [{show(src)}], "
             f"target {target['TableName']!r} has [{show(tgt)}]; create the target with the same keys "
             "or let Ferry create it with --create-target"

@@ -19,27 +19,40 @@ from typing import Callable
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import FerryError
+from ferry.errors import BadInput, CannotContinue
 
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
 USABLE_VIEWS = {"NEW_AND_OLD_IMAGES", "NEW_IMAGE"}  # replay needs each change's new image
 
 
-def check_stream_compatible(description: dict) -> None:
-    """Raise if the table already has a stream Ferry cannot replay (no new images)."""
+def stream_problem(description: dict) -> str | None:
+    """Why the table's existing stream cannot be replayed (it carries no new images), or None."""
     spec = description.get("StreamSpecification") or {}
     if spec.get("StreamEnabled") and spec.get("StreamViewType") not in USABLE_VIEWS:
-        raise FerryError(
-            f"source table {description['TableName']!r} already has a stream with view type "
-            f"{spec.get('StreamViewType')}, which carries no new item images; switch it to "
-            f"{STREAM_VIEW} (disable and re-enable the stream) and run again"
-        )
+        return (f"source table {description['TableName']!r} already has a stream with view type "
+                f"{spec.get('StreamViewType')}, which carries no new item images; switch it to "
+                f"{STREAM_VIEW} (disable and re-enable the stream) and run again")
+    return None
+
+
+def check_stream_compatible(description: dict) -> None:
+    """Preflight: refuse a table whose stream Ferry cannot replay, before anything is written."""
+    if problem := stream_problem(description):
+        raise BadInput(problem)
+
+
+def stream_replaced(description: dict, stream_arn: str) -> bool:
+    """Whether the table no longer has `stream_arn` as its enabled stream (disabled, or replaced by a
+    new one): the changes made in between are in no stream Ferry can read."""
+    enabled = (description.get("StreamSpecification") or {}).get("StreamEnabled")
+    return not enabled or description.get("LatestStreamArn") != stream_arn
 
 
 def enable_stream(client, streams_client, table: str, timeout: float = 120) -> str:
     """Make sure `table` has a usable stream; reuse a compatible one. Returns the stream ARN once ENABLED."""
     description = client.describe_table(TableName=table)["Table"]
-    check_stream_compatible(description)
+    if problem := stream_problem(description):  # changed since preflight
+        raise CannotContinue(problem)
     if not (description.get("StreamSpecification") or {}).get("StreamEnabled"):
         try:
             client.update_table(
@@ -117,7 +130,7 @@ def follow_stream(
     save_checkpoint: Callable[[str, str], None],
     idle_seconds: float | None = 1.0,
     stop: threading.Event | None = None,
-    caught_up: threading.Event | None = None,
+    on_caught_up: Callable[[], None] | None = None,
     poll_interval: float = 0.25,
     page_limit: int = 1000,
     on_batch: Callable[[int, float], None] | None = None,
@@ -128,7 +141,7 @@ def follow_stream(
 
     `apply` gets each page of records in stream order and returns how many it rejected; the shard's
     checkpoint is saved after it returns, so a record is applied at least once and never skipped.
-    `caught_up` is set whenever a full round over the open shards found nothing new (lag is zero).
+    `on_caught_up()` is called whenever a full round over the open shards found nothing new (lag is zero).
     `stop` ends the loop after the batch in hand.
     """
     result = FollowResult()
@@ -176,8 +189,8 @@ def follow_stream(
         if found:
             idle_since = None
             continue
-        if caught_up is not None:
-            caught_up.set()
+        if on_caught_up is not None:
+            on_caught_up()
         idle_since = idle_since or time.monotonic()
         if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
             break
@@ -193,7 +206,7 @@ def shard_iterator(streams_client, stream_arn: str, shard_id: str, after: str | 
         return streams_client.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **args)["ShardIterator"]
     except ClientError as error:
         if error.response["Error"]["Code"] == "TrimmedDataAccessException":
-            raise FerryError(
+            raise CannotContinue(
                 f"stream records of shard {shard_id} after the last applied one have expired (24 h "
                 "retention): changes may be missing; run again with --restart to copy the table afresh"
             ) from error

@@ -1,45 +1,90 @@
-"""Which objects differ between two bucket listings (the tables), and which need a closer look.
+"""Compare two buckets range by range with the one "same object" rule (lambdas/s3_compare.py).
 
-The rule for one pair of objects lives in lambdas/s3_compare.py (the live-sync handler uses it too).
-Applied to whole listings, cheapest first:
-1. From the listings, no extra request: different sizes differ; equal ETags that are both MD5s of the
-   content (single-part uploads and copies) are the same. That settles almost every unchanged object.
-2. Every other pair on both sides (multipart ETags, or MD5-looking ETags that differ, which SSE-KMS
-   objects have even for equal bytes) is HEADed on both sides and decided by that rule: additional
-   checksums, then real MD5s, then the source ETag Ferry recorded at copy time.
-`deep=True` sends every same-size pair to step 2, so additional checksums are read for all objects.
+As the source's listing finishes each key range (ferry/s3/listing.py), the target is listed over the
+same range and every key is judged: by the listings when they decide, else by a HEAD of both sides.
+Ranges come out as they finish, so whoever consumes them (the sync, the verification) can act on
+one while the listing goes on, and memory holds a few ranges, not the bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 
-import pandas as pd
+from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
+from lambdas.s3_apply import head
+from lambdas.s3_compare import Listed, same_by_listing, same_object
+
+COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
+HEAD_THREADS = 16  # HEADs of one range's undecided pairs in flight
 
 
 @dataclass
-class BucketPlan:
-    to_copy: pd.DataFrame  # source rows missing or different on the target
-    to_delete: list[str]  # target keys absent from the source (acted on only with --delete)
-    changed: list[str]  # keys on both sides that differ
+class RangeComparison:
+    """Both sides of one key range and what differs there (keys in order)."""
+
+    source: list[Listed]
+    target: list[Listed]
+    to_copy: list[Listed]  # source objects missing from the target or different there
+    missing: list[str]
+    changed: list[str]
+    extra: list[str]  # keys only the target has
 
 
-def plan_sync(source: pd.DataFrame, target: pd.DataFrame, look_closer: Callable[[list[str]], dict[str, bool]],
-              deep: bool = False) -> BucketPlan:
-    """What to copy and what to delete so that `target` matches `source`.
+def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str]) -> dict[str, bool]:
+    """Step 3 of the rule for `keys`: HEAD each on both sides (in parallel). A key deleted from
+    either side meanwhile counts as different (the next pass sees why)."""
+    if not keys:
+        return {}
 
-    Step 1 decides from the listings; `look_closer(keys)` (step 2: HEADs on both sides) returns
-    key -> same? for the same-size pairs step 1 cannot prove equal, or for all of them if `deep`.
-    """
-    pairs = source[["size", "etag"]].join(target[["size", "etag"]].add_suffix("_target"), how="left")
-    same_size = pairs["size"] == pairs["size_target"]
-    same_md5 = (pairs["etag"] == pairs["etag_target"]) & ~pairs["etag"].str.contains("-", regex=False)
-    by_listing = same_size & same_md5
-    undecided = same_size if deep else same_size & ~by_listing
-    decided = pd.Series(look_closer(list(pairs.index[undecided])), dtype=bool).reindex(pairs.index)
-    same = decided.where(decided.notna(), by_listing).astype(bool)
-    to_copy = source[~same.to_numpy()]
-    changed = sorted(set(to_copy.index) & set(target.index))
-    to_delete = sorted(set(target.index) - set(source.index))
-    return BucketPlan(to_copy=to_copy, to_delete=to_delete, changed=changed)
+    def verdict(key: str) -> bool:
+        source = head(s3_source, source_bucket, key)
+        return source is not None and same_object(source, head(s3_target, target_bucket, key))
+
+    with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
+        return dict(zip(keys, pool.map(verdict, keys)))
+
+
+def compare_objects(source: list[Listed], target: list[Listed], judge_closer, deep: bool = False) -> RangeComparison:
+    """Judge every key of one range; `judge_closer(keys)` decides the pairs the listings cannot."""
+    on_target = {o.key: o for o in target}
+    by_listing = {o.key: same_by_listing(o, on_target.get(o.key), deep) for o in source}
+    by_listing.update(judge_closer([key for key, same in by_listing.items() if same is None]))
+    to_copy = [o for o in source if not by_listing[o.key]]
+    on_source = {o.key for o in source}
+    return RangeComparison(
+        source=source, target=target, to_copy=to_copy,
+        missing=[o.key for o in to_copy if o.key not in on_target],
+        changed=[o.key for o in to_copy if o.key in on_target],
+        extra=sorted(key for key in on_target if key not in on_source),
+    )
+
+
+def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str, key_range: KeyRange,
+                  source: list[Listed], deep: bool = False, page_size: int = PAGE_SIZE) -> RangeComparison:
+    """Compare one range the source listing has finished with the same range of the target."""
+    target = list_range_whole(s3_target, target_bucket, prefix, key_range, page_size)
+
+    def judge_closer(keys: list[str]) -> dict[str, bool]:
+        return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys)
+
+    return compare_objects(source, target, judge_closer, deep)
+
+
+def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
+                    deep: bool = False, page_size: int = PAGE_SIZE) -> Iterator[RangeComparison]:
+    """Both buckets compared range by range, in whatever order the ranges finish. Together the
+    ranges cover every key of both sides once (a target key outside every source range cannot
+    exist: the ranges run from the first possible key to the last)."""
+    with ThreadPoolExecutor(COMPARE_THREADS) as pool:
+        comparing: set[Future] = set()
+        for key_range, listed in iter_ranges(s3_source, source_bucket, prefix, page_size):
+            comparing.add(pool.submit(compare_range, s3_source, s3_target, source_bucket, target_bucket, prefix,
+                                      key_range, listed, deep, page_size))
+            # The listing waits while comparisons lag (and, through the caller, while copies do):
+            # what is held is a few ranges, however big the bucket.
+            finished, comparing = wait(comparing, timeout=None if len(comparing) >= 2 * COMPARE_THREADS else 0,
+                                       return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in finished)
+        yield from (f.result() for f in as_completed(comparing))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import FerryError
+from ferry.errors import BadInput, CannotContinue
 
 CONFIGURATION_ID = "ferry-live-sync"
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
@@ -67,15 +67,14 @@ def conflicting(configuration: dict) -> list[str]:
     return found
 
 
-def refuse_clashes(bucket: str, configuration: dict) -> None:
-    """The one-line error for a bucket whose object events already go somewhere else."""
+def clash(bucket: str, configuration: dict) -> str | None:
+    """The one-line explanation when the bucket's object events already go somewhere else, or None."""
     clashes = conflicting(configuration)
-    if clashes:
-        raise FerryError(
-            f"bucket {bucket!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 allows "
+    if not clashes:
+        return None
+    return (f"bucket {bucket!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 allows "
             "one destination per event type: turn on EventBridge for the bucket and route those consumers through "
-            "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)"
-        )
+            "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)")
 
 
 def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
@@ -85,7 +84,8 @@ def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
     queues = configuration.get("QueueConfigurations", [])
     if any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn for q in queues):
         return False
-    refuse_clashes(bucket, configuration)
+    if problem := clash(bucket, configuration):  # preflight found none: one was added since
+        raise CannotContinue(problem)
     configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [
         {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}]
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
@@ -138,6 +138,19 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     return counts
 
 
+def find_queue(sqs, source: str, target: str) -> str:
+    """The URL of the event queue of `source` -> `target`. Only a queue that does not exist means
+    "not set up yet": access denied, a network failure or anything else propagates as itself."""
+    name = queue_names(source, target)[0]
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as error:
+        if "NonExistentQueue" not in error.response["Error"]["Code"]:
+            raise
+    raise BadInput(f"no live sync of bucket {source!r} into {target!r}: its event queue {name!r} does not "
+                   f"exist (run `ferry bucket {source} {target}` first)")
+
+
 @dataclass
 class BucketSyncStatus:
     """What an operator watching a bucket's live sync needs: is it routed, how far behind, what failed."""
@@ -154,13 +167,7 @@ class BucketSyncStatus:
 def sync_status(sqs, s3, lambda_client, source: str, target: str) -> BucketSyncStatus:
     """The live sync of `source` into `target`, read without changing anything."""
     name, dead_letter = queue_names(source, target)
-    try:
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    except ClientError as error:
-        if "NonExistentQueue" not in error.response["Error"]["Code"]:
-            raise
-        raise FerryError(f"no live sync of bucket {source!r} into {target!r}: its event queue {name!r} does not "
-                         f"exist (run `ferry bucket {source} {target}` first)") from None
+    url = find_queue(sqs, source, target)
     counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts + ["QueueArn"])["Attributes"]
     dead_url = sqs.get_queue_url(QueueName=dead_letter)["QueueUrl"]

@@ -11,8 +11,8 @@ eight layouts (flat, hashed, dated, nested, UUID folders): at most about twice t
 serial listing, and on large buckets chains of dependent requests 5-100x shorter
 (tests/test_s3_listing.py replays them against an in-memory bucket).
 
-The listing is a pandas DataFrame indexed by key (key, size, etag, storage_class, checksum), the form
-in which the two sides are compared.
+Each object comes out as a `Listed` record (key, size, ETag, storage class): what the "same object"
+rule (lambdas/s3_compare.py) and a copy need.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import pandas as pd
+from lambdas.s3_compare import Listed
 
-COLUMNS = ["key", "size", "etag", "storage_class", "checksum"]
 LISTING_THREADS = 16
 PAGE_SIZE = 1000  # the most S3 returns per request
 PAGES_PER_CALL = 10  # then a range that cannot be split is handed on in pieces
@@ -36,12 +35,6 @@ PAGES_PER_CALL = 10  # then a range that cannot be split is handed on in pieces
 class KeyRange:
     after: str | None = None  # exclusive start; None: the prefix's first key
     last: str | None = None  # inclusive end; None: the prefix's last key
-
-
-def _row(listed: dict) -> dict:
-    return {"key": listed["Key"], "size": listed["Size"], "etag": listed["ETag"].strip('"'),
-            "storage_class": listed.get("StorageClass", "STANDARD"),
-            "checksum": ",".join(listed.get("ChecksumAlgorithm", []))}
 
 
 def _same_class(c: str) -> str:
@@ -112,9 +105,9 @@ def split_rest(s3, bucket: str, keys: list[str], prefix: str, last: str | None) 
 
 
 def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int = PAGE_SIZE,
-               may_split: bool = True) -> tuple[list[dict], list[KeyRange]]:
+               may_split: bool = True) -> tuple[list[Listed], list[KeyRange]]:
     """The objects of one range, and the ranges the rest of it was split into (then not listed here)."""
-    rows: list[dict] = []
+    rows: list[Listed] = []
     after, full_pages = key_range.after, 0
     while True:
         request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
@@ -123,7 +116,7 @@ def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int
         page = s3.list_objects_v2(**request)
         listed = page.get("Contents", [])
         inside = [o for o in listed if key_range.last is None or o["Key"] <= key_range.last]
-        rows += [_row(o) for o in inside]
+        rows += [Listed.from_listing(o) for o in inside]
         if len(inside) < len(listed) or not page.get("IsTruncated") or not inside:
             return rows, []
         keys = [o["Key"] for o in inside]
@@ -138,7 +131,7 @@ def list_range(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int
 
 
 def iter_ranges(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
-                threads: int = LISTING_THREADS) -> Iterator[tuple[KeyRange, list[dict]]]:
+                threads: int = LISTING_THREADS) -> Iterator[tuple[KeyRange, list[Listed]]]:
     """Every object under `prefix`, range by range as up to `threads` workers finish them. Each
     yielded range is complete (all its objects come with it) and together they cover the prefix
     once, so whoever consumes them can act on a range without waiting for the whole bucket."""
@@ -161,16 +154,20 @@ def iter_ranges(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
                 yield (KeyRange(key_range.after, parts[0].after) if parts else key_range), rows
 
 
-def as_frame(rows: list[dict]) -> pd.DataFrame:
-    """Listed objects as a DataFrame indexed by key, in key order."""
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    # Storage class and checksum algorithm take a handful of values: categories, not a string per key.
-    frame = frame.astype({"size": "int64", "storage_class": "category", "checksum": "category"})
-    return frame.set_index("key", drop=False).sort_index()
+def list_range_whole(s3, bucket: str, prefix: str, key_range: KeyRange, page_size: int = PAGE_SIZE) -> list[Listed]:
+    """Every object of one range, however many pages it takes (no splitting): the target's side of
+    a range the source listing has finished."""
+    objects: list[Listed] = []
+    parts = [key_range]
+    while parts:
+        listed, parts = list_range(s3, bucket, prefix, parts[0], page_size, may_split=False)
+        objects += listed
+    return objects
 
 
 def list_bucket(s3, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE,
-                threads: int = LISTING_THREADS) -> pd.DataFrame:
-    """Every object under `prefix` in one DataFrame (for small buckets and tests; the sync and the
+                threads: int = LISTING_THREADS) -> list[Listed]:
+    """Every object under `prefix`, in key order (for small buckets and tests; the sync and the
     verification work range by range instead)."""
-    return as_frame([row for _, rows in iter_ranges(s3, bucket, prefix, page_size, threads) for row in rows])
+    return sorted((o for _, objects in iter_ranges(s3, bucket, prefix, page_size, threads) for o in objects),
+                  key=lambda o: o.key)

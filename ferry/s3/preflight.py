@@ -5,7 +5,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from ferry.config import BucketJob
-from ferry.errors import FerryError
+from ferry.errors import BadInput
 from ferry.s3 import events
 
 
@@ -15,12 +15,13 @@ def require_bucket(s3, bucket: str, side: str) -> None:
     except ClientError as error:
         code = error.response["Error"]["Code"]
         reason = "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
-        raise FerryError(f"{side} bucket {bucket!r} {reason}: check the name, --{side}-profile and --{side}-region")
+        raise BadInput(f"{side} bucket {bucket!r} {reason}: check the name, --{side}-profile and --{side}-region")
 
 
 def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
     if job.source == job.target and job.source_aws == job.target_aws:
-        raise FerryError(f"source and target are the same bucket {job.source!r}: name a different target")
+        raise BadInput(f"source and target are the same bucket {job.source!r}: name a different target")
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
-    events.refuse_clashes(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source))
+    if problem := events.clash(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source)):
+        raise BadInput(problem)

@@ -1,7 +1,9 @@
-"""Live backfill progress in the terminal, read from the state table's checkpoints.
+"""Live progress in the terminal (stderr) while a flow runs: backfill bars, the bucket line, live-sync lag.
 
-Reading checkpoints (rather than hooking into the tasks) means the bars show exactly what is
-confirmed written, the same numbers `ferry status` prints, wherever the flow actually runs.
+The backfill bars read the state table's checkpoints (rather than hooking into the tasks), so they
+show exactly what is confirmed written, the same numbers `ferry status` prints, wherever the flow
+runs. The bucket line and the live-sync line read the counters the flow run's tasks keep in this
+process (tasks/handles.py).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import threading
 import time
 
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ferry.state import MigrationState, StateStore
+from tasks.handles import BucketCounters, LiveSync, bucket_counters_name, live_sync_name, newest
 
 MAX_SEGMENT_BARS = 16
 
@@ -20,10 +24,8 @@ MAX_SEGMENT_BARS = 16
 class LiveProgress:
     """Rich bars redrawn by a background thread every half second (`_refresh`), and once more at the end."""
 
-    def __init__(self, console: Console, fields: str, bar_width: int | None = 40):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=bar_width),
-                                 MofNCompleteColumn(), TextColumn(fields), TimeElapsedColumn(), console=console,
-                                 transient=False)
+    def __init__(self, console: Console, *columns, transient: bool = False):
+        self.progress = Progress(*columns, console=console, transient=transient)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ferry-progress", daemon=True)
 
@@ -42,18 +44,24 @@ class LiveProgress:
         while not self.stop_event.wait(0.5):
             try:
                 self._refresh()
-            except Exception:  # a missed refresh only delays the bars
+            except (BotoCoreError, ClientError):  # a missed read of the state table only delays the bars
                 pass
 
     def _refresh(self) -> None:
         raise NotImplementedError
 
 
+def bar_columns(fields: str, bar_width: int = 40) -> tuple:
+    """A description, a bar, done/total, the display's own `fields`, and the time elapsed."""
+    return (TextColumn("{task.description}"), BarColumn(bar_width=bar_width), MofNCompleteColumn(),
+            TextColumn(fields), TimeElapsedColumn())
+
+
 class BackfillProgress(LiveProgress):
     """Polls the migration's state (its checkpoints) and draws one bar per segment."""
 
     def __init__(self, state: StateStore, migration_id: str, estimated_items: int, console: Console):
-        super().__init__(console, "items  {task.fields[pages]} pages  {task.fields[rate]} items/s")
+        super().__init__(console, *bar_columns("items  {task.fields[pages]} pages  {task.fields[rate]} items/s"))
         self.state, self.migration_id, self.estimated_items = state, migration_id, estimated_items
         self.bars: dict[int | str, int] = {}
         self.first_seen: dict[int | str, tuple[float, int]] = {}  # bar -> (when, items) at first sight
@@ -86,39 +94,33 @@ class BackfillProgress(LiveProgress):
         self.progress.update(self.bars[key], completed=completed, total=total, pages=pages, rate=f"{rate:,.0f}")
 
 
-class BucketCounters:
-    """What a bucket sync has done so far in this process; the tasks add to it, the CLI draws it."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.compared = self.to_copy = self.copied = self.bytes_copied = 0
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-
-_bucket_counters: dict[tuple[str, str], BucketCounters] = {}
-
-
-def bucket_counters(source: str, target: str) -> BucketCounters:
-    """The counters of the sync of `source` into `target` in this process (created on first use)."""
-    return _bucket_counters.setdefault((source, target), BucketCounters())
-
-
 class BucketProgress(LiveProgress):
     """One line from this process's counters: objects compared, to copy and copied, bytes, rate."""
 
     def __init__(self, source: str, target: str, console: Console):
-        super().__init__(console, "copied, {task.fields[compared]:,} compared, {task.fields[megabytes]:,.1f} MB, "
-                                  "{task.fields[rate]}/s", bar_width=16)
-        self.counters = bucket_counters(source, target)
+        super().__init__(console, *bar_columns("copied, {task.fields[compared]:,} compared, "
+                                               "{task.fields[megabytes]:,.1f} MB, {task.fields[rate]}/s", bar_width=16))
+        self.name = bucket_counters_name(source, target)
         self.bar = self.progress.add_task(f"{source} -> {target}", total=None, compared=0, megabytes=0.0, rate="0")
         self.started = time.monotonic()
 
     def _refresh(self) -> None:
-        c = self.counters
+        c = newest(self.name) or BucketCounters()
         elapsed = max(time.monotonic() - self.started, 1e-6)
         self.progress.update(self.bar, completed=c.copied, total=max(c.to_copy, c.copied) or None,
                              compared=c.compared, megabytes=c.bytes_copied / 2**20, rate=f"{c.copied / elapsed:,.0f}")
+
+
+class LiveSyncLine(LiveProgress):
+    """`ferry sync table`: a spinner with the records applied and the lag, from this run's live sync."""
+
+    def __init__(self, migration_id: str, console: Console):
+        super().__init__(console, SpinnerColumn(), TextColumn("{task.description}"), transient=True)
+        self.name = live_sync_name(migration_id)
+        self.line = self.progress.add_task("live sync starting", total=None)
+
+    def _refresh(self) -> None:
+        sync = newest(self.name)
+        if isinstance(sync, LiveSync):
+            self.progress.update(self.line, description=f"live sync: {sync.records:,} records applied, lag "
+                                 f"{sync.lag_seconds:.2f}s" + (" (caught up)" if sync.caught_up.is_set() else ""))

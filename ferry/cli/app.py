@@ -1,0 +1,84 @@
+"""The `ferry` command: its command groups, and the one place errors become exit codes.
+
+Exit codes (a stable contract for scripts): 0 success, 1 verification found differences (or, for
+`status bucket`, live sync unhealthy), 2 bad input (one line on stderr, nothing written), 3 runtime
+failure after retries or a run that cannot continue (rerun the same command to resume).
+With --json the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
+
+from ferry.cli import bucket, status, table
+from ferry.errors import BadInput, CannotContinue, DifferencesRemain
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Move live DynamoDB tables and S3 buckets to a new home without stopping the service, and prove nothing "
+         "was lost.",
+)
+verify_app = typer.Typer(no_args_is_help=True, help="Check that a target is an exact copy of its source.")
+sync_app = typer.Typer(no_args_is_help=True, help="Keep a migrated target in step with its source (live sync).")
+status_app = typer.Typer(cls=status.StatusGroup, help="What migrations have done and how their live sync is.")
+app.add_typer(verify_app, name="verify")
+app.add_typer(sync_app, name="sync")
+app.add_typer(status_app, name="status")
+
+app.command("table")(table.migrate)
+verify_app.command("table")(table.verify)
+sync_app.command("table")(table.sync)
+status_app.command("table")(status.table)
+
+app.command("bucket")(bucket.migrate)
+verify_app.command("bucket")(bucket.verify)
+sync_app.command("bucket")(bucket.sync)
+status_app.command("bucket")(status.bucket)
+
+
+def fail(message: str) -> None:
+    """One plain line on stderr: no wrapping, no markup, no traceback."""
+    sys.stderr.write(f"ferry: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning every user mistake into one line and the right exit code."""
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="ferry")
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except typer.TyperException as error:  # usage errors: unknown option, missing argument, bad value
+        command = getattr(getattr(error, "ctx", None), "command_path", "ferry")
+        fail(f"error: {error.format_message()} (see '{command} --help')")
+        code = EXIT_BAD_INPUT if error.exit_code == 2 else error.exit_code
+    except ProfileNotFound as error:
+        fail(f"error: {error}: check --source-profile/--target-profile/AWS_PROFILE against ~/.aws/config")
+        code = EXIT_BAD_INPUT
+    except (BadInput, NoRegionError, NoCredentialsError) as error:
+        fail(f"error: {error}")
+        code = EXIT_BAD_INPUT
+    except DifferencesRemain as error:
+        fail(f"different: {error}")
+        code = EXIT_DIFFERENT
+    except CannotContinue as error:
+        fail(f"failed: {error}")
+        code = EXIT_FAILED
+    except EndpointConnectionError as error:  # after botocore's retries: misconfigured, or the network is down
+        fail(f"failed: cannot reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')}: check --endpoint-url or "
+             "AWS_ENDPOINT_URL, the region and the network, then rerun the same command (it resumes)")
+        code = EXIT_FAILED
+    except (KeyboardInterrupt, typer.Abort):
+        fail("interrupted; rerun the same command to resume")
+        code = EXIT_INTERRUPTED
+    except Exception as error:  # a runtime failure that survived Prefect's retries: exit 3 is the contract
+        fail(f"failed: {type(error).__name__}: {error}; rerun the same command to resume")
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,135 @@
+"""The bucket commands: `ferry bucket`, `ferry verify bucket`, `ferry sync bucket`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from ferry.aws import check_side, client
+from ferry.cli import render
+from ferry.cli.options import (DEFAULT_LIVE_SYNC, JsonOutput, LiveSync, ReportDir, Verbose, build_job, flow_arguments,
+                               print_json, use_prefect, with_aws_sides)
+from ferry.config import AwsSide, BucketJob
+from ferry.errors import BadInput
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
+
+EXIT_OK, EXIT_DIFFERENT = 0, 1
+
+SourceBucket = Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")]
+TargetBucket = Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")]
+Prefix = Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")]
+MultipartThreshold = Annotated[int, typer.Option("--multipart-threshold", help="Bytes above which copies are multipart.")]
+PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a multipart copy.")]
+
+
+def connect(job: BucketJob, preflight: bool = True) -> None:
+    """Both sides have a region and credentials; with `preflight`, every read-only check of a bucket
+    migration (buckets reachable, no clash with existing event notifications) has passed."""
+    from ferry.s3.preflight import check_bucket_job, require_bucket
+
+    check_side(job.source_aws, "source")
+    check_side(job.target_aws, "target")
+    source_s3, target_s3 = client(job.source_aws, "s3"), client(job.target_aws, "s3")
+    if preflight:
+        check_bucket_job(job, source_s3, target_s3)
+    else:
+        require_bucket(source_s3, job.source, "source")
+        require_bucket(target_s3, job.target, "target")
+
+
+@with_aws_sides
+def migrate(
+    source: SourceBucket,
+    target: TargetBucket,
+    prefix: Prefix = "",
+    delete: Annotated[bool, typer.Option("--delete", help="Remove target keys the source does not have.")] = False,
+    multipart_threshold: MultipartThreshold = MULTIPART_THRESHOLD,
+    part_size: PartSize = PART_SIZE,
+    live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    json_output: JsonOutput = False,
+    verbose: Verbose = False,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> int:
+    """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
+                    multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
+                    source_aws=source_aws, target_aws=target_aws)
+    connect(job)
+    use_prefect(verbose)
+    from flows.migrate_bucket import migrate_bucket
+    from ferry.cli.progress import BucketProgress
+
+    started = time.monotonic()
+    with render.unless(json_output, lambda: BucketProgress(source, target, render.err)):
+        result = migrate_bucket(**flow_arguments(job, migrate_bucket, preflight=False))  # connect() ran it
+    elapsed = time.monotonic() - started
+    if json_output:
+        print_json(render.bucket_migration_json(result, elapsed))
+    else:
+        render.bucket_migration(result, elapsed)
+    return EXIT_OK if result.verified else EXIT_DIFFERENT
+
+
+@with_aws_sides
+def verify(
+    source: SourceBucket,
+    target: TargetBucket,
+    prefix: Prefix = "",
+    repair: Annotated[bool, typer.Option("--repair", help="Copy missing and changed objects from the source.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="With --repair, also remove keys only the target has.")] = False,
+    report_dir: ReportDir = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Also compare every object's additional checksums "
+                                       "(CRC32C, SHA256...): one HEAD per object on each side.")] = False,
+    json_output: JsonOutput = False,
+    verbose: Verbose = False,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> int:
+    """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
+                    source_aws=source_aws, target_aws=target_aws)
+    connect(job, preflight=False)
+    use_prefect(verbose)
+    from flows.verify_bucket import verify_bucket
+
+    report = verify_bucket(**flow_arguments(job, verify_bucket, repair=repair, report_dir=report_dir, deep=deep,
+                                            fail_on_difference=False))
+    if json_output:
+        print_json(report.summary())
+    else:
+        render.bucket_verification(report)
+    return EXIT_OK if report.equal else EXIT_DIFFERENT
+
+
+@with_aws_sides
+def sync(
+    source: SourceBucket,
+    target: TargetBucket,
+    until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
+    json_output: JsonOutput = False,
+    verbose: Verbose = False,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> int:
+    """Apply the source bucket's queued events to the target (the local poller for buckets)."""
+    if until_idle is not None and until_idle < 0:
+        raise BadInput(f"--until-idle must be zero or more seconds, got {until_idle}")
+    job = build_job(BucketJob, source=source, target=target, source_aws=source_aws, target_aws=target_aws)
+    check_side(job.source_aws, "source")
+    check_side(job.target_aws, "target")
+    from ferry.s3 import events
+
+    events.find_queue(client(source_aws, "sqs"), source, target)  # set up by `ferry bucket`, or BadInput
+    use_prefect(verbose)
+    from flows.migrate_bucket import sync_bucket
+
+    counts = sync_bucket(**flow_arguments(job, sync_bucket, idle_seconds=until_idle))
+    if json_output:
+        print_json({"source": source, "target": target, **counts})
+    else:
+        render.out.print(f"applied {counts['messages']:,} event messages; {counts['failed']} failed "
+                         "(retried by the queue)")
+    return EXIT_OK

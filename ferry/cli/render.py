@@ -1,0 +1,158 @@
+"""How results look: rich tables on stdout, progress on stderr, and the JSON objects of `--json`.
+
+The JSON keys are a contract (scripts read them); the tables are for people. Nothing here shows an
+item's or an object's contents: keys, counts, sizes, checksums and timings only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.table import Table
+
+from ferry import report as reports
+
+out = Console()
+err = Console(stderr=True)
+
+MIGRATION_KEYS = ("source", "target", "source_items", "target_items", "copied", "resumed", "verified", "segments",
+                  "stream_records", "source_checksum", "target_checksum")
+BUCKET_MIGRATION_KEYS = ("source", "target", "source_objects", "target_objects", "copied", "deleted", "bytes_copied",
+                         "verified", "events_applied")
+
+
+def unless(json_output: bool, display: Callable[[], contextlib.AbstractContextManager]):
+    """The live display while a flow runs, except with --json (stdout is then for the JSON line)."""
+    return contextlib.nullcontext() if json_output else display()
+
+
+# --- tables --------------------------------------------------------------------------------------
+def migration_json(result, elapsed: float) -> dict:
+    return {k: asdict(result)[k] for k in MIGRATION_KEYS} | {"seconds": round(elapsed, 2)}
+
+
+def migration(result, elapsed: float, verify: bool) -> None:
+    summary = Table(title=f"{result.source} -> {result.target}", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("copied by this run", f"{result.copied:,} items")
+    summary.add_row("stream changes replayed", f"{result.stream_records:,}")
+    summary.add_row("segments", str(result.segments))
+    summary.add_row("resumed an earlier run", "yes" if result.resumed else "no")
+    if verify:
+        summary.add_row("source items / checksum", f"{result.source_items:,} / {result.source_checksum}")
+        summary.add_row("target items / checksum", f"{result.target_items:,} / {result.target_checksum}")
+        summary.add_row("verified", "[green]EQUAL[/green]" if result.verified else "[red]DIFFERENT[/red]")
+    else:
+        summary.add_row("verified", "skipped (--no-verify)")
+    summary.add_row("time", f"{elapsed:.1f}s")
+    out.print(summary)
+
+
+def verification(result) -> None:
+    table = Table(title=f"{result.source} = {result.target} ?")
+    for column in ("side", "table", "items", "checksum"):
+        table.add_column(column)
+    table.add_row("source", result.source, f"{result.source_items:,}", result.source_checksum)
+    table.add_row("target", result.target, f"{result.target_items:,}", result.target_checksum)
+    out.print(table)
+    differences = reports.differences_frame(result)
+    if not differences.empty:
+        listed = Table(title=f"differences ({len(differences)})")
+        listed.add_column("kind")
+        listed.add_column("key")
+        for row in differences.head(20).itertuples():
+            listed.add_row(row.kind, row.key)
+        out.print(listed)
+    out.print(reports.headline(result), style="green" if result.equal else "red", highlight=False)
+
+
+def live_sync_summary(source: str, target: str, result, elapsed: float) -> dict:
+    """The JSON result of `ferry sync table`: records applied and the lag's percentiles."""
+    lags = sorted(result.lag_seconds) or [0.0]
+    return {"source": source, "target": target, "records": result.records, "rejected": result.rejected,
+            "shards": result.shards, "lag_p50_seconds": round(lags[len(lags) // 2], 3),
+            "lag_p99_seconds": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 3),
+            "lag_max_seconds": round(lags[-1], 3), "seconds": round(elapsed, 2)}
+
+
+def live_sync(result, summary: dict) -> None:
+    out.print(f"applied {result.records:,} stream records from {result.shards} shard(s) in {summary['seconds']:.1f}s; "
+              f"{result.rejected} rejected (see 'ferry status'); lag p50 {summary['lag_p50_seconds']}s, "
+              f"p99 {summary['lag_p99_seconds']}s", highlight=False)
+
+
+def migration_state_json(m) -> dict:
+    return {
+        "migration": m.migration_id, "source": m.source, "target": m.target, "phase": str(m.phase),
+        "copied": m.copied, "segments": m.total_segments, "segments_done": m.segments_done,
+        "runs": m.runs, "started_at": m.started_at, "updated_at": m.updated_at, "stream_arn": m.stream_arn,
+        "dead_letters": m.dead_letters, "shards": m.shards,
+        "segment_progress": [
+            {"segment": n, "items": m.segment(n).items, "pages": m.segment(n).pages, "done": m.segment(n).done}
+            for n in range(m.total_segments)
+        ],
+    }
+
+
+def migration_states(migrations: list, state_table: str, one: bool) -> None:
+    """The overview of recorded migrations; for one migration, its segments too."""
+    if not migrations:
+        out.print(f"no migrations recorded in {state_table!r}")
+        return
+    overview = Table(title="Ferry migrations")
+    for column in ("migration", "phase", "copied", "segments done", "runs", "updated"):
+        overview.add_column(column)
+    for m in migrations:
+        overview.add_row(m.migration_id, str(m.phase), f"{m.copied:,}", f"{m.segments_done}/{m.total_segments}",
+                         str(m.runs), m.updated_at)
+    out.print(overview)
+    if one:
+        detail = Table(title="segments")
+        for column in ("segment", "items", "pages", "state"):
+            detail.add_column(column)
+        for n in range(migrations[0].total_segments):
+            seg = migrations[0].segment(n)
+            detail.add_row(str(n), f"{seg.items:,}", str(seg.pages),
+                           "done" if seg.done else ("copying" if seg.pages else "waiting"))
+        out.print(detail)
+
+
+# --- buckets -------------------------------------------------------------------------------------
+def bucket_migration_json(result, elapsed: float) -> dict:
+    return {k: getattr(result, k) for k in BUCKET_MIGRATION_KEYS} | {"seconds": round(elapsed, 2)}
+
+
+def bucket_migration(result, elapsed: float) -> None:
+    summary = Table(title=f"{result.source} -> {result.target}", show_header=False)
+    for name in BUCKET_MIGRATION_KEYS:
+        value = getattr(result, name)
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        summary.add_row(name.replace("_", " "), shown)
+    summary.add_row("time", f"{elapsed:.1f}s")
+    out.print(summary)
+
+
+def bucket_verification(report) -> None:
+    listed = Table(title=f"{report.source} = {report.target} ?")
+    for column in ("kind", "count", "first keys"):
+        listed.add_column(column)
+    for kind in ("missing", "extra", "changed"):
+        keys = getattr(report, kind)
+        listed.add_row(kind, str(len(keys)), ", ".join(keys[:5]))
+    out.print(listed)
+    out.print(reports.bucket_headline(report), style="green" if report.equal else "red", highlight=False)
+
+
+def bucket_sync_status(status) -> None:
+    shown = Table(title=f"live sync {status.source} -> {status.target}", show_header=False)
+    shown.add_row("event queue", status.queue)
+    shown.add_row("events routed", "yes" if status.events_routed else "NO")
+    shown.add_row("queued / in flight", f"{status.pending:,} / {status.in_flight:,}")
+    shown.add_row("dead letters", f"{status.dead_letters:,}")
+    shown.add_row("applied by", "Lambda (" + ", ".join(status.lambda_mappings) + ")" if status.lambda_mappings
+                  else "the poller (ferry sync bucket)")
+    out.print(shown)

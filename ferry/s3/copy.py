@@ -1,0 +1,63 @@
+"""Operations on one object or a batch of them: server-side copy and delete (rclone's "operations").
+
+What one copy does (headers, metadata, tags, storage class, multipart) is lambdas/s3_copy.py's, the
+code the live-sync Lambda runs too; here are the batch forms the bulk sync and the repair use, and
+what to do when an object moved on since it was listed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from botocore.exceptions import ClientError
+
+from lambdas.s3_compare import Listed
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
+
+COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in flight (best measured on moto)
+DELETE_BATCH = 1000  # DeleteObjects' limit
+GONE = {"404", "NoSuchKey", "NotFound"}
+CHANGED = {"412", "PreconditionFailed"}
+
+
+def copy_listed(s3, source_bucket: str, listed: Listed, target_bucket: str,
+                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> CopyResult | None:
+    """Copy one listed object. A key deleted since the listing is skipped (None): its delete event
+    is in the queue. A key that changed since (its pinned ETag no longer matches) is read again and
+    copied once more; if it keeps changing, the task's retry takes over."""
+    for attempt in range(2):
+        try:
+            return copy_object(s3, source_bucket, listed.key, target_bucket, listed.size, multipart_threshold,
+                               part_size, listed.etag, listed.storage_class)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in GONE:
+                return None
+            if code not in CHANGED or attempt:
+                raise
+            listed = Listed.from_head(listed.key, s3.head_object(Bucket=source_bucket, Key=listed.key))
+    return None
+
+
+def copy_objects(s3, source_bucket: str, target_bucket: str, objects: list[Listed],
+                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                 threads: int = COPY_THREADS) -> list[CopyResult]:
+    """Copy listed objects server-side, concurrently. Each copy is idempotent; safe to retry.
+    Returns what was copied (keys deleted meanwhile are left to the queue)."""
+    if not objects:
+        return []
+    with ThreadPoolExecutor(min(threads, len(objects))) as pool:
+        results = pool.map(lambda listed: copy_listed(s3, source_bucket, listed, target_bucket,
+                                                      multipart_threshold, part_size), objects)
+        return [r for r in results if r is not None]
+
+
+def delete_keys(s3, bucket: str, keys: list[str]) -> int:
+    """Delete `keys` from `bucket`, a thousand per request. Idempotent (a missing key is no error)."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        chunk = keys[start:start + DELETE_BATCH]
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise RuntimeError(f"{len(response['Errors'])} deletes failed in {bucket}, first {first['Code']}")
+    return len(keys)

@@ -1,0 +1,105 @@
+"""What the tasks of one flow run share in this process: a live sync's signals, a bucket sync's counters.
+
+These are live objects (events, counters), not Prefect data, so they are looked up, not passed as
+parameters: `this_run(name, Kind)` gives the tasks of one flow run the same object, created on first
+use, and every new flow run gets a fresh one — a second run in the same process never inherits the
+first's `stop` or `caught_up`. A watcher in the same process that did not start the tasks itself
+(the CLI's progress display, which starts exactly one flow run) reads `newest(name)`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from prefect.runtime import flow_run
+
+Handle = TypeVar("Handle")
+
+_lock = threading.Lock()
+_by_run: dict[tuple[str, str], object] = {}
+_newest: dict[str, object] = {}
+
+
+def this_run(name: str, kind: Callable[[], Handle]) -> Handle:
+    """The flow run's object called `name`, made with `kind()` the first time the run asks for it."""
+    key = (str(flow_run.id), name)
+    with _lock:
+        if key not in _by_run:
+            _by_run[key] = _newest[name] = kind()
+        return _by_run[key]
+
+
+def newest(name: str) -> object | None:
+    """The object called `name` of the latest flow run that asked for one (None before any did)."""
+    with _lock:
+        return _newest.get(name)
+
+
+@dataclass
+class LiveSync:
+    """One running live sync: how to stop it, whether it has caught up or died, how far it is."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    caught_up: threading.Event = field(default_factory=threading.Event)
+    failure: BaseException | None = None  # why the poller stopped for good, if it did
+    records: int = 0
+    lag_seconds: float = 0.0
+    _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def mark_caught_up(self) -> None:
+        self.caught_up.set()
+        self._settled.set()
+
+    def fail(self, error: BaseException) -> None:
+        """The poller has stopped with `error` and will not be retried: whoever waits on it stops too."""
+        self.failure = error
+        self._settled.set()
+
+    def wait_until_caught_up(self, timeout: float) -> None:
+        """Return once caught up; raise the poller's own error as soon as it dies, or TimeoutError."""
+        if not self._settled.wait(timeout):
+            raise TimeoutError(f"live sync did not catch up within {timeout:.0f}s")
+        if not self.caught_up.is_set():
+            raise self.failure
+
+
+class BucketCounters:
+    """What a bucket sync has done so far; its tasks add to it, the CLI draws it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.compared = self.to_copy = self.copied = self.bytes_copied = 0
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def live_sync_name(migration_id: str) -> str:
+    return f"live-sync:{migration_id}"
+
+
+def bucket_counters_name(source: str, target: str) -> str:
+    return f"bucket-counters:{source}>{target}"
+
+
+@contextmanager
+def stop_on_signals(sync: LiveSync):
+    """Run alone (the poller), Ctrl-C and SIGTERM stop live sync after the batch in hand. Prefect
+    installs its own SIGTERM handler when a flow starts, so this one goes in after it, and out again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop = lambda signum, frame: sync.stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
