@@ -125,5 +125,12 @@ def run_ferry(prefect_api, aws):
                                    text=True, timeout=timeout, **popen)
         return FerryRun(completed.returncode, completed.stdout, completed.stderr)
 
+    def python(code: str, timeout: float = 300) -> FerryRun:
+        """Run Python code (flows called directly, as a deployment's worker would) in a new process."""
+        completed = subprocess.run([sys.executable, "-c", code], env={**os.environ, **prefect_api},
+                                   capture_output=True, text=True, timeout=timeout)
+        return FerryRun(completed.returncode, completed.stdout, completed.stderr)
+
     run.env = lambda: {**os.environ, **prefect_api}
+    run.python = python
     return run

@@ -75,6 +75,7 @@ def test_poller_killed_and_restarted_while_records_flow_loses_nothing(dynamodb, 
     before = dict(state.load("table:src>dst").shards)
     while state.load("table:src>dst").shards == before and time.monotonic() < deadline:
         time.sleep(0.1)  # until the poller has applied and checkpointed some records
+    assert state.load("table:src>dst").shards != before, "the poller never checkpointed before the kill"
     time.sleep(0.5)
     os.killpg(poller.pid, signal.SIGKILL)
     poller.wait()
@@ -94,9 +95,11 @@ def test_poller_stops_cleanly_on_sigterm(dynamodb, run_ferry):
     assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
     poller = subprocess.Popen([FERRY, "sync", "table", "src", "dst", "--json"], env=run_ferry.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # Prefect's start-up, then following the stream
     dynamodb.put_item(TableName="src", Item={"pk": {"S": "late"}})
-    time.sleep(2)
+    deadline = time.monotonic() + 60  # Prefect's start-up, then following the stream
+    while "Item" not in dynamodb.get_item(TableName="dst", Key={"pk": {"S": "late"}}):
+        assert poller.poll() is None and time.monotonic() < deadline, "the poller did not apply the change"
+        time.sleep(0.1)
     poller.send_signal(signal.SIGTERM)
     out, err = poller.communicate(timeout=60)
     assert poller.returncode == 0, err
@@ -235,3 +238,55 @@ def test_an_unknown_live_sync_mode_is_bad_input(dynamodb, run_ferry):
     result = run_ferry("table", "src", "dst", "--create-target", "--live-sync", "kinesis")
     assert result.returncode == 2 and result.stderr.startswith("ferry: error: --live-sync: ")
     assert dynamodb.list_tables()["TableNames"] == ["src"]
+
+
+TRIMMED_STREAM = """
+import ferry.dynamo.stream as stream
+from botocore.exceptions import ClientError
+
+real_shard_iterator = stream.shard_iterator
+
+class TrimmedStream:  # what DynamoDB Streams answers once the records after a checkpoint are gone
+    def get_shard_iterator(self, **request):
+        raise ClientError({"Error": {"Code": "TrimmedDataAccessException", "Message": "trimmed"}}, "GetShardIterator")
+
+stream.shard_iterator = lambda client, arn, shard, after: real_shard_iterator(TrimmedStream(), arn, shard, after)
+from flows.migrate_table import migrate_table
+migrate_table(source="src", target="dst", create_target=True, segments=1)
+"""
+
+
+def test_the_catch_up_gate_fails_at_once_with_the_pollers_error_when_the_poller_dies_first(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(20))
+
+    started = time.monotonic()
+    run = run_ferry.python(TRIMMED_STREAM, timeout=120)  # before the fix, the gate waited 3,600 s
+
+    assert run.returncode != 0
+    assert "CannotContinue" in run.stderr and "have expired" in run.stderr, run.stderr[-3000:]
+    assert time.monotonic() - started < 120
+
+
+TWO_RUNS_IN_ONE_PROCESS = """
+import json, boto3
+from flows.migrate_table import migrate_table
+first = migrate_table(source="src", target="dst", create_target=True, segments=1)
+dynamodb = boto3.client("dynamodb")
+for n in range(5):
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": f"after-first-run-{n}"}})
+second = migrate_table(source="src", target="dst")
+print(json.dumps({"first": first.verified, "second": second.verified, "replayed": second.stream_records}))
+"""
+
+
+def test_a_second_run_in_the_same_process_gets_a_live_sync_of_its_own(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(20))
+
+    run = run_ferry.python(TWO_RUNS_IN_ONE_PROCESS, timeout=240)
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Before the fix the second run's poller found the first run's `stop` set and applied nothing.
+    assert run.json == {"first": True, "second": True, "replayed": 5}
+    assert len(scan_all(dynamodb, "dst")) == 25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ferry.config import AwsSide, TableJob
 from tables import by_key, create_table, put_items, scan_all, simple_items
 
 ALL_BYTES = bytes(range(256))
@@ -211,3 +212,18 @@ def test_allow_nonempty_copies_into_a_target_that_has_items(dynamodb, run_ferry)
 
     assert result.returncode == 0, result.stderr
     assert result.json["verified"] is True and result.json["target_items"] == 50
+
+
+def test_naming_the_default_region_explicitly_finds_the_same_migration(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(30))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+
+    # us-east-1 is this environment's default region: the same migration, so a rerun resumes it
+    again = run_ferry("table", "src", "dst", "--source-region", "us-east-1", "--target-region", "us-east-1", "--json")
+
+    assert again.returncode == 0, again.stderr
+    assert again.json["resumed"] is True and again.json["copied"] == 0
+    assert TableJob(source="src", target="dst", source_aws=AwsSide(region="us-east-1")).migration_id == "table:src>dst"
+    assert TableJob(source="src", target="dst", target_aws=AwsSide(region="eu-west-1")).migration_id == \
+        "table:src>eu-west-1/dst"

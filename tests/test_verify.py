@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 import sys
 
 import boto3
@@ -165,28 +166,37 @@ def test_a_difference_that_heals_before_the_recheck_is_not_reported(dynamodb):
     assert differences == [] and dismissed == 1
 
 
+def replicate_writes(stop, written) -> None:
+    """The service writing to the source and live sync copying each write a moment later."""
+    client = boto3.client("dynamodb")
+    n = 0
+    while not stop.is_set():
+        item = {**order(n % 2000), "status": {"S": f"update-{n}"}}
+        client.put_item(TableName="src", Item=item)
+        client.put_item(TableName="dst", Item=item)
+        n += 1
+        written.value = n
+
+
 def test_live_writes_during_verify_give_no_false_differences(dynamodb):
+    import multiprocessing
+
     migrated_pair(dynamodb, 2000)
-    import threading
-
-    stop = threading.Event()
-
-    def replicate_writes():
-        client = boto3.client("dynamodb")
-        n = 0
-        while not stop.is_set():
-            item = {**order(n % 2000), "status": {"S": f"update-{n}"}}
-            client.put_item(TableName="src", Item=item)
-            client.put_item(TableName="dst", Item=item)  # live sync, a moment later
-            n += 1
-
-    writer = threading.Thread(target=replicate_writes)
+    # Another process, as the service and live sync are: a thread here would starve on the GIL
+    # while verification hashes, and the test would prove nothing.
+    stop, written = multiprocessing.Event(), multiprocessing.Value("i", 0)
+    writer = multiprocessing.Process(target=replicate_writes, args=(stop, written))
     writer.start()
     try:
+        while written.value == 0:  # the writer is running before the verification starts
+            time.sleep(0.01)
+        before = written.value
         report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk", "sk"], segments=4)
+        during = written.value - before
     finally:
         stop.set()
         writer.join()
+    assert during >= 5, f"only {during} writes happened while the tables were verified"
     assert report.equal is True, reports.headline(report)
     assert report.differences == []
 
