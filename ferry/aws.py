@@ -66,9 +66,15 @@ def client(side: AwsSide, service: str, session: boto3.Session | None = None):
     return session.client(service, endpoint_url=side.endpoint_url, config=CLIENT_CONFIG)
 
 
-def check_side(side: AwsSide, name: str) -> None:
+def check_sides(source: AwsSide | None, target: AwsSide | None) -> None:
     """Fail fast, before any write, when a side has no region or no credentials: one BadInput line
-    naming the side and the options that fix it."""
+    naming the side and the options that fix it (None: that side is not used)."""
+    for side, name in ((source, "source"), (target, "target")):
+        if side is not None:
+            check_side(side, name)
+
+
+def check_side(side: AwsSide, name: str) -> None:
     session = session_for(side)
     if not session.region_name:
         raise BadInput(f"no AWS region configured for the {name} side: set AWS_DEFAULT_REGION, a region in "

@@ -89,11 +89,6 @@ def collapse(records: list[dict]) -> list[KeyChange]:
     return list(changes.values())
 
 
-def collapse_to_writes(records: list[dict]) -> list[dict]:
-    """One write request per key: its last change (records must carry new images)."""
-    return [c.write for c in collapse(records)]
-
-
 def resolve_from_source(changes: list[KeyChange], source_client, source_table: str | None) -> None:
     """Give changes without a new image the source's current state: its item, or a delete."""
     for change in changes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 
 from ferry.dynamo.stream import enable_stream, follow_stream, lineage_order
-from lambdas.dynamo_apply import apply_stream_records, collapse_to_writes
+from lambdas.dynamo_apply import apply_stream_records, collapse
 from tables import by_key, create_table, put_items, scan_all, simple_items
 
 
@@ -129,13 +129,14 @@ def test_replay_drains_a_parent_shard_before_its_child_so_later_changes_win():
     assert result.shards == 2 and result.records == 4
     assert [r["dynamodb"]["SequenceNumber"] for r in applied] == ["100", "101", "200", "201"]
     final = {w.get("PutRequest", {}).get("Item", {}).get("pk", {}).get("S") or w["DeleteRequest"]["Key"]["pk"]["S"]: w
-             for w in collapse_to_writes(applied)}
+             for w in (c.write for c in collapse(applied))}
     assert final["a"]["PutRequest"]["Item"]["v"] == {"S": "new"}
     assert "DeleteRequest" in final["b"]
 
 
 def test_collapse_keeps_only_each_keys_last_change():
-    writes = collapse_to_writes([change("1", "a", "INSERT", "1"), change("2", "b", "INSERT"),
-                                 change("3", "a", "REMOVE"), change("4", "a", "INSERT", "3")])
+    changes = collapse([change("1", "a", "INSERT", "1"), change("2", "b", "INSERT"),
+                        change("3", "a", "REMOVE"), change("4", "a", "INSERT", "3")])
+    writes = [c.write for c in changes]
     assert len(writes) == 2
     assert writes[-1] == {"PutRequest": {"Item": {"pk": {"S": "a"}, "v": {"S": "3"}}}}

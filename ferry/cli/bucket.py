@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ferry.aws import check_side, client
+from ferry.aws import check_sides, client
 from ferry.cli import render
 from ferry.cli.options import (DEFAULT_LIVE_SYNC, JsonOutput, LiveSync, ReportDir, Verbose, build_job, flow_arguments,
                                print_json, use_prefect, with_aws_sides)
@@ -29,8 +29,7 @@ def connect(job: BucketJob, preflight: bool = True) -> None:
     migration (buckets reachable, no clash with existing event notifications) has passed."""
     from ferry.s3.preflight import check_bucket_job, require_bucket
 
-    check_side(job.source_aws, "source")
-    check_side(job.target_aws, "target")
+    check_sides(job.source_aws, job.target_aws)
     source_s3, target_s3 = client(job.source_aws, "s3"), client(job.target_aws, "s3")
     if preflight:
         check_bucket_job(job, source_s3, target_s3)
@@ -118,8 +117,7 @@ def sync(
     if until_idle is not None and until_idle < 0:
         raise BadInput(f"--until-idle must be zero or more seconds, got {until_idle}")
     job = build_job(BucketJob, source=source, target=target, source_aws=source_aws, target_aws=target_aws)
-    check_side(job.source_aws, "source")
-    check_side(job.target_aws, "target")
+    check_sides(job.source_aws, job.target_aws)
     from ferry.s3 import events
 
     events.find_queue(client(source_aws, "sqs"), source, target)  # set up by `ferry bucket`, or BadInput

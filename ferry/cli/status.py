@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from ferry.aws import check_side, client
+from ferry.aws import check_sides, client
 from ferry.cli import render
 from ferry.cli.options import JsonOutput, StateTable, build_job, print_json, with_aws_sides
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
@@ -46,7 +46,7 @@ def table(
     and per-segment progress."""
     if (source is None) != (target is None):
         raise BadInput("give both SOURCE and TARGET to show one migration, or neither to list all")
-    check_side(target_aws, "target")
+    check_sides(None, target_aws)
     store = StateStore(client(target_aws, "dynamodb"), state_table)
     if source:
         job = build_job(TableJob, source=source, target=target, state_table=state_table, target_aws=target_aws,
@@ -76,7 +76,7 @@ def bucket(
     Exit 1 when events are dead-lettered or no longer routed (keys may differ)."""
     from ferry.s3.events import sync_status
 
-    check_side(source_aws, "source")
+    check_sides(source_aws, None)
     status = sync_status(client(source_aws, "sqs"), client(source_aws, "s3"), client(source_aws, "lambda"),
                          source, target)
     if json_output:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ferry.aws import TableClients, check_side, table_clients
+from ferry.aws import TableClients, check_sides, table_clients
 from ferry.cli import render
 from ferry.cli.options import (DEFAULT_LIVE_SYNC, JsonOutput, LiveSync, ReportDir, StateTable, UntilIdle, Verbose,
                                build_job, flow_arguments, print_json, use_prefect, with_aws_sides)
@@ -25,8 +25,7 @@ Segments = Annotated[Optional[int], typer.Option("--segments", help="Parallel sc
 
 def connect(job: TableJob) -> TableClients:
     """The job's clients, once both sides have a region and credentials (else one BadInput line)."""
-    check_side(job.source_aws, "source")
-    check_side(job.target_aws, "target")
+    check_sides(job.source_aws, job.target_aws)
     return table_clients(job.source_aws, job.target_aws)
 
 

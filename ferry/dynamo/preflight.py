@@ -29,7 +29,6 @@ class TablePlan:
     migration_id: str
     total_segments: int
     resumed: bool
-    source_size_bytes: int
     source_item_estimate: int
     notes: list[str] = field(default_factory=list)
 
@@ -88,7 +87,6 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
         migration_id=job.migration_id,
         total_segments=segments,
         resumed=resumed,
-        source_size_bytes=source.get("TableSizeBytes", 0),
         source_item_estimate=source.get("ItemCount", 0),
         notes=notes,
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 
 from ferry.dynamo.backfill import segment_args
-from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, item_hash
+from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, digest_items, item_hash
 from lambdas.batch_write import write_all
 from lambdas.dynamo_apply import key_identity
 
@@ -282,7 +282,7 @@ def sample_tables(source_client, target_client, source: str, target: str, key_na
         for segment in chosen:
             for items in scan_pages(client, table, segment, SAMPLE_SEGMENTS, consistent=False):
                 keys += [key_of(item, key_names) for item in items]
-                digest = digest.add(Digest(len(items), sum(map(item_hash, items)) % MODULUS))
+                digest = digest.add(digest_items(items))
         return keys, digest
 
     with ThreadPoolExecutor(2) as pool:
