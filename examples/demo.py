@@ -70,13 +70,14 @@ def seed(dynamodb) -> None:
 
 def keep_writing(stop: threading.Event, counts: dict) -> None:
     """The live service: it keeps writing until the backfill is most of the way through."""
+    from ferry.config import TableJob
     from ferry.state import StateStore
 
     dynamodb = boto3.client("dynamodb")
     state = StateStore(dynamodb, "ferry-state")
     n = ITEMS
     while not stop.is_set():
-        migration = state.load(f"table:{SOURCE}>{TARGET}") if state.exists() else None
+        migration = state.load(TableJob(source=SOURCE, target=TARGET).migration_id) if state.exists() else None
         if migration and (migration.phase not in ("preflight", "backfill") or migration.copied > 0.6 * ITEMS):
             return
         if migration is None or migration.copied == 0:

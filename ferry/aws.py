@@ -12,8 +12,9 @@ import threading
 from functools import lru_cache
 
 import boto3
+import botocore.session
 from botocore.config import Config
-from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
 
 from ferry.config import AwsSide
 from ferry.errors import BadInput
@@ -26,33 +27,44 @@ CLIENT_CONFIG = Config(
 )
 
 
+class AssumedRole(CredentialProvider):
+    """A credential provider that assumes a role, lazily, refreshing before each expiry."""
+
+    METHOD = "assume-role"
+    CANONICAL_NAME = "ferry-assume-role"
+
+    def __init__(self, fetcher: AssumeRoleCredentialFetcher):
+        super().__init__()
+        self.fetcher = fetcher
+
+    def load(self):
+        return DeferredRefreshableCredentials(method=self.METHOD, refresh_using=self.fetcher.fetch_credentials)
+
+
 def session_for(side: AwsSide) -> boto3.Session:
     """A boto3 session for one side; with a role ARN, credentials are assumed lazily and refreshed."""
-    base = boto3.Session(profile_name=side.profile, region_name=side.region)
-    if not side.role_arn:
-        return base
-    source_credentials = base.get_credentials()
-    if source_credentials is None:
-        raise BadInput(
-            f"cannot assume {side.role_arn}: no base AWS credentials found "
-            "(set AWS_PROFILE, --source-profile/--target-profile, or access keys)"
+    core = botocore.session.Session(profile=side.profile)
+    if side.role_arn:
+        base = botocore.session.Session(profile=side.profile)  # the credentials that assume the role
+        source_credentials = base.get_credentials()
+        if source_credentials is None:
+            raise BadInput(
+                f"cannot assume {side.role_arn}: no base AWS credentials found "
+                "(set AWS_PROFILE, --source-profile/--target-profile, or access keys)"
+            )
+
+        def create_sts_client(service_name, **kwargs):
+            kwargs.setdefault("endpoint_url", side.endpoint_url)
+            return base.create_client(service_name, **kwargs)
+
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=create_sts_client,
+            source_credentials=source_credentials,
+            role_arn=side.role_arn,
+            extra_args={"RoleSessionName": "ferry"},
         )
-
-    def create_sts_client(service_name, **kwargs):
-        kwargs.setdefault("endpoint_url", side.endpoint_url)
-        return base._session.create_client(service_name, **kwargs)
-
-    fetcher = AssumeRoleCredentialFetcher(
-        client_creator=create_sts_client,
-        source_credentials=source_credentials,
-        role_arn=side.role_arn,
-        extra_args={"RoleSessionName": "ferry"},
-    )
-    botocore_session = base._session
-    botocore_session._credentials = DeferredRefreshableCredentials(
-        method="assume-role", refresh_using=fetcher.fetch_credentials
-    )
-    return boto3.Session(botocore_session=botocore_session, region_name=base.region_name)
+        core.get_component("credential_provider").insert_before("env", AssumedRole(fetcher))
+    return boto3.Session(botocore_session=core, region_name=side.region)
 
 
 def client(side: AwsSide, service: str, session: boto3.Session | None = None):

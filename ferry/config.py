@@ -33,13 +33,9 @@ class AwsSide(BaseModel):
     model_config = {"frozen": True}
 
     @property
-    def region_key(self) -> str | None:
-        """The region as a migration's identity should name it: None when it is the side's default
-        region, so `--source-region us-east-1` and no option at all (with us-east-1 the default)
-        find the same migration."""
-        if self.region is None or self.region == default_region(self.profile):
-            return None
-        return self.region
+    def resolved_region(self) -> str | None:
+        """The region this side's clients use: the one given, else the profile's or the environment's."""
+        return self.region or default_region(self.profile)
 
 
 @lru_cache(maxsize=16)
@@ -100,7 +96,9 @@ class TableJob(BaseModel):
 
 
 def _located(name: str, side: AwsSide) -> str:
-    return f"{side.region_key}/{name}" if side.region_key else name
+    """`name` in its resolved region: `--source-region us-east-1` and no option at all (with
+    us-east-1 the default) name the same table, whichever machine computes it."""
+    return f"{side.resolved_region}/{name}"
 
 
 class BucketJob(BaseModel):

@@ -3,11 +3,16 @@
 One small DynamoDB table on the target side (``ferry-state`` unless configured), created on first
 use. Each migration is one partition:
 
-    migration = "table:orders>orders-v2"   part = "meta"            phase, segment count, stream ARN
-                                           part = "segment#000003"  last confirmed scan key, items, pages, done
-                                           part = "shard#<id>"      last applied stream sequence number
+    migration = "table:us-east-1/orders>us-east-1/orders-v2"
+        part = "meta"            phase, segment count, stream ARN, generation
+        part = "segment#000003"  last confirmed scan key, items, pages, done     (of one generation)
+        part = "shard#<id>"      last applied stream sequence number             (of one generation)
+        part = "dead#<seq>"      a change the target rejected: key and error     (of one generation)
+        part = "markers"         live sync may have left write-rule markers in the target
 
-A segment's checkpoint is written only after the writes of its page are confirmed, so a run killed
+`--restart` starts a new generation with one write of the meta record: checkpoints of earlier
+generations are ignored from that moment (and deleted afterwards, at leisure), so a restart killed
+at any point never leaves an earlier run's segments counted as done. A segment's checkpoint is written only after the writes of its page are confirmed, so a run killed
 at any moment restarts each segment at a page boundary it has fully written. Scan keys are stored as
 raw DynamoDB AttributeValues (a map), so binary and 38-digit keys resume exactly.
 """
@@ -46,6 +51,7 @@ class SegmentProgress:
     items: int = 0
     pages: int = 0
     done: bool = False
+    generation: int = 0  # of the run it belongs to (see --restart)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class MigrationState:
     started_at: str = ""
     updated_at: str = ""
     runs: int = 1
+    generation: int = 0  # raised by --restart: checkpoints of other generations are ignored
     segments: dict[int, SegmentProgress] = field(default_factory=dict)
     shards: dict[str, str] = field(default_factory=dict)
     dead_letters: int = 0  # stream records whose change the target rejected, set aside
@@ -71,8 +78,13 @@ class MigrationState:
     def segments_done(self) -> int:
         return sum(s.done for s in self.segments.values())
 
+    @property
+    def backfilled(self) -> bool:
+        """Every segment copied: no backfill write can come any more."""
+        return self.total_segments > 0 and self.segments_done == self.total_segments
+
     def segment(self, n: int) -> SegmentProgress:
-        return self.segments.get(n) or SegmentProgress(n, self.total_segments)
+        return self.segments.get(n) or SegmentProgress(n, self.total_segments, generation=self.generation)
 
 
 def _s(value: str) -> dict:
@@ -157,8 +169,10 @@ class StateStore:
         return items
 
     # --- writing ----------------------------------------------------------------------------
-    def begin(self, migration_id: str, source: str, target: str, total_segments: int, runs: int = 1) -> None:
-        self._put_meta(migration_id, source, target, total_segments, phase=Phase.PREFLIGHT, runs=runs)
+    def begin(self, migration_id: str, source: str, target: str, total_segments: int, generation: int = 0) -> None:
+        """A new migration, or (with a higher `generation`) a restart of one: a single put, after
+        which every checkpoint of another generation is ignored."""
+        self._put_meta(migration_id, source, target, total_segments, phase=Phase.PREFLIGHT, generation=generation)
 
     def set_phase(self, state: MigrationState, phase: Phase) -> None:
         state.phase = phase
@@ -171,9 +185,11 @@ class StateStore:
             stream_arn=state.stream_arn,
             started_at=state.started_at,
             runs=state.runs,
+            generation=state.generation,
         )
 
-    def _put_meta(self, migration_id, source, target, total_segments, phase, stream_arn=None, started_at=None, runs=1):
+    def _put_meta(self, migration_id, source, target, total_segments, phase, stream_arn=None, started_at=None, runs=1,
+                  generation=0):
         item = {
             "migration": _s(migration_id),
             "part": _s("meta"),
@@ -184,6 +200,7 @@ class StateStore:
             "started_at": _s(started_at or now_iso()),
             "updated_at": _s(now_iso()),
             "runs": _n(runs),
+            "generation": _n(generation),
         }
         if stream_arn:
             item["stream_arn"] = _s(stream_arn)
@@ -198,24 +215,27 @@ class StateStore:
             "items": _n(progress.items),
             "pages": _n(progress.pages),
             "done": {"BOOL": progress.done},
+            "generation": _n(progress.generation),
             "updated_at": _s(now_iso()),
         }
         if progress.last_key is not None:
             item["last_key"] = {"M": progress.last_key}
         self.client.put_item(TableName=self.table_name, Item=item)
 
-    def save_shard(self, migration_id: str, shard_id: str, sequence_number: str) -> None:
+    def save_shard(self, migration_id: str, shard_id: str, sequence_number: str, generation: int = 0) -> None:
         self.client.put_item(
             TableName=self.table_name,
             Item={
                 "migration": _s(migration_id),
                 "part": _s(f"shard#{shard_id}"),
                 "sequence_number": _s(sequence_number),
+                "generation": _n(generation),
                 "updated_at": _s(now_iso()),
             },
         )
 
-    def save_dead_letter(self, migration_id: str, sequence_number: str, key: dict, error: str) -> None:
+    def save_dead_letter(self, migration_id: str, sequence_number: str, key: dict, error: str,
+                         generation: int = 0) -> None:
         """Set aside a change the target rejected (a poison record): its key and error, never its item."""
         self.client.put_item(
             TableName=self.table_name,
@@ -224,18 +244,39 @@ class StateStore:
                 "part": _s(f"dead#{sequence_number}"),
                 "key": {"M": key},
                 "error": _s(error),
+                "generation": _n(generation),
                 "updated_at": _s(now_iso()),
             },
         )
 
-    def forget(self, migration_id: str) -> int:
-        """Delete every record of a migration (for --restart). Returns how many were deleted."""
-        items = self._query(migration_id)
-        for item in items:
-            self.client.delete_item(
-                TableName=self.table_name, Key={"migration": item["migration"], "part": item["part"]}
-            )
-        return len(items)
+    def note_markers(self, migration_id: str) -> None:
+        """Record, before live sync's first guarded write, that the target may hold write-rule
+        markers (versions, tombstones) to clear once the backfill is done."""
+        self.client.put_item(TableName=self.table_name, Item={
+            "migration": _s(migration_id), "part": _s("markers"), "updated_at": _s(now_iso())})
+
+    def markers_noted(self, migration_id: str) -> bool:
+        return "Item" in self.client.get_item(TableName=self.table_name, ConsistentRead=True,
+                                              Key={"migration": _s(migration_id), "part": _s("markers")})
+
+    def markers_cleared(self, migration_id: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key={"migration": _s(migration_id), "part": _s("markers")})
+
+    def forget_stale(self, migration_id: str, generation: int) -> int:
+        """Delete the checkpoints of generations other than `generation` (after a --restart; they are
+        ignored already, so a kill in here changes nothing). Returns how many were deleted."""
+        stale = [item for item in self._query(migration_id)
+                 if item["part"]["S"].startswith(GENERATIONAL) and _generation(item) != generation]
+        for item in stale:
+            self.client.delete_item(TableName=self.table_name, Key={"migration": item["migration"], "part": item["part"]})
+        return len(stale)
+
+
+GENERATIONAL = ("segment#", "shard#", "dead#")
+
+
+def _generation(item: dict) -> int:
+    return int(item.get("generation", {"N": "0"})["N"])
 
 
 def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
@@ -252,9 +293,12 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
         started_at=meta["started_at"]["S"],
         updated_at=meta["updated_at"]["S"],
         runs=int(meta.get("runs", {"N": "1"})["N"]),
+        generation=_generation(meta),
     )
     for item in items:
         part = item["part"]["S"]
+        if part.startswith(GENERATIONAL) and _generation(item) != state.generation:
+            continue  # an earlier run's, before a --restart
         if part.startswith("segment#"):
             progress = SegmentProgress(
                 segment=int(item["segment"]["N"]),
@@ -263,6 +307,7 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
                 items=int(item["items"]["N"]),
                 pages=int(item["pages"]["N"]),
                 done=item["done"]["BOOL"],
+                generation=state.generation,
             )
             state.segments[progress.segment] = progress
         elif part.startswith("shard#"):

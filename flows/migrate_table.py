@@ -2,15 +2,20 @@
 
     0. preflight      every check that bad input can fail, before anything is written
     1. enable_stream  changes from now on are recorded, so none made during the copy is lost
-    2. live sync      with --live-sync lambda: deploy the Lambda, its mapping disabled for now
-    3. backfill       parallel scan segments, one task each, checkpointed page by page
-    4. live sync      replay the recorded changes with the live-sync Lambda's apply function, until
-                      caught up (the catch-up gate), and keep applying new ones while ...
-    5. verify         ... both tables are compared as hash trees; differences are named
+    2. live sync      the poller starts now and runs throughout, applying each change within
+                      seconds, beside ...
+    3. backfill       ... parallel scan segments, one task each, checkpointed page by page; both
+                      write through one rule (lambdas/write_rule.py), so neither replaces a newer
+                      state or revives a deleted key, whatever the interleaving
+    4. catch up       live sync switches to plain writes and reads the stream to its end (the gate)
+    5. verify         both tables compared as hash trees while live sync goes on; differences are
+                      named; then the write rule's markers are cleared from the target
 
-With the Lambda, step 4 is enabling its mapping (it starts at the stream's TRIM_HORIZON); with the
-local poller (the default) it is the poller, run as a task beside verify. Rerunning the same flow
-resumes it: confirmed pages are not copied again and the stream replay continues where it stopped.
+Live sync thus only has to keep up with the service, never with the backfill's length: the stream's
+24-hour retention bounds live sync's lag, not the copy. With --live-sync lambda the Lambda is
+deployed in step 2 with its mapping disabled, and enabled (at TRIM_HORIZON) after the backfill.
+Rerunning the same flow resumes it: confirmed pages are not copied again and the stream replay
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from ferry.config import DEFAULT_STATE_TABLE, AwsSide, LiveSyncMode, TableJob
 from tasks.backfill import backfill_segment
 from tasks.lambda_sync import deploy_live_sync, start_lambda_sync
 from tasks.preflight import preflight
-from tasks.stream import enable_source_stream, follow_source_stream, stop_live_sync, wait_for_catch_up
+from tasks.stream import (clear_write_markers, end_backfill_guard, enable_source_stream, follow_source_stream,
+                          stop_live_sync, wait_for_catch_up)
 from tasks.verify import artifact_key, mark_done, verify_table
 
 PARALLEL_SEGMENTS = 16
@@ -44,6 +50,17 @@ class TableMigrationResult:
     stream_records: int
     source_checksum: str | None = None
     target_checksum: str | None = None
+
+
+def backfill(job: TableJob, plan) -> list:
+    """Step 3: every segment as its own task, with a progress artifact; their outcomes."""
+    progress = create_progress_artifact(
+        0.0, key=artifact_key("backfill", job.source, job.target), description=f"Backfill of {job.source} into {job.target}"
+    )
+    segments_running = [backfill_segment.submit(job, plan, n, progress) for n in range(plan.total_segments)]
+    outcomes = [segment.result() for segment in segments_running]
+    update_progress_artifact(progress, 100.0)
+    return outcomes
 
 
 @flow(
@@ -72,25 +89,21 @@ def migrate_table(
     )
     plan = preflight(job)
     stream_arn = enable_source_stream(job, plan)
-    deployment = deploy_live_sync(job, stream_arn) if job.live_sync == "lambda" else None
-
-    progress = create_progress_artifact(
-        0.0, key=artifact_key("backfill", source, target), description=f"Backfill of {source} into {target}"
-    )
-    segments_running = [backfill_segment.submit(job, plan, n, progress) for n in range(plan.total_segments)]
-    outcomes = [segment.result() for segment in segments_running]
-    update_progress_artifact(progress, 100.0)
-
-    if deployment:
+    if job.live_sync == "lambda":
+        deployment = deploy_live_sync(job, stream_arn)  # its mapping disabled until the backfill is done
+        outcomes = backfill(job, plan)
         start_lambda_sync(job, deployment)  # from TRIM_HORIZON: after the backfill's writes
         comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
         replayed = None
     else:
-        syncing = follow_source_stream.submit(job, stream_arn)  # live sync, until stopped below
+        syncing = follow_source_stream.submit(job, stream_arn)  # live sync from now on, until stopped below
         try:
-            wait_for_catch_up(job)  # the gate: every change made during the backfill is applied
+            outcomes = backfill(job, plan)
+            end_backfill_guard(job)  # nothing writes older images any more
+            wait_for_catch_up(job)  # the gate: every change made so far is applied
             # verify while live sync goes on applying new changes
             comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+            clear_write_markers(job, plan.total_segments)
         finally:
             stop_live_sync(job)
         replayed = syncing.result()

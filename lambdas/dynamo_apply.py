@@ -1,14 +1,18 @@
-"""Apply DynamoDB stream records to a target table.
+"""Apply DynamoDB stream records to a target table, through the one write rule (write_rule.py).
 
-The same function runs in the deployed Lambda, in Ferry's local poller and in the flow's catch-up
-step. Guarantees:
+The same function runs in the deployed Lambda and in Ferry's local poller. Guarantees:
 - per-key order: only the last record of each key in a batch matters, because every record carries
-  the item's whole new image (or is a delete), so the batch collapses to one write per key;
-- idempotent: puts of whole images and deletes by key, so applying a record twice changes nothing;
+  the item's whole new image (or is a delete), so the batch collapses to one write per key, tagged
+  with that record's sequence number;
+- idempotent and order-safe: while the backfill runs (`guarded`), a write lands only over an older
+  state, so a retried, duplicated or replayed batch changes nothing that is newer;
 - a record without a new image (a KEYS_ONLY stream) is resolved by a consistent read of the source;
-- a key the target rejects (a poison record) does not block the others: the batch falls back to one
-  write per key, and the rejected keys are returned with the sequence number of their first record,
-  so a caller can report them (Lambda's ReportBatchItemFailures) or set them aside (the poller);
+- an error about one item (the target rejects its content: a validation error, an item too large)
+  makes that key a poison record: it does not block the others, and it is returned with the
+  sequence number of its first record, so a caller can report it (Lambda's ReportBatchItemFailures)
+  or set it aside (the poller). Any other error - access denied, expired credentials, a missing
+  target, throttling that outlasted the retries - is about every item: it raises, so the applier
+  stops (and retries) instead of dead-lettering the whole stream;
 - nothing of the item's contents is logged, only counts and sequence numbers.
 """
 
@@ -21,12 +25,11 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from lambdas.batch_write import write_all, write_batch
+from lambdas.write_rule import Change, apply_change
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-             "InternalServerError", "ServiceUnavailable"}
+ITEM_ERRORS = {"ValidationException"}  # about the item's content; every other error is about all items
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ApplyResult:
     records: int = 0
     puts: int = 0
     deletes: int = 0
+    superseded: int = 0  # keys already holding a newer state: nothing written
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -64,11 +68,17 @@ def key_identity(keys: dict) -> str:
 
 @dataclass
 class KeyChange:
-    """The net effect of a batch on one key: its final write, and its first record's sequence number."""
+    """The net effect of a batch on one key: its last record's image and sequence number, and its
+    first record's sequence number (where a retry must start)."""
 
     key: dict
     first_sequence_number: str
-    write: dict | None = None  # None: resolve from the source (no new image in the stream)
+    sequence_number: str
+    image: dict | None  # None: deleted
+    resolved: bool = True  # False: the stream carries no new image; read the source
+
+    def change(self) -> Change:
+        return Change(self.key, self.sequence_number, self.image)
 
 
 def collapse(records: list[dict]) -> list[KeyChange]:
@@ -79,66 +89,58 @@ def collapse(records: list[dict]) -> list[KeyChange]:
         identity = key_identity(change["Keys"])
         previous = changes.pop(identity, None)
         first = previous.first_sequence_number if previous else change["SequenceNumber"]
-        if record["eventName"] == "REMOVE":
-            write = {"DeleteRequest": {"Key": change["Keys"]}}
-        elif "NewImage" in change:
-            write = {"PutRequest": {"Item": change["NewImage"]}}
-        else:
-            write = None
-        changes[identity] = KeyChange(change["Keys"], first, write)
+        removed = record["eventName"] == "REMOVE"
+        changes[identity] = KeyChange(change["Keys"], first, change["SequenceNumber"],
+                                      None if removed else change.get("NewImage"),
+                                      resolved=removed or "NewImage" in change)
     return list(changes.values())
 
 
 def resolve_from_source(changes: list[KeyChange], source_client, source_table: str | None) -> None:
-    """Give changes without a new image the source's current state: its item, or a delete."""
+    """Give changes without a new image the source's current state: its item, or a delete. The
+    state read is at least as new as the record's, and later records are applied after it."""
     for change in changes:
-        if change.write is not None:
+        if change.resolved:
             continue
         if source_client is None or not source_table:
             raise ValueError("stream records carry no new image: a source table to re-read is required")
-        item = source_client.get_item(TableName=source_table, Key=change.key, ConsistentRead=True).get("Item")
-        change.write = {"PutRequest": {"Item": item}} if item else {"DeleteRequest": {"Key": change.key}}
+        change.image = source_client.get_item(TableName=source_table, Key=change.key, ConsistentRead=True).get("Item")
+        change.resolved = True
 
 
-def apply_stream_records(client, table: str, records: list[dict], pool=None, source_client=None,
+def apply_stream_records(client, table: str, records: list[dict], guarded: bool, pool=None, source_client=None,
                          source_table: str | None = None) -> ApplyResult:
     """Make `table` reflect `records` (DynamoDB Streams records in boto3's client form, oldest first).
 
-    Safe to retry: a partially applied batch applied again ends in the same state. Throttling and
-    other transient errors raise (the caller retries); a key the target rejects is returned in
-    `rejected` and every other key is still applied.
+    `guarded`: the backfill may still write, so every write goes through the write rule's
+    conditions. Safe to retry: a partially applied batch applied again ends in the same state.
+    A key the target rejects is returned in `rejected` and every other key is still applied; any
+    other error raises.
     """
     changes = collapse(records)
     resolve_from_source(changes, source_client, source_table)
     result = ApplyResult(records=len(records))
-    try:
-        write_all(client, table, [c.write for c in changes], pool=pool)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in RETRYABLE:
-            raise
-        result.rejected = apply_one_by_one(client, table, changes)
-    rejected = {key_identity(r.key) for r in result.rejected}
-    for change in changes:
-        if key_identity(change.key) not in rejected:
-            if "PutRequest" in change.write:
-                result.puts += 1
-            else:
-                result.deletes += 1
-    log.info("applied %d stream records to %s: %d puts, %d deletes, %d rejected",
-             result.records, table, result.puts, result.deletes, len(result.rejected))
-    return result
 
-
-def apply_one_by_one(client, table: str, changes: list[KeyChange]) -> list[Rejected]:
-    """A batch was rejected: write each key alone to find which ones the target refuses."""
-    rejected = []
-    for change in changes:
+    def write(change: KeyChange) -> Rejected | bool:
         try:
-            write_batch(client, table, [change.write])
+            return apply_change(client, table, change.change(), guarded)
         except ClientError as error:
-            if error.response["Error"]["Code"] in RETRYABLE:
+            code = error.response["Error"]["Code"]
+            if code not in ITEM_ERRORS:
                 raise
-            rejected.append(Rejected(change.first_sequence_number, change.key, error.response["Error"]["Code"]))
-            log.warning("target %s rejected the change of record %s: %s", table, change.first_sequence_number,
-                        error.response["Error"]["Code"])
-    return rejected
+            log.warning("target %s rejected the change of record %s: %s", table, change.first_sequence_number, code)
+            return Rejected(change.first_sequence_number, change.key, code)
+
+    outcomes = list(pool.map(write, changes)) if pool is not None and len(changes) > 1 else map(write, changes)
+    for change, outcome in zip(changes, outcomes):
+        if isinstance(outcome, Rejected):
+            result.rejected.append(outcome)
+        elif not outcome:
+            result.superseded += 1
+        elif change.image is None:
+            result.deletes += 1
+        else:
+            result.puts += 1
+    log.info("applied %d stream records to %s: %d puts, %d deletes, %d superseded, %d rejected",
+             result.records, table, result.puts, result.deletes, result.superseded, len(result.rejected))
+    return result

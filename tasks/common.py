@@ -29,9 +29,12 @@ def retry_unless_user_error(task, task_run, state) -> bool:
 def will_be_retried(error: BaseException) -> bool:
     """Inside a task with RETRYING: whether Prefect will run it again after `error` (a watcher of
     the task, such as the catch-up gate, must not give up on a failure that is about to be retried)."""
-    from prefect.runtime import task_run
+    from prefect.context import TaskRunContext
 
-    return not isinstance(error, FerryError) and isinstance(error, Exception) and task_run.run_count <= RETRIES
+    context = TaskRunContext.get()
+    if context is None or isinstance(error, FerryError) or not isinstance(error, Exception):
+        return False
+    return context.task_run.run_count <= context.task.retries
 
 
 # Every task: retried on runtime failures (not on the user's mistakes), and never cached by Prefect:

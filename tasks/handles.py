@@ -19,6 +19,7 @@ from typing import TypeVar
 from prefect.runtime import flow_run
 
 Handle = TypeVar("Handle")
+KEPT = 64  # handles of this many (run, name) pairs are kept
 
 _lock = threading.Lock()
 _by_run: dict[tuple[str, str], object] = {}
@@ -26,11 +27,16 @@ _newest: dict[str, object] = {}
 
 
 def this_run(name: str, kind: Callable[[], Handle]) -> Handle:
-    """The flow run's object called `name`, made with `kind()` the first time the run asks for it."""
+    """The flow run's object called `name`, made with `kind()` the first time the run asks for it
+    (outside a flow run, a new one each time: nothing to share it with)."""
+    if flow_run.id is None:
+        return kind()
     key = (str(flow_run.id), name)
     with _lock:
         if key not in _by_run:
             _by_run[key] = _newest[name] = kind()
+            while len(_by_run) > KEPT:  # a long-lived worker forgets old runs' handles
+                del _by_run[next(iter(_by_run))]
         return _by_run[key]
 
 
@@ -47,9 +53,18 @@ class LiveSync:
     stop: threading.Event = field(default_factory=threading.Event)
     caught_up: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None  # why the poller stopped for good, if it did
+    guarded: bool = True  # the backfill may still write: every write goes through the write rule's conditions
     records: int = 0
     lag_seconds: float = 0.0
     _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def end_guard(self) -> None:
+        """The backfill is done: plain writes from the next batch on. `caught_up` is set again only
+        after a round that began after this, so once it is, no guarded write is in flight."""
+        self.guarded = False
+        self.caught_up.clear()
+        if self.failure is None:
+            self._settled.clear()
 
     def mark_caught_up(self) -> None:
         self.caught_up.set()

@@ -1,11 +1,16 @@
-"""Step 1 (enable the source's stream) and live sync by polling it: catch-up, the gate, the poller.
+"""Step 1 (enable the source's stream) and step 2, live sync by polling it: the poller, the gate.
 
-Live sync runs as a long task beside the others: the flow starts it after the backfill, waits until
-it has caught up (the catch-up gate), verifies while it keeps applying changes, then stops it. The
-same task, run alone with an idle limit or until stopped, is `ferry sync table`.
+Live sync runs as a long task beside the others, from the start: the flow starts it right after the
+stream is enabled, and it applies changes beside the backfill segments through the write rule's
+guarded writes (lambdas/write_rule.py). Once the backfill is done it switches to plain writes, the
+flow waits until it has caught up (the catch-up gate), verifies while it keeps applying changes,
+clears the markers, then stops it. The same task, run alone with an idle limit or until stopped, is
+`ferry sync table`.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -13,6 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from ferry.config import TableJob
 from ferry.state import Phase
 from ferry.dynamo.preflight import TablePlan
+from ferry.dynamo.backfill import clear_markers
+from ferry.dynamo.schema import key_schema, require_table
 from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream
 from ferry.errors import CannotContinue
 from lambdas.dynamo_apply import apply_stream_records
@@ -20,6 +27,7 @@ from tasks.common import RETRYING, state_store, table_clients, will_be_retried
 from tasks.handles import LiveSync, live_sync_name, stop_on_signals, this_run
 
 CATCH_UP_TIMEOUT_SECONDS = 3600
+APPLY_THREADS = 8  # keys of one batch written at once
 
 
 @task(
@@ -52,29 +60,9 @@ def enable_source_stream(job: TableJob, plan: TablePlan) -> str:
 def follow_source_stream(job: TableJob, stream_arn: str, idle_seconds: float | None = None) -> FollowResult:
     """Apply the source's stream to the target with the Lambda's apply function, checkpointing each
     shard, until idle for `idle_seconds` or until stopped. Rejected changes go to the dead letters."""
-    clients = table_clients(job)
-    state = state_store(job, clients)
-    migration = state.load(job.migration_id)
     sync = this_run(live_sync_name(job.migration_id), LiveSync)
-
-    def apply(records: list[dict]) -> int:
-        result = apply_stream_records(clients.target, job.target, records,
-                                      source_client=clients.source, source_table=job.source)
-        for rejected in result.rejected:
-            state.save_dead_letter(job.migration_id, rejected.sequence_number, rejected.key, rejected.error)
-        return len(result.rejected)
-
-    def on_batch(count: int, lag: float) -> None:
-        sync.records += count
-        sync.lag_seconds = lag
-
     try:
-        with stop_on_signals(sync):
-            result = follow_stream(
-                clients.source_streams, stream_arn, dict(migration.shards), apply,
-                save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence),
-                idle_seconds=idle_seconds, stop=sync.stop, on_caught_up=sync.mark_caught_up, on_batch=on_batch,
-            )
+        result = _follow(job, stream_arn, idle_seconds, sync)
     except BaseException as error:
         if not will_be_retried(error):
             sync.fail(error)  # the gate stops waiting, with this error
@@ -84,6 +72,39 @@ def follow_source_stream(job: TableJob, stream_arn: str, idle_seconds: float | N
     return result
 
 
+def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: LiveSync) -> FollowResult:
+    clients = table_clients(job)
+    state = state_store(job, clients)
+    migration = state.load(job.migration_id)
+    sync.guarded = sync.guarded and not migration.backfilled  # a retry after the switch stays plain
+    markers_noted = False
+
+    def apply(records: list[dict]) -> int:
+        nonlocal markers_noted
+        guarded = sync.guarded  # read once per batch: end_guard() takes effect from the next one
+        if guarded and not markers_noted:
+            state.note_markers(job.migration_id)  # before the first marker can be written
+            markers_noted = True
+        result = apply_stream_records(clients.target, job.target, records, guarded, pool=writers,
+                                      source_client=clients.source, source_table=job.source)
+        for rejected in result.rejected:
+            state.save_dead_letter(job.migration_id, rejected.sequence_number, rejected.key, rejected.error,
+                                   migration.generation)
+        return len(result.rejected)
+
+    def on_batch(count: int, lag: float) -> None:
+        sync.records += count
+        sync.lag_seconds = lag
+
+    with stop_on_signals(sync), ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply") as writers:
+        return follow_stream(
+            clients.source_streams, stream_arn, dict(migration.shards), apply,
+            save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence,
+                                                                     migration.generation),
+            idle_seconds=idle_seconds, stop=sync.stop, on_caught_up=sync.mark_caught_up, on_batch=on_batch,
+        )
+
+
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)
 def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
     """The catch-up gate: return once this run's live sync has read everything in the stream; fail
@@ -91,6 +112,28 @@ def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) 
     state = state_store(job, table_clients(job))
     state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
     this_run(live_sync_name(job.migration_id), LiveSync).wait_until_caught_up(timeout)
+
+
+@task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)
+def end_backfill_guard(job: TableJob) -> None:
+    """The backfill is done: this run's live sync writes plainly from its next batch (the gate that
+    follows waits for a round begun after this, so no guarded write is in flight after it)."""
+    this_run(live_sync_name(job.migration_id), LiveSync).end_guard()
+
+
+@task(name="clear-markers", task_run_name="clear write-rule markers from {job.target}", **RETRYING)
+def clear_write_markers(job: TableJob, segments: int) -> int:
+    """Remove the versions and tombstones live sync left while the backfill ran (only if it noted
+    any). Runs after live sync has switched to plain writes; returns how many were cleared."""
+    clients = table_clients(job)
+    state = state_store(job, clients)
+    if not state.markers_noted(job.migration_id):
+        return 0
+    key_names = [name for name, _, _ in key_schema(require_table(clients.target, job.target, "target"))]
+    cleared = clear_markers(clients.target, job.target, key_names, segments)
+    state.markers_cleared(job.migration_id)
+    get_run_logger().info("cleared %d write-rule markers from %s", cleared, job.target)
+    return cleared
 
 
 @task(name="stop-live-sync", task_run_name="stop live sync {job.source} -> {job.target}", cache_policy=NO_CACHE)

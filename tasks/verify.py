@@ -42,10 +42,10 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
                  report_dir: str | None = None, record_outcome: bool = True) -> VerifyReport:
     clients = table_clients(job)
     state = state_store(job, clients)
+    key_names = [name for name, _, _ in key_schema(require_table(clients.source, job.source, "source"))]
     migration = state.load(job.migration_id) if record_outcome else None
     if migration:
         state.set_phase(migration, Phase.VERIFY)
-    key_names = [name for name, _, _ in key_schema(require_table(clients.source, job.source, "source"))]
     if sample:
         report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from lambdas.batch_write import put_requests, write_all
 
+MIGRATION = "table:us-east-1/src>us-east-1/dst"  # the state table's key of `ferry table src dst` here
+
 
 def create_table(client, name: str, hash_key=("pk", "S"), range_key=None, **extra) -> None:
     keys = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]

@@ -18,7 +18,7 @@ from ferry.dynamo import lambda_sync
 from ferry.state import StateStore
 from lambdas.dynamo_apply import apply_stream_records, json_form
 from lambdas.dynamo_handler import handle
-from tables import by_key, create_table, put_items, scan_all, simple_items
+from tables import MIGRATION, by_key, create_table, put_items, scan_all, simple_items
 from writers import LiveWriter
 
 ITEMS = 3_000
@@ -29,7 +29,7 @@ def wait_for_backfill(dynamodb, at_least: int, process: subprocess.Popen, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "ferry finished before it could be killed"
-        migration = state.load("table:src>dst") if state.exists() else None
+        migration = state.load(MIGRATION) if state.exists() else None
         if migration and migration.copied >= at_least:
             return
         time.sleep(0.05)
@@ -72,10 +72,10 @@ def test_poller_killed_and_restarted_while_records_flow_loses_nothing(dynamodb, 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = StateStore(dynamodb, "ferry-state")
     deadline = time.monotonic() + 60
-    before = dict(state.load("table:src>dst").shards)
-    while state.load("table:src>dst").shards == before and time.monotonic() < deadline:
+    before = dict(state.load(MIGRATION).shards)
+    while state.load(MIGRATION).shards == before and time.monotonic() < deadline:
         time.sleep(0.1)  # until the poller has applied and checkpointed some records
-    assert state.load("table:src>dst").shards != before, "the poller never checkpointed before the kill"
+    assert state.load(MIGRATION).shards != before, "the poller never checkpointed before the kill"
     time.sleep(0.5)
     os.killpg(poller.pid, signal.SIGKILL)
     poller.wait()
@@ -157,7 +157,7 @@ def test_keys_only_records_are_resolved_by_a_consistent_read_of_the_source(dynam
     records = stream_records(dynamodb, "src")
     assert all("NewImage" not in r["dynamodb"] for r in records)
 
-    result = apply_stream_records(dynamodb, "dst", records, source_client=dynamodb, source_table="src")
+    result = apply_stream_records(dynamodb, "dst", records, guarded=False, source_client=dynamodb, source_table="src")
 
     assert scan_all(dynamodb, "dst") == [{"pk": {"S": "kept"}, "v": {"N": "2"}}]
     assert (result.puts, result.deletes) == (1, 1)

@@ -224,6 +224,7 @@ def test_naming_the_default_region_explicitly_finds_the_same_migration(dynamodb,
 
     assert again.returncode == 0, again.stderr
     assert again.json["resumed"] is True and again.json["copied"] == 0
-    assert TableJob(source="src", target="dst", source_aws=AwsSide(region="us-east-1")).migration_id == "table:src>dst"
+    implicit = TableJob(source="src", target="dst").migration_id
+    assert TableJob(source="src", target="dst", source_aws=AwsSide(region="us-east-1")).migration_id == implicit
     assert TableJob(source="src", target="dst", target_aws=AwsSide(region="eu-west-1")).migration_id == \
-        "table:src>eu-west-1/dst"
+        "table:us-east-1/src>eu-west-1/dst"

@@ -9,7 +9,7 @@ import time
 
 from conftest import FERRY
 from ferry.state import StateStore
-from tables import create_table, put_items, scan_all, simple_items
+from tables import MIGRATION, create_table, put_items, scan_all, simple_items
 
 ITEMS = 6_000
 SEGMENTS = 2
@@ -38,7 +38,7 @@ def test_resume_after_sigkill_copies_only_unconfirmed_pages(dynamodb, run_ferry)
                              start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and first.poll() is None:
-        migration = state.load("table:src>dst") if "ferry-state" in dynamodb.list_tables()["TableNames"] else None
+        migration = state.load(MIGRATION) if "ferry-state" in dynamodb.list_tables()["TableNames"] else None
         if migration and migration.copied >= 1_000:
             break
         time.sleep(0.05)
@@ -46,7 +46,7 @@ def test_resume_after_sigkill_copies_only_unconfirmed_pages(dynamodb, run_ferry)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
 
-    at_kill = state.load("table:src>dst")
+    at_kill = state.load(MIGRATION)
     confirmed = at_kill.copied
     assert 0 < confirmed < ITEMS and at_kill.phase == "backfill"
     assert not all(s.done for s in at_kill.segments.values())

@@ -24,4 +24,24 @@ def test_checkpoints_round_trip_exactly(dynamodb):
     assert state.segment(0) == SegmentProgress(0, 3)  # never started
     assert state.shards == {"shardId-1": "000123"}
     assert [m.migration_id for m in store.list_all()] == ["table:a>b"]
-    assert store.forget("table:a>b") == 4 and store.load("table:a>b") is None
+
+
+def test_a_restart_makes_earlier_checkpoints_stop_counting_in_one_write(dynamodb):
+    store = StateStore(dynamodb, "ferry-state")
+    store.ensure_table()
+    store.begin("table:a>b", "a", "b", total_segments=2)
+    for segment in (0, 1):
+        store.save_segment("table:a>b", SegmentProgress(segment, 2, items=50, pages=1, done=True))
+    store.save_shard("table:a>b", "shardId-1", "000123")
+    store.save_dead_letter("table:a>b", "000100", {"pk": {"S": "x"}}, "ValidationException")
+    assert store.load("table:a>b").backfilled
+
+    # --restart: the new generation's meta record, and nothing else yet (as if killed right after it)
+    store.begin("table:a>b", "a", "b", total_segments=2, generation=1)
+
+    restarted = store.load("table:a>b")
+    assert restarted.generation == 1 and not restarted.backfilled
+    assert (restarted.copied, restarted.segments_done, restarted.shards, restarted.dead_letters) == (0, 0, {}, 0)
+    assert restarted.segment(0) == SegmentProgress(0, 2, generation=1)
+    assert store.forget_stale("table:a>b", 1) == 4  # tidied afterwards; the new meta record stays
+    assert store.load("table:a>b").generation == 1

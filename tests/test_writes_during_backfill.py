@@ -9,7 +9,7 @@ import time
 import boto3
 
 from ferry.state import StateStore
-from tables import by_key, create_table, put_items, scan_all, simple_items
+from tables import MIGRATION, by_key, create_table, put_items, scan_all, simple_items
 
 ITEMS = 4_000
 
@@ -21,7 +21,7 @@ def write_during_backfill(stop_at_copied: int, log: list[str]) -> None:
     rng = random.Random(3)
     copied, n = 0, 0
     while copied < stop_at_copied:
-        migration = state.load("table:src>dst") if "ferry-state" in dynamodb.list_tables()["TableNames"] else None
+        migration = state.load(MIGRATION) if "ferry-state" in dynamodb.list_tables()["TableNames"] else None
         copied = migration.copied if migration else 0
         if copied == 0:
             time.sleep(0.02)

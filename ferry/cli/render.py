@@ -13,8 +13,6 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
-from ferry import report as reports
-
 out = Console()
 err = Console(stderr=True)
 
@@ -53,6 +51,8 @@ def migration(result, elapsed: float, verify: bool) -> None:
 
 
 def verification(result) -> None:
+    from ferry import report as reports  # pandas: imported only by the commands that report
+
     table = Table(title=f"{result.source} = {result.target} ?")
     for column in ("side", "table", "items", "checksum"):
         table.add_column(column)
@@ -137,6 +137,8 @@ def bucket_migration(result, elapsed: float) -> None:
 
 
 def bucket_verification(report) -> None:
+    from ferry import report as reports
+
     listed = Table(title=f"{report.source} = {report.target} ?")
     for column in ("kind", "count", "first keys"):
         listed.add_column(column)

@@ -28,9 +28,21 @@ class StatusGroup(TyperGroup):
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         if not args or args[0] not in KINDS and args[0] not in ("--help", "-h"):
-            kind = "bucket" if "--bucket" in args else "table"
-            args = [kind, *(a for a in args if a != "--bucket")]
+            args = ["bucket", *without_state_table(a for a in args if a != "--bucket")] if "--bucket" in args \
+                else ["table", *args]
         return super().parse_args(ctx, args)
+
+
+def without_state_table(args) -> list[str]:
+    """The older bucket form accepted (and ignored) --state-table; the bucket command has none."""
+    kept, skip = [], False
+    for arg in args:
+        if skip or arg == "--state-table":
+            skip = not skip
+            continue
+        if not arg.startswith("--state-table="):
+            kept.append(arg)
+    return kept
 
 
 @with_aws_sides

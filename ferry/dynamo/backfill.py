@@ -1,10 +1,13 @@
 """Backfill: copy one parallel-scan segment from the source to the target, page by page.
 
-Items travel as raw DynamoDB AttributeValues from Scan to BatchWriteItem: nothing is converted, so
-38-digit numbers, binary, sets and nested maps arrive exactly as they left. While one page is being
-written, the next is already being scanned. A page's checkpoint is saved only once all of its writes
-are confirmed, so a run killed at any moment resumes from a page it has fully written; the page in
-flight at the kill is written again, which is harmless because puts of whole items are idempotent.
+Items travel as raw DynamoDB AttributeValues from Scan to PutItem: nothing is converted, so 38-digit
+numbers, binary, sets and nested maps arrive exactly as they left. Live sync writes the same target
+meanwhile, so every item goes through the write rule (lambdas/write_rule.py): it lands only where
+live sync has not written that key, which is why the backfill puts items one by one (BatchWriteItem
+takes no conditions), many at once. While one page is being written, the next is already being
+scanned. A page's checkpoint is saved only once all of its writes are confirmed, so a run killed at
+any moment resumes from a page it has fully written; the page in flight at the kill is written
+again, which the rule makes harmless.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from lambdas.batch_write import put_requests, write_all
 from ferry.state import SegmentProgress
+from lambdas.write_rule import DELETED, VERSION, clear_marker, put_scanned
 
 log = logging.getLogger(__name__)
 
 MIN_DEFAULT_SEGMENTS = 4
 MAX_DEFAULT_SEGMENTS = 64
 BYTES_PER_SEGMENT = 32 * 2**20
-WRITERS_PER_SEGMENT = 4
+WRITERS_PER_SEGMENT = 8  # items of one page written at once
 
 
 def choose_segments(table_size_bytes: int) -> int:
@@ -77,7 +80,7 @@ def copy_segment(
             if last_key:
                 next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
             items = page["Items"]
-            write_all(target_client, target_table, put_requests(items), pool=write_pool)
+            list(write_pool.map(lambda item: put_scanned(target_client, target_table, item), items))
             copied_now += len(items)
             progress = replace(
                 progress,
@@ -93,6 +96,27 @@ def copy_segment(
         time.monotonic() - started, progress.items,
     )
     return progress
+
+
+def clear_markers(client, table: str, key_names: list[str], segments: int) -> int:
+    """Remove every write-rule marker from `table` (a tombstone is deleted, a version removed), each
+    only if it is still the one read: a parallel scan that reads only keys and markers. Returns how
+    many were cleared. Safe to rerun."""
+    projection = ", ".join(f"#k{i}" for i in range(len(key_names))) + ", #v, #d"
+    names = {f"#k{i}": name for i, name in enumerate(key_names)} | {"#v": VERSION, "#d": DELETED}
+
+    def clear_segment(segment: int) -> int:
+        cleared = 0
+        for page in client.get_paginator("scan").paginate(
+                TableName=table, FilterExpression="attribute_exists(#v)", ProjectionExpression=projection,
+                ExpressionAttributeNames=names, **segment_args(segment, segments)):
+            for item in page["Items"]:
+                key = {name: item[name] for name in key_names}
+                cleared += clear_marker(client, table, key, item[VERSION]["N"], DELETED in item)
+        return cleared
+
+    with ThreadPoolExecutor(min(segments, 16), thread_name_prefix="clear") as pool:
+        return sum(pool.map(clear_segment, range(segments)))
 
 
 STREAM_RETENTION_HOURS = 24

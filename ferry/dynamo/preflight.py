@@ -101,11 +101,12 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> 
         log.info("creating target table %s like %s", job.target, job.source)
         schema.create_table_like(clients.source, clients.target, checked.source, job.target)
     state.ensure_table()
-    if job.restart and previous is not None:
-        state.forget(job.migration_id)
     if plan.resumed:
         previous.runs += 1
         state.set_phase(previous, previous.phase)
+    elif job.restart and previous is not None:  # one write: the earlier run's checkpoints stop counting
+        state.begin(job.migration_id, job.source, job.target, plan.total_segments, generation=previous.generation + 1)
+        state.forget_stale(job.migration_id, previous.generation + 1)
     else:
         state.begin(job.migration_id, job.source, job.target, plan.total_segments)
     for note in plan.notes:

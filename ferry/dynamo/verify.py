@@ -11,6 +11,8 @@
    sides still differs: a change in flight during live sync is dismissed, and counted.
 4. With repair, each confirmed difference is fixed from the source (put or delete, idempotent) and
    the affected buckets are checked again.
+Both sides are read as the application sees them (lambdas/write_rule.visible): the markers live
+sync leaves while a backfill runs are never counted, and a tombstone is a deleted key.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ferry.dynamo.backfill import segment_args
 from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, digest_items, item_hash
 from lambdas.batch_write import write_all
 from lambdas.dynamo_apply import key_identity
+from lambdas.write_rule import visible
 
 BUCKETS = 4096
 MAX_VERIFY_THREADS = 32
@@ -101,9 +104,10 @@ class VerifyReport:
 
 # --- 1. digests -------------------------------------------------------------------------------
 def scan_pages(client, table: str, segment: int, total_segments: int, consistent: bool = True):
+    """Pages of items as the application sees them: write-rule markers removed, tombstones skipped."""
     args = {"TableName": table, "ConsistentRead": consistent, **segment_args(segment, total_segments)}
     for page in client.get_paginator("scan").paginate(**args):
-        yield page["Items"]
+        yield [item for item in map(visible, page["Items"]) if item is not None]
 
 
 def digest_segment(client, table: str, key_names: list[str], segment: int, total_segments: int) -> BucketDigests:
@@ -177,8 +181,9 @@ def consistent_get(client, table: str, keys: list[dict]) -> dict[str, dict]:
         pending = {table: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": True}}
         while pending:
             response = client.batch_get_item(RequestItems=pending)
-            for item in response["Responses"].get(table, []):
-                found[key_identity({k: item[k] for k in keys[0]})] = item
+            for item in map(visible, response["Responses"].get(table, [])):
+                if item is not None:  # a tombstone is a deleted key
+                    found[key_identity({k: item[k] for k in keys[0]})] = item
             pending = response.get("UnprocessedKeys") or {}
     return found
 

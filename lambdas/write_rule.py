@@ -1,0 +1,128 @@
+"""May this write land? The one rule for every write Ferry makes to a target table.
+
+Live sync runs from the start of a migration, beside the backfill, so two writers meet on every key:
+the backfill, holding an image it scanned at some moment, and live sync, applying the stream's
+changes in order. While the backfill can still write ("guarded", until every segment is copied),
+the target carries two marker attributes:
+
+    ferry:version  (N)     the stream sequence number of the change this item's state came from
+    ferry:deleted  (BOOL)  a tombstone: that change deleted the key (only the key and markers remain)
+
+and every write is conditional:
+
+    backfill    puts a scanned item only where live sync has not written:
+                    attribute_not_exists(ferry:version)
+    live sync   puts a change's new image, or a tombstone for a delete, with its sequence number,
+                only over an older state:
+                    attribute_not_exists(ferry:version) OR ferry:version < :sequence
+
+Why this is exact. Every change made after the stream was enabled is in the stream, and live sync
+applies them all, in order per key, at least once. For a key with no change, the backfill's image is
+the source's state, and it lands (nothing else writes that key). For a key with changes, live sync
+writes the image of its last change, and nothing can replace it: the backfill never overwrites a
+versioned item or a tombstone, and a replayed older change (a retried or duplicated batch, a restart
+from a checkpoint, a second applier) carries a smaller sequence number and is refused. A delete
+leaves a tombstone, so an older image - the backfill's or a replayed change's - cannot bring the key
+back. Conditions are checked by DynamoDB atomically with the write, so this holds for any
+interleaving, and a writer killed at any moment leaves only states this rule allowed; rerunning it
+rewrites what the rule still allows.
+
+What a reader of the target sees meanwhile: each key's state is either the source's state at some
+moment since the copy began, or (briefly, while live sync replays changes older than the moment
+the backfill scanned that key) a state it had in between; never a state older than the backfill's
+or live sync's last write of it would allow, and never a deleted key revived. Live-synced items carry
+`ferry:version`; deleted keys show as tombstones (key and markers only; absent from every index,
+since they lack the index keys).
+
+Once the backfill is done, nothing writes older images any more: live sync switches to plain writes
+(whole-item puts and real deletes, one applier in stream order), and the markers are removed
+(`clear_markers`: each one only if it is still the one that was read). Verification never counts
+them: `visible()` is what every comparison reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+VERSION = "ferry:version"
+DELETED = "ferry:deleted"
+MARKERS = (VERSION, DELETED)
+REFUSED = "ConditionalCheckFailedException"
+NAMES = {"#v": VERSION}
+
+BACKFILL_CONDITION = "attribute_not_exists(#v)"
+NEWER_CONDITION = "attribute_not_exists(#v) OR #v < :sequence"
+
+
+@dataclass
+class Change:
+    """The net effect of stream records on one key: its new image (None: deleted) and the sequence
+    number of the change that produced it."""
+
+    key: dict
+    sequence_number: str
+    image: dict | None
+
+
+def visible(item: dict | None) -> dict | None:
+    """The item as the application sees it: None for a tombstone, the rest without Ferry's markers."""
+    if item is None or DELETED in item:
+        return None
+    if VERSION not in item:
+        return item
+    return {name: value for name, value in item.items() if name not in MARKERS}
+
+
+def _put(client, table: str, item: dict, condition: str, values: dict | None = None) -> bool:
+    """A conditional put; False when the condition refused it (a newer state is there)."""
+    try:
+        client.put_item(TableName=table, Item=item, ConditionExpression=condition, ExpressionAttributeNames=NAMES,
+                        **({"ExpressionAttributeValues": values} if values else {}))
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] == REFUSED:
+            return False
+        raise
+
+
+def put_scanned(client, table: str, item: dict) -> bool:
+    """The backfill's write: `item` as scanned, unless live sync has written the key. Idempotent."""
+    return _put(client, table, item, BACKFILL_CONDITION)
+
+
+def apply_change(client, table: str, change: Change, guarded: bool) -> bool:
+    """Live sync's write of one key. Guarded: the image (or a tombstone) tagged with the change's
+    sequence number, only over an older state. Plain (the backfill is done): a put or a delete.
+    Returns False when a newer state was already there. Idempotent."""
+    if not guarded:
+        if change.image is None:
+            client.delete_item(TableName=table, Key=change.key)
+        else:
+            client.put_item(TableName=table, Item=change.image)
+        return True
+    marked = {**(change.image or change.key), VERSION: {"N": change.sequence_number}}
+    if change.image is None:
+        marked[DELETED] = {"BOOL": True}
+    return _put(client, table, marked, NEWER_CONDITION, {":sequence": {"N": change.sequence_number}})
+
+
+def clear_marker(client, table: str, key: dict, version: str, tombstone: bool) -> bool:
+    """Remove one key's markers, only if they are still the ones read (`version`): a tombstone is
+    deleted, a versioned item loses its marker. False when something newer was written meanwhile
+    (a plain write already replaced it)."""
+    condition = "#v = :version" + (" AND attribute_exists(#d)" if tombstone else "")
+    values = {":version": {"N": version}}
+    try:
+        if tombstone:
+            client.delete_item(TableName=table, Key=key, ConditionExpression=condition,
+                               ExpressionAttributeNames={**NAMES, "#d": DELETED}, ExpressionAttributeValues=values)
+        else:
+            client.update_item(TableName=table, Key=key, UpdateExpression="REMOVE #v", ConditionExpression=condition,
+                               ExpressionAttributeNames=NAMES, ExpressionAttributeValues=values)
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] == REFUSED:
+            return False
+        raise
