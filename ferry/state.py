@@ -67,7 +67,8 @@ class MigrationState:
     runs: int = 1
     generation: int = 0  # raised by --restart: checkpoints of other generations are ignored
     segments: dict[int, SegmentProgress] = field(default_factory=dict)
-    shards: dict[str, str] = field(default_factory=dict)
+    shards: dict[str, str] = field(default_factory=dict)  # shard -> last applied sequence number
+    finished_shards: set[str] = field(default_factory=set)  # closed shards read to their end
     dead_letters: int = 0  # stream records whose change the target rejected, set aside
 
     @property
@@ -234,6 +235,13 @@ class StateStore:
             },
         )
 
+    def save_shard_finished(self, migration_id: str, shard_id: str, generation: int = 0) -> None:
+        """A closed shard read to its end: when it ages out of the stream, nothing of it is missing."""
+        self.client.update_item(
+            TableName=self.table_name, Key={"migration": _s(migration_id), "part": _s(f"shard#{shard_id}")},
+            UpdateExpression="SET finished = :t, generation = :g, updated_at = :u",
+            ExpressionAttributeValues={":t": {"BOOL": True}, ":g": _n(generation), ":u": _s(now_iso())})
+
     def save_dead_letter(self, migration_id: str, sequence_number: str, key: dict, error: str,
                          generation: int = 0) -> None:
         """Set aside a change the target rejected (a poison record): its key and error, never its item."""
@@ -311,7 +319,11 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
             )
             state.segments[progress.segment] = progress
         elif part.startswith("shard#"):
-            state.shards[part.removeprefix("shard#")] = item["sequence_number"]["S"]
+            shard_id = part.removeprefix("shard#")
+            if "sequence_number" in item:
+                state.shards[shard_id] = item["sequence_number"]["S"]
+            if item.get("finished", {}).get("BOOL"):
+                state.finished_shards.add(shard_id)
         elif part.startswith("dead#"):
             state.dead_letters += 1
     return state

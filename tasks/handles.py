@@ -3,7 +3,7 @@
 These are live objects (events, counters), not Prefect data, so they are looked up, not passed as
 parameters: `this_run(name, Kind)` gives the tasks of one flow run the same object, created on first
 use, and every new flow run gets a fresh one — a second run in the same process never inherits the
-first's `stop` or `caught_up`. A watcher in the same process that did not start the tasks itself
+first's `stop` or its progress. A watcher in the same process that did not start the tasks itself
 (the CLI's progress display, which starts exactly one flow run) reads `newest(name)`.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from prefect.runtime import flow_run
 
 Handle = TypeVar("Handle")
 KEPT = 64  # handles of this many (run, name) pairs are kept
+CAUGHT_UP_WITHIN_SECONDS = 2.0  # what the progress line calls caught up
 
 _lock = threading.Lock()
 _by_run: dict[tuple[str, str], object] = {}
@@ -48,39 +50,43 @@ def newest(name: str) -> object | None:
 
 @dataclass
 class LiveSync:
-    """One running live sync: how to stop it, whether it has caught up or died, how far it is."""
+    """One running live sync: how to stop it, how far it has applied the stream, whether it died."""
 
     stop: threading.Event = field(default_factory=threading.Event)
-    caught_up: threading.Event = field(default_factory=threading.Event)
-    failure: BaseException | None = None  # why the poller stopped for good, if it did
     guarded: bool = True  # the backfill may still write: every write goes through the write rule's conditions
+    applied_to: float = float("-inf")  # wall-clock time: every change made before it has been applied
+    failure: BaseException | None = None  # why the poller stopped for good, if it did
     records: int = 0
     lag_seconds: float = 0.0
-    _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def end_guard(self) -> None:
-        """The backfill is done: plain writes from the next batch on. `caught_up` is set again only
-        after a round that began after this, so once it is, no guarded write is in flight."""
+        """The backfill is done: plain writes from the next batch on (a batch in hand finishes guarded)."""
         self.guarded = False
-        self.caught_up.clear()
-        if self.failure is None:
-            self._settled.clear()
 
-    def mark_caught_up(self) -> None:
-        self.caught_up.set()
-        self._settled.set()
+    @property
+    def caught_up(self) -> bool:
+        return time.time() - self.applied_to < CAUGHT_UP_WITHIN_SECONDS
+
+    def reached(self, applied_to: float) -> None:
+        with self._changed:
+            self.applied_to = max(self.applied_to, applied_to)
+            self._changed.notify_all()
 
     def fail(self, error: BaseException) -> None:
         """The poller has stopped with `error` and will not be retried: whoever waits on it stops too."""
-        self.failure = error
-        self._settled.set()
+        with self._changed:
+            self.failure = error
+            self._changed.notify_all()
 
-    def wait_until_caught_up(self, timeout: float) -> None:
-        """Return once caught up; raise the poller's own error as soon as it dies, or TimeoutError."""
-        if not self._settled.wait(timeout):
-            raise TimeoutError(f"live sync did not catch up within {timeout:.0f}s")
-        if not self.caught_up.is_set():
-            raise self.failure
+    def wait_until_applied(self, since: float, timeout: float) -> None:
+        """Return once every change made before the wall-clock time `since` has been applied; raise
+        the poller's own error as soon as it dies, or TimeoutError."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.applied_to >= since or self.failure is not None, timeout):
+                raise TimeoutError(f"live sync did not catch up within {timeout:.0f}s")
+            if self.applied_to < since:
+                raise self.failure
 
 
 class BucketCounters:

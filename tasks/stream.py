@@ -10,6 +10,7 @@ clears the markers, then stops it. The same task, run alone with an idle limit o
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import get_run_logger, task
@@ -101,23 +102,27 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
             clients.source_streams, stream_arn, dict(migration.shards), apply,
             save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence,
                                                                      migration.generation),
-            idle_seconds=idle_seconds, stop=sync.stop, on_caught_up=sync.mark_caught_up, on_batch=on_batch,
+            finished_shards=migration.finished_shards,
+            on_shard_finished=lambda shard: state.save_shard_finished(job.migration_id, shard, migration.generation),
+            idle_seconds=idle_seconds, stop=sync.stop, on_position=sync.reached, on_batch=on_batch,
         )
 
 
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)
 def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
-    """The catch-up gate: return once this run's live sync has read everything in the stream; fail
-    at once, with the poller's own error, if the poller stops for good first."""
+    """The catch-up gate: return once this run's live sync has applied every change made before the
+    gate began (every shard read past that moment; see follow_stream); fail at once, with the
+    poller's own error, if the poller stops for good first."""
+    began = time.time()
     state = state_store(job, table_clients(job))
     state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
-    this_run(live_sync_name(job.migration_id), LiveSync).wait_until_caught_up(timeout)
+    this_run(live_sync_name(job.migration_id), LiveSync).wait_until_applied(began, timeout)
 
 
 @task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)
 def end_backfill_guard(job: TableJob) -> None:
     """The backfill is done: this run's live sync writes plainly from its next batch (the gate that
-    follows waits for a round begun after this, so no guarded write is in flight after it)."""
+    follows waits for pages fetched after this, so no guarded write is in flight after it)."""
     this_run(live_sync_name(job.migration_id), LiveSync).end_guard()
 
 

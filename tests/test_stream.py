@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
+import pytest
 
 from ferry.dynamo.stream import enable_stream, follow_stream, lineage_order
+from ferry.errors import CannotContinue
 from lambdas.dynamo_apply import apply_stream_records, collapse
 from tables import by_key, create_table, put_items, scan_all, simple_items
 
@@ -139,3 +143,59 @@ def test_collapse_keeps_only_each_keys_last_change():
     assert len(changes) == 2
     assert (changes[-1].key, changes[-1].image) == ({"pk": {"S": "a"}}, {"pk": {"S": "a"}, "v": {"S": "3"}})
     assert (changes[-1].first_sequence_number, changes[-1].sequence_number) == ("1", "4")
+
+
+def follow_recording(streams, checkpoints=None, finished=None) -> list[str]:
+    """Follow a synthetic stream to its end; the order in which records were applied and the gate
+    (waiting for everything made before it began) would have opened."""
+    events: list[str] = []
+    gate_began = time.time()
+
+    def position(applied_to: float) -> None:
+        if applied_to >= gate_began and "caught up" not in events:
+            events.append("caught up")
+
+    follow_stream(streams, "arn", checkpoints or {}, save_checkpoint=lambda *a: None, idle_seconds=0,
+                  poll_interval=0, finished_shards=finished, on_position=position,
+                  apply=lambda records: events.extend(r["dynamodb"]["SequenceNumber"] for r in records) or 0)
+    return events
+
+
+def test_a_closed_parents_last_empty_page_does_not_open_the_gate_before_its_children_are_read():
+    lineage = [shard("child", "200", parent="parent"), shard("parent", "100", end="199")]
+    streams = FakeStreams({"parent": [], "child": [change("200", "a"), change("201", "b")]}, lineage)
+
+    events = follow_recording(streams)
+
+    assert events.index("caught up") > events.index("201"), events
+
+
+class EmptyPageFirst(FakeStreams):
+    """AWS may answer an empty page while records remain in the shard: here, each shard's first read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.answered_empty: set[str] = set()
+
+    def get_records(self, ShardIterator, Limit):
+        if ShardIterator.endswith(":0") and ShardIterator not in self.answered_empty:
+            self.answered_empty.add(ShardIterator)
+            return {"Records": [], "NextShardIterator": ShardIterator}
+        return super().get_records(ShardIterator, Limit)
+
+
+def test_one_empty_page_is_not_proof_of_being_caught_up():
+    streams = EmptyPageFirst({"open": [change("100", "a"), change("101", "b")]}, [shard("open", "100")])
+
+    events = follow_recording(streams)
+
+    assert events.index("caught up") > events.index("101"), events
+
+
+def test_a_checkpointed_shard_gone_from_the_stream_unread_is_a_gap_that_stops_live_sync():
+    streams = FakeStreams({"current": [change("300", "a")]}, [shard("current", "300")])
+
+    with pytest.raises(CannotContinue, match="shard expired-1 .* has expired .*--repair"):
+        follow_recording(streams, checkpoints={"expired-1": "150"})
+    # read to its end before it aged out: nothing is missing
+    assert follow_recording(streams, checkpoints={"expired-1": "150"}, finished={"expired-1"})[0] == "300"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 
 import boto3
 
+from conftest import FERRY
 from ferry.state import StateStore
+from lambdas.write_rule import DELETED, VERSION
 from tables import MIGRATION, by_key, create_table, put_items, scan_all, simple_items
 
 ITEMS = 4_000
@@ -55,3 +58,53 @@ def test_inserts_updates_and_deletes_during_the_backfill_reach_the_target(dynamo
     assert result.json["stream_records"] >= len(changes)
     assert result.json["verified"] is True
     assert by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src"), "pk")
+
+
+def last_keys_of_each_segment(dynamodb, segments: int) -> list[dict]:
+    """The key the backfill reaches last in each scan segment (scan order is fixed for a table)."""
+    keys = []
+    for segment in range(segments):
+        items = [item for page in dynamodb.get_paginator("scan").paginate(
+            TableName="src", Segment=segment, TotalSegments=segments) for item in page["Items"]]
+        keys.append({"pk": items[-1]["pk"]})
+    return keys
+
+
+def test_a_change_to_a_key_not_reached_yet_is_in_the_target_while_the_backfill_runs(dynamodb, run_ferry):
+    items = 6_000
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(items, size=300))
+    not_reached = last_keys_of_each_segment(dynamodb, 2)
+    state = StateStore(dynamodb, "ferry-state")
+
+    def copied() -> int:
+        migration = state.load(MIGRATION) if state.exists() else None
+        return migration.copied if migration else 0
+
+    run = subprocess.Popen([FERRY, "table", "src", "dst", "--create-target", "--segments", "2", "--page-size", "25",
+                            "--json"], env=run_ferry.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not copied():
+        assert run.poll() is None and time.monotonic() < deadline, "the backfill did not start"
+        time.sleep(0.05)
+    for key in not_reached:
+        dynamodb.update_item(TableName="src", Key=key, UpdateExpression="SET v = :v",
+                             ExpressionAttributeValues={":v": {"S": "changed during the backfill"}})
+
+    seen_while_copying = []
+    while len(seen_while_copying) < len(not_reached) and run.poll() is None:
+        copied_before = copied()
+        for key in not_reached:
+            item = dynamodb.get_item(TableName="dst", Key=key, ConsistentRead=True).get("Item", {})
+            if item.get("v") == {"S": "changed during the backfill"} and key not in seen_while_copying:
+                assert VERSION in item  # written by live sync, not by the backfill
+                seen_while_copying.append(key)
+                assert copied_before < items, "the backfill was over before live sync applied the change"
+        time.sleep(0.05)
+    out, err = run.communicate(timeout=300)
+
+    assert run.returncode == 0, err[-2000:]
+    assert seen_while_copying == not_reached
+    target = scan_all(dynamodb, "dst")
+    assert by_key(target, "pk") == by_key(scan_all(dynamodb, "src"), "pk")  # and no markers left behind
+    assert not any(name in item for item in target for name in (VERSION, DELETED))

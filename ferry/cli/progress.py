@@ -123,4 +123,4 @@ class LiveSyncLine(LiveProgress):
         sync = newest(self.name)
         if isinstance(sync, LiveSync):
             self.progress.update(self.line, description=f"live sync: {sync.records:,} records applied, lag "
-                                 f"{sync.lag_seconds:.2f}s" + (" (caught up)" if sync.caught_up.is_set() else ""))
+                                 f"{sync.lag_seconds:.2f}s" + (" (caught up)" if sync.caught_up else ""))

@@ -122,6 +122,50 @@ def record_age(record: dict, now: datetime) -> float:
     return max(0.0, (now - created).total_seconds())
 
 
+EMPTY_PAGES_AT_END = 2  # one empty page proves nothing: AWS returns them while records remain
+
+
+def check_no_gap(checkpoints: dict[str, str], finished: set[str], listed: dict[str, dict]) -> None:
+    """A shard this migration has applied records from, not read to its end, and no longer in the
+    stream: its later records expired unread (a pause longer than the 24-hour retention)."""
+    for shard_id, sequence_number in checkpoints.items():
+        if shard_id not in listed and shard_id not in finished:
+            raise CannotContinue(
+                f"shard {shard_id} of the stream, applied up to record {sequence_number}, has expired (24 h "
+                "retention) before live sync read the rest of it: changes may be missing from the target; run "
+                "'ferry verify table SOURCE TARGET --repair' (safe while live sync runs), or run the migration "
+                "again with --restart"
+            )
+
+
+@dataclass
+class ShardPosition:
+    """How far one open shard is known to be applied, as a wall-clock time: every change made in it
+    before `applied_to` has been applied."""
+
+    applied_to: float = float("-inf")
+    empty_pages: int = 0  # in a row, up to the last read
+    previous_empty_at: float = 0.0  # when the empty page before the last one was asked for
+
+    def read(self, records: list[dict], requested_at: float) -> None:
+        if records:
+            self.empty_pages = 0
+            created = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
+            if created is not None:
+                self.applied_to = max(self.applied_to, _epoch(created))
+            return
+        self.empty_pages += 1
+        if self.empty_pages >= EMPTY_PAGES_AT_END:  # at its end as of the first of the last two empty pages
+            self.applied_to = max(self.applied_to, self.previous_empty_at)
+        self.previous_empty_at = requested_at
+
+
+def _epoch(created) -> float:
+    if isinstance(created, datetime):
+        return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+    return float(created)
+
+
 def follow_stream(
     streams_client,
     stream_arn: str,
@@ -130,10 +174,12 @@ def follow_stream(
     save_checkpoint: Callable[[str, str], None],
     idle_seconds: float | None = 1.0,
     stop: threading.Event | None = None,
-    on_caught_up: Callable[[], None] | None = None,
+    on_position: Callable[[float], None] | None = None,
     poll_interval: float = 0.25,
     page_limit: int = 1000,
     on_batch: Callable[[int, float], None] | None = None,
+    finished_shards: set[str] | None = None,
+    on_shard_finished: Callable[[str], None] | None = None,
 ) -> FollowResult:
     """Apply every record after each shard's checkpoint (TRIM_HORIZON without one), shard by shard
     in lineage order (a child shard starts only once its parent is drained), until every shard has
@@ -141,27 +187,41 @@ def follow_stream(
 
     `apply` gets each page of records in stream order and returns how many it rejected; the shard's
     checkpoint is saved after it returns, so a record is applied at least once and never skipped.
-    `on_caught_up()` is called whenever a full round over the open shards found nothing new (lag is zero).
-    `stop` ends the loop after the batch in hand.
+    A closed shard read to its end is reported to `on_shard_finished` (and given in `finished_shards`
+    next time), so that a shard that later ages out of the stream is known to have been read whole;
+    a checkpointed shard gone from the stream unread is a gap: CannotContinue, naming the remedy.
+
+    After each round over the shards, `on_position(t)` says that every change made before the
+    wall-clock time `t` has been applied: in each open shard, a record created at `t` or later was
+    applied, or EMPTY_PAGES_AT_END empty pages in a row came back since `t` (one empty page proves
+    nothing); a round in which a shard closed says nothing, since its children are unread. Under
+    continuous writes `t` keeps up with the clock, minus the lag. `stop` ends the loop after the
+    batch in hand.
     """
     result = FollowResult()
-    finished: set[str] = set()
+    finished: set[str] = set(finished_shards or ())
     iterators: dict[str, str] = {}
-    known: dict[str, dict] = {}
+    positions: dict[str, ShardPosition] = {}
     refresh_at = 0.0
     idle_since: float | None = None
+    first_listing = True
     while not (stop and stop.is_set()):
         if time.monotonic() >= refresh_at:
             known = {s["ShardId"]: s for s in lineage_order(list_shards(streams_client, stream_arn))}
+            if first_listing:
+                check_no_gap(checkpoints, finished, known)
+                first_listing = False
             for shard_id, shard in known.items():
                 parent = shard.get("ParentShardId")
                 parent_done = parent is None or parent not in known or parent in finished
                 if shard_id not in finished and shard_id not in iterators and parent_done:
                     iterators[shard_id] = shard_iterator(streams_client, stream_arn, shard_id, checkpoints.get(shard_id))
+                    positions[shard_id] = ShardPosition()
                     result.shards += 1
             refresh_at = time.monotonic() + 10
-        found = 0
+        found, closed = 0, False
         for shard_id in list(iterators):
+            requested_at = time.time()
             try:
                 page = streams_client.get_records(ShardIterator=iterators[shard_id], Limit=page_limit)
             except ClientError as error:
@@ -180,19 +240,24 @@ def follow_stream(
                 found += len(records)
                 if on_batch:
                     on_batch(len(records), lag)
+            positions[shard_id].read(records, requested_at)
             if page.get("NextShardIterator"):
                 iterators[shard_id] = page["NextShardIterator"]
             else:  # a closed shard, read to its end: its children may start now
-                del iterators[shard_id]
+                del iterators[shard_id], positions[shard_id]
                 finished.add(shard_id)
+                if on_shard_finished:
+                    on_shard_finished(shard_id)
+                closed = True
                 refresh_at = 0.0
-        if found:
+        if not closed and on_position is not None:
+            on_position(min((p.applied_to for p in positions.values()), default=time.time()))
+        if found or closed:
             idle_since = None
             continue
-        if on_caught_up is not None:
-            on_caught_up()
         idle_since = idle_since or time.monotonic()
-        if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
+        at_end = all(p.empty_pages >= EMPTY_PAGES_AT_END for p in positions.values())
+        if idle_seconds is not None and at_end and time.monotonic() - idle_since >= idle_seconds:
             break
         time.sleep(poll_interval)
     return result

@@ -1,0 +1,99 @@
+"""Rate limits that hold: what the backfill may take from the source's reads and the target's writes.
+
+DynamoDB charges capacity units after the fact: a Scan page or a PutItem says what it cost in its
+`ConsumedCapacity` (asked for with ReturnConsumedCapacity=TOTAL). So the limiter is a token bucket
+that may go into debt: a caller waits until the bucket is not in debt, makes its request, then pays
+what the response says it cost. Over any stretch of time the units paid stay within the limit plus
+one request's worth and one second's burst, whatever the page sizes. Every segment of a run shares
+one limiter per side; live sync never goes through it (it must keep up), so the backfill gets what
+the limit leaves.
+
+The bucket's state is three numbers behind `Budget`, so a limiter shared by several processes (the
+coming scale-out) can keep them somewhere shared instead of in memory without changing its callers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+EPSILON = 1e-6  # units: a debt this small is rounding, not debt
+
+
+@dataclass
+class Budget:
+    """A token bucket in capacity units: `rate` per second, holding at most `burst`, allowed into debt."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    updated: float = 0.0
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait_seconds(self, now: float) -> float:
+        """How long until the bucket is out of debt (0: go now)."""
+        self.refill(now)
+        return 0.0 if self.tokens >= -EPSILON else -self.tokens / self.rate
+
+
+@dataclass
+class RateLimiter:
+    """Limits a side to `units_per_second` capacity units; None means unlimited. Thread-safe."""
+
+    units_per_second: float | None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    consumed: float = 0.0  # units paid since the start
+    started: float = field(default=0.0)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _budget: Budget | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.started = self.clock()
+        if self.units_per_second is not None:
+            self._budget = Budget(self.units_per_second, burst=self.units_per_second, tokens=0.0, updated=self.started)
+
+    def set_rate(self, units_per_second: float) -> None:
+        """A new limit (provisioned capacity changed under auto scaling): effective at once."""
+        with self._lock:
+            self.units_per_second = units_per_second
+            if self._budget is None:
+                self._budget = Budget(units_per_second, units_per_second, 0.0, self.clock())
+            else:
+                self._budget.refill(self.clock())
+                self._budget.rate = self._budget.burst = units_per_second
+
+    def wait(self) -> None:
+        """Block until a request may be made (the bucket is not in debt)."""
+        while True:
+            with self._lock:
+                delay = 0.0 if self._budget is None else self._budget.wait_seconds(self.clock())
+            if delay <= 0:
+                return
+            self.sleep(delay)
+
+    def pay(self, units: float) -> None:
+        """Account for what a request cost (from its ConsumedCapacity)."""
+        with self._lock:
+            self.consumed += units
+            if self._budget is not None:
+                self._budget.refill(self.clock())
+                self._budget.tokens -= units
+
+    def rate(self) -> float:
+        """Units per second paid since the start: what progress displays show against the limit."""
+        elapsed = self.clock() - self.started
+        return self.consumed / elapsed if elapsed > 0 else 0.0
+
+
+def consumed_units(response: dict) -> float:
+    """The capacity units a response says its request consumed (0 when it does not say)."""
+    consumed = response.get("ConsumedCapacity")
+    if isinstance(consumed, list):
+        return sum(c.get("CapacityUnits", 0.0) for c in consumed)
+    return (consumed or {}).get("CapacityUnits", 0.0)
