@@ -66,6 +66,7 @@ class MigrationState:
     updated_at: str = ""
     runs: int = 1
     generation: int = 0  # raised by --restart: checkpoints of other generations are ignored
+    target_identity: str | None = None  # the target table the checkpoints were written for (ARN@created)
     segments: dict[int, SegmentProgress] = field(default_factory=dict)
     shards: dict[str, str] = field(default_factory=dict)  # shard -> last applied sequence number
     finished_shards: set[str] = field(default_factory=set)  # closed shards read to their end
@@ -170,10 +171,12 @@ class StateStore:
         return items
 
     # --- writing ----------------------------------------------------------------------------
-    def begin(self, migration_id: str, source: str, target: str, total_segments: int, generation: int = 0) -> None:
+    def begin(self, migration_id: str, source: str, target: str, total_segments: int,
+              target_identity: str | None = None, generation: int = 0) -> None:
         """A new migration, or (with a higher `generation`) a restart of one: a single put, after
         which every checkpoint of another generation is ignored."""
-        self._put_meta(migration_id, source, target, total_segments, phase=Phase.PREFLIGHT, generation=generation)
+        self._put_meta(migration_id, source, target, total_segments, phase=Phase.PREFLIGHT, generation=generation,
+                       target_identity=target_identity)
 
     def set_phase(self, state: MigrationState, phase: Phase) -> None:
         state.phase = phase
@@ -187,10 +190,11 @@ class StateStore:
             started_at=state.started_at,
             runs=state.runs,
             generation=state.generation,
+            target_identity=state.target_identity,
         )
 
     def _put_meta(self, migration_id, source, target, total_segments, phase, stream_arn=None, started_at=None, runs=1,
-                  generation=0):
+                  generation=0, target_identity=None):
         item = {
             "migration": _s(migration_id),
             "part": _s("meta"),
@@ -205,6 +209,8 @@ class StateStore:
         }
         if stream_arn:
             item["stream_arn"] = _s(stream_arn)
+        if target_identity:
+            item["target_identity"] = _s(target_identity)
         self.client.put_item(TableName=self.table_name, Item=item)
 
     def save_segment(self, migration_id: str, progress: SegmentProgress) -> None:
@@ -302,6 +308,7 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
         updated_at=meta["updated_at"]["S"],
         runs=int(meta.get("runs", {"N": "1"})["N"]),
         generation=_generation(meta),
+        target_identity=meta.get("target_identity", {}).get("S"),
     )
     for item in items:
         part = item["part"]["S"]

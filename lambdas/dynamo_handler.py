@@ -1,8 +1,9 @@
 """Lambda handler: DynamoDB stream -> target table, through the shared apply function.
 
-Configuration comes from the environment: TARGET_TABLE (required), SOURCE_TABLE (to re-read items
-when the stream has no new images) and, for a target in another account, TARGET_ROLE_ARN (a role
-in the target account that the function assumes).
+Configuration comes from the environment: TARGET_TABLE (required), TARGET_REGION (the target's
+region; the function runs beside the source), TARGET_ENDPOINT_URL (optional), SOURCE_TABLE (to
+re-read items when the stream has no new images) and, for a target in another account,
+TARGET_ROLE_ARN (a role in the target account that the function assumes).
 
 Partial failures are reported per record (ReportBatchItemFailures): the response names the first
 record whose key the target rejected, so Lambda retries from there, bisects, and after its retry
@@ -48,15 +49,20 @@ def decode_record(record: dict) -> dict:
 
 
 def target_client():
+    """The target table's client: in TARGET_REGION (the target need not live beside the source), at
+    TARGET_ENDPOINT_URL if one is set, as TARGET_ROLE_ARN (a role in the target's account) if set."""
+    settings = {"region_name": os.environ.get("TARGET_REGION") or None,
+                "endpoint_url": os.environ.get("TARGET_ENDPOINT_URL") or None}
     role_arn = os.environ.get("TARGET_ROLE_ARN")
     if not role_arn:
-        return boto3.client("dynamodb")
+        return boto3.client("dynamodb", **settings)
     credentials = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="ferry-live-sync")["Credentials"]
     return boto3.client(
         "dynamodb",
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
+        **settings,
     )
 
 

@@ -24,6 +24,7 @@ def deploy_live_sync(job: TableJob, stream_arn: str) -> lambda_sync.LiveSyncDepl
         source_table_arn=clients.source.describe_table(TableName=job.source)["Table"]["TableArn"],
         target_table_arn=clients.target.describe_table(TableName=job.target)["Table"]["TableArn"],
         target_role_arn=job.target_aws.role_arn if job.target_aws != job.source_aws else None,
+        target_endpoint_url=job.target_aws.endpoint_url,
     )
     get_run_logger().info("live-sync Lambda %s deployed; its mapping starts after the backfill", deployment.function_name)
     return deployment

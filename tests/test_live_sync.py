@@ -17,6 +17,7 @@ from conftest import FERRY
 from ferry.dynamo import lambda_sync
 from ferry.state import StateStore
 from lambdas.dynamo_apply import apply_stream_records, json_form
+from lambdas import dynamo_handler
 from lambdas.dynamo_handler import handle
 from tables import MIGRATION, by_key, create_table, put_items, scan_all, simple_items
 from writers import LiveWriter
@@ -195,7 +196,8 @@ def test_lambda_deployment_is_least_privilege_disabled_until_started_and_idempot
 
     function = lambda_client.get_function(FunctionName=deployment.function_name)["Configuration"]
     assert function["Handler"] == "lambdas.dynamo_handler.handler" and function["Role"] == deployment.role_arn
-    assert function["Environment"]["Variables"] == {"TARGET_TABLE": "dst", "SOURCE_TABLE": "src"}
+    assert function["Environment"]["Variables"] == {"TARGET_TABLE": "dst", "TARGET_REGION": "us-east-1",
+                                                    "SOURCE_TABLE": "src"}
     mapping = lambda_client.get_event_source_mapping(UUID=deployment.mapping_uuid)
     assert mapping["EventSourceArn"] == source["LatestStreamArn"]
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
@@ -290,3 +292,17 @@ def test_a_second_run_in_the_same_process_gets_a_live_sync_of_its_own(dynamodb, 
     # Before the fix the second run's poller found the first run's `stop` set and applied nothing.
     assert run.json == {"first": True, "second": True, "replayed": 5}
     assert len(scan_all(dynamodb, "dst")) == 25
+
+
+def test_the_lambda_writes_the_target_in_the_targets_region_and_endpoint(dynamodb, monkeypatch):
+    target = boto3.client("dynamodb", region_name="eu-west-1")
+    create_table(target, "dst")  # the same name as nothing in the source's region
+    monkeypatch.setenv("TARGET_REGION", "eu-west-1")
+    monkeypatch.setenv("TARGET_ENDPOINT_URL", os.environ["AWS_ENDPOINT_URL"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # where the function runs: beside the source
+
+    client = dynamo_handler.target_client()
+
+    assert client.meta.region_name == "eu-west-1" and client.meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+    assert client.list_tables()["TableNames"] == ["dst"]
+    assert "dst" not in dynamodb.list_tables()["TableNames"]  # before, the Lambda wrote the source's region

@@ -162,7 +162,7 @@ def test_status_shows_phase_and_per_segment_progress(dynamodb, run_ferry):
 
 
 @pytest.mark.parametrize("case", [
-    "missing-source", "missing-target", "key-mismatch", "nonempty-target", "same-table",
+    "missing-source", "missing-target", "key-mismatch", "nonempty-target", "same-table", "same-table-by-region",
     "bad-segments", "keys-only-stream", "unknown-option", "bad-table-name",
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry, case):
@@ -178,6 +178,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry,
         put_items(dynamodb, "dst", simple_items(1, prefix="other"))
     elif case == "same-table":
         args = ["table", "src", "src"]
+    elif case == "same-table-by-region":  # us-east-1 is the default region: the same table twice
+        args = ["table", "src", "src", "--target-region", "us-east-1"]
     elif case == "bad-segments":
         args += ["--create-target", "--segments", "0"]
     elif case == "keys-only-stream":
@@ -195,6 +197,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry,
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ferry: error: "), result.stderr
+    if case.startswith("same-table"):
+        assert "same table" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert sorted(dynamodb.list_tables()["TableNames"]) == tables_before  # no target, no state table
     assert dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification") == stream_before
@@ -228,3 +232,36 @@ def test_naming_the_default_region_explicitly_finds_the_same_migration(dynamodb,
     assert TableJob(source="src", target="dst", source_aws=AwsSide(region="us-east-1")).migration_id == implicit
     assert TableJob(source="src", target="dst", target_aws=AwsSide(region="eu-west-1")).migration_id == \
         "table:us-east-1/src>eu-west-1/dst"
+
+
+def test_a_clone_interrupted_before_ttl_backups_and_protection_is_completed_by_the_rerun(dynamodb, run_ferry):
+    create_table(dynamodb, "src", DeletionProtectionEnabled=True)
+    dynamodb.update_time_to_live(TableName="src", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+    dynamodb.update_continuous_backups(TableName="src",
+                                       PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    put_items(dynamodb, "src", simple_items(10))
+    create_table(dynamodb, "dst")  # as a run killed right after CreateTable left it
+
+    result = run_ferry("table", "src", "dst", "--create-target", "--json")
+
+    assert result.returncode == 0, result.stderr
+    ttl = dynamodb.describe_time_to_live(TableName="dst")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires")
+    backups = dynamodb.describe_continuous_backups(TableName="dst")["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    assert dynamodb.describe_table(TableName="dst")["Table"]["DeletionProtectionEnabled"] is True
+
+
+def test_a_target_deleted_and_created_again_is_not_resumed(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(40))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    dynamodb.delete_table(TableName="dst")
+    create_table(dynamodb, "dst")  # empty, the same name: checkpoints say 40 items are there
+
+    again = run_ferry("table", "src", "dst", "--no-verify", "--json")
+
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "deleted and created again" in again.stderr and "--restart" in again.stderr
+    restarted = run_ferry("table", "src", "dst", "--restart", "--json")
+    assert restarted.returncode == 0 and restarted.json["copied"] == 40, restarted.stderr

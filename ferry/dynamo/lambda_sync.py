@@ -147,7 +147,8 @@ def ensure_mapping(lambda_client, function_name: str, stream_arn: str, dead_lett
 
 
 def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_arn: str, source_table_arn: str,
-           target_table_arn: str, target_role_arn: str | None = None) -> LiveSyncDeployment:
+           target_table_arn: str, target_role_arn: str | None = None,
+           target_endpoint_url: str | None = None) -> LiveSyncDeployment:
     """Create or update everything the live-sync Lambda needs; the mapping stays as it was (new: disabled)."""
     name = resource_name(source, target)
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, source_table_arn.split(":")[4], name)
@@ -155,7 +156,10 @@ def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_ar
     policy = execution_policy(stream_arn, source_table_arn, target_table_arn, dead_letter_queue_arn, log_group_arn,
                               target_role_arn)
     role_arn = ensure_role(iam, name, policy)
-    environment = {"TARGET_TABLE": target, "SOURCE_TABLE": source}
+    # The target's region comes from its ARN: the function lives beside the source, wherever the target is.
+    environment = {"TARGET_TABLE": target, "TARGET_REGION": target_table_arn.split(":")[3], "SOURCE_TABLE": source}
+    if target_endpoint_url:
+        environment["TARGET_ENDPOINT_URL"] = target_endpoint_url
     if target_role_arn:
         environment["TARGET_ROLE_ARN"] = target_role_arn
     function_arn = ensure_function(lambda_client, name, role_arn, environment, package())

@@ -58,11 +58,18 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
     target = schema.describe_table(clients.target, job.target)
     if target is None and not job.create_target:
         schema.require_table(clients.target, job.target, "target")  # raises the one-line error
+    if target is not None and target["TableArn"] == source["TableArn"]:  # two names for one table: profiles, regions
+        raise BadInput(f"source and target are the same table ({source['TableArn']}): name a different target")
     if target is not None:
         schema.check_key_schemas_match(source, target)
 
     previous = state.load(job.migration_id)
     resumed = previous is not None and not job.restart
+    if resumed and previous.target_identity and previous.target_identity != schema.identity(target):
+        raise BadInput(
+            f"target table {job.target!r} is not the table this migration's checkpoints were written for (it was "
+            "deleted and created again since): run again with --restart to copy the table afresh"
+        )
     if target is not None and not resumed and not job.allow_nonempty and not (job.restart and previous):
         if not schema.is_empty(clients.target, job.target):
             raise BadInput(
@@ -97,18 +104,24 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> 
     """Check everything, then prepare the target and the state record. Safe to rerun."""
     checked = check_table_job(job, clients, state)
     plan, previous = checked.plan, checked.previous
-    if checked.target is None:
+    target = checked.target
+    if target is None:
         log.info("creating target table %s like %s", job.target, job.source)
-        schema.create_table_like(clients.source, clients.target, checked.source, job.target)
+        target = schema.create_table_like(clients.source, clients.target, checked.source, job.target)
+    if job.create_target:  # every run: a clone interrupted half-way is completed
+        schema.complete_clone(clients.source, clients.target, checked.source, target)
     state.ensure_table()
+    target_identity = schema.identity(target)
     if plan.resumed:
         previous.runs += 1
+        previous.target_identity = target_identity
         state.set_phase(previous, previous.phase)
     elif job.restart and previous is not None:  # one write: the earlier run's checkpoints stop counting
-        state.begin(job.migration_id, job.source, job.target, plan.total_segments, generation=previous.generation + 1)
+        state.begin(job.migration_id, job.source, job.target, plan.total_segments, target_identity,
+                    generation=previous.generation + 1)
         state.forget_stale(job.migration_id, previous.generation + 1)
     else:
-        state.begin(job.migration_id, job.source, job.target, plan.total_segments)
+        state.begin(job.migration_id, job.source, job.target, plan.total_segments, target_identity)
     for note in plan.notes:
         log.warning(note)
     return plan

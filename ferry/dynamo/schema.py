@@ -1,8 +1,11 @@
 """Table descriptions: checking that two tables are compatible, and cloning one into another.
 
 A clone carries what an application relies on: key schema, attribute definitions, GSIs and LSIs
-(with projections), billing mode and provisioned capacity, TTL, server-side encryption and tags.
-Streams are not cloned: the target's stream is the target application's business.
+(with projections), billing mode and provisioned capacity, table class, server-side encryption and
+tags (CreateTable), then TTL, point-in-time recovery and deletion protection (completed on every run,
+so a kill in between leaves nothing missing). Not cloned: streams (the target's stream is the target
+application's business), auto scaling policies, resource policies, contributor insights, Kinesis
+streaming destinations, global table replicas and backups.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def source_tags(client, description: dict) -> list[dict]:
 
 
 def create_table_like(source_client, target_client, source: dict, target_name: str) -> dict:
-    """Create `target_name` shaped like the described source, wait for ACTIVE, copy TTL. Returns its description."""
+    """Create `target_name` shaped like the described source and wait for ACTIVE. Returns its
+    description. What CreateTable cannot set is `complete_clone`'s, run on every run."""
     spec = clone_spec(source, target_name, source_tags(source_client, source))
     try:
         target_client.create_table(**spec)
@@ -120,7 +124,15 @@ def create_table_like(source_client, target_client, source: dict, target_name: s
         if error.response["Error"]["Code"] != "ResourceInUseException":  # created by an earlier, killed run
             raise
     target_client.get_waiter("table_exists").wait(TableName=target_name, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
-    ttl = source_client.describe_time_to_live(TableName=source["TableName"]).get("TimeToLiveDescription", {})
+    return target_client.describe_table(TableName=target_name)["Table"]
+
+
+def complete_clone(source_client, target_client, source: dict, target: dict) -> None:
+    """Give the target what the source has and CreateTable does not set: TTL, point-in-time recovery
+    and deletion protection. Idempotent, so a run killed between CreateTable and these is completed
+    by the next one."""
+    source_name, target_name = source["TableName"], target["TableName"]
+    ttl = source_client.describe_time_to_live(TableName=source_name).get("TimeToLiveDescription", {})
     if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName"):
         target_ttl = target_client.describe_time_to_live(TableName=target_name).get("TimeToLiveDescription", {})
         if target_ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -128,4 +140,22 @@ def create_table_like(source_client, target_client, source: dict, target_name: s
                 TableName=target_name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
             )
-    return target_client.describe_table(TableName=target_name)["Table"]
+    if point_in_time_recovery(source_client, source_name) and not point_in_time_recovery(target_client, target_name):
+        target_client.update_continuous_backups(
+            TableName=target_name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    if source.get("DeletionProtectionEnabled") and not target.get("DeletionProtectionEnabled"):
+        target_client.update_table(TableName=target_name, DeletionProtectionEnabled=True)
+
+
+def point_in_time_recovery(client, table: str) -> bool:
+    backups = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+    return backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED"
+
+
+def identity(description: dict | None) -> str | None:
+    """Which table this is, not just its name: its ARN and creation time (a table deleted and created
+    again under the same name is another table)."""
+    if description is None:
+        return None
+    created = description["CreationDateTime"]
+    return f"{description['TableArn']}@{created.timestamp() if hasattr(created, 'timestamp') else created}"

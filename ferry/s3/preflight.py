@@ -19,7 +19,7 @@ def require_bucket(s3, bucket: str, side: str) -> None:
 
 
 def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
-    if job.source == job.target and job.source_aws == job.target_aws:
+    if job.source == job.target:  # bucket names are global: whatever the profiles or regions, one bucket
         raise BadInput(f"source and target are the same bucket {job.source!r}: name a different target")
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
