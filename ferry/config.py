@@ -12,7 +12,7 @@ from typing import Literal
 
 import boto3
 from botocore.exceptions import ProfileNotFound
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 
@@ -62,8 +62,36 @@ class TableJob(BaseModel):
     verify: bool = True
     live_sync: LiveSyncMode = "poller"
     state_table: str = DEFAULT_STATE_TABLE
+    # What the backfill may take (live sync is never limited): capacity units per second, or a share
+    # of a provisioned table's capacity. None: unlimited.
+    max_read_units: float | None = None
+    max_write_units: float | None = None
+    read_capacity_percent: float | None = None
+    write_capacity_percent: float | None = None
 
     model_config = {"frozen": True}
+
+    @field_validator("max_read_units", "max_write_units")
+    @classmethod
+    def _units(cls, n: float | None, info) -> float | None:
+        if n is not None and not n > 0:
+            raise ValueError(f"--{info.field_name.replace('_', '-')} must be more than 0 capacity units per second, "
+                             f"got {n:g}")
+        return n
+
+    @field_validator("read_capacity_percent", "write_capacity_percent")
+    @classmethod
+    def _percent(cls, n: float | None, info) -> float | None:
+        if n is not None and not 0 < n <= 100:
+            raise ValueError(f"--{info.field_name.replace('_', '-')} must be more than 0 and at most 100, got {n:g}")
+        return n
+
+    @model_validator(mode="after")
+    def _one_limit_per_side(self) -> "TableJob":
+        for side in ("read", "write"):
+            if getattr(self, f"max_{side}_units") is not None and getattr(self, f"{side}_capacity_percent") is not None:
+                raise ValueError(f"give --max-{side}-units or --{side}-capacity-percent, not both")
+        return self
 
     @field_validator("source", "target", "state_table")
     @classmethod

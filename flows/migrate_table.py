@@ -79,13 +79,18 @@ def migrate_table(
     verify: bool = True,
     live_sync: LiveSyncMode = "poller",
     state_table: str = DEFAULT_STATE_TABLE,
+    max_read_units: float | None = None,
+    max_write_units: float | None = None,
+    read_capacity_percent: float | None = None,
+    write_capacity_percent: float | None = None,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> TableMigrationResult:
     job = TableJob(
         source=source, target=target, segments=segments, page_size=page_size, create_target=create_target,
         allow_nonempty=allow_nonempty, restart=restart, verify=verify, live_sync=live_sync, state_table=state_table,
-        source_aws=source_aws, target_aws=target_aws,
+        max_read_units=max_read_units, max_write_units=max_write_units, read_capacity_percent=read_capacity_percent,
+        write_capacity_percent=write_capacity_percent, source_aws=source_aws, target_aws=target_aws,
     )
     plan = preflight(job)
     stream_arn = enable_source_stream(job, plan)

@@ -75,33 +75,46 @@ def visible(item: dict | None) -> dict | None:
     return {name: value for name, value in item.items() if name not in MARKERS}
 
 
-def _put(client, table: str, item: dict, condition: str, values: dict | None = None) -> bool:
-    """A conditional put; False when the condition refused it (a newer state is there)."""
+@dataclass
+class Written:
+    """What a conditional write did: whether it landed (true as a bool), and the write capacity units
+    DynamoDB says it consumed (None when it does not say: a refused write's response has none)."""
+
+    landed: bool
+    units: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.landed
+
+
+def _put(client, table: str, item: dict, condition: str, values: dict | None = None) -> Written:
+    """A conditional put, refused (not landed) when a newer state is there."""
     try:
-        client.put_item(TableName=table, Item=item, ConditionExpression=condition, ExpressionAttributeNames=NAMES,
-                        **({"ExpressionAttributeValues": values} if values else {}))
-        return True
+        response = client.put_item(TableName=table, Item=item, ConditionExpression=condition,
+                                   ExpressionAttributeNames=NAMES, ReturnConsumedCapacity="TOTAL",
+                                   **({"ExpressionAttributeValues": values} if values else {}))
+        return Written(True, response.get("ConsumedCapacity", {}).get("CapacityUnits"))
     except ClientError as error:
         if error.response["Error"]["Code"] == REFUSED:
-            return False
+            return Written(False)
         raise
 
 
-def put_scanned(client, table: str, item: dict) -> bool:
+def put_scanned(client, table: str, item: dict) -> Written:
     """The backfill's write: `item` as scanned, unless live sync has written the key. Idempotent."""
     return _put(client, table, item, BACKFILL_CONDITION)
 
 
-def apply_change(client, table: str, change: Change, guarded: bool) -> bool:
+def apply_change(client, table: str, change: Change, guarded: bool) -> Written:
     """Live sync's write of one key. Guarded: the image (or a tombstone) tagged with the change's
     sequence number, only over an older state. Plain (the backfill is done): a put or a delete.
-    Returns False when a newer state was already there. Idempotent."""
+    Not landed when a newer state was already there. Idempotent."""
     if not guarded:
         if change.image is None:
             client.delete_item(TableName=table, Key=change.key)
         else:
             client.put_item(TableName=table, Item=change.image)
-        return True
+        return Written(True)
     marked = {**(change.image or change.key), VERSION: {"N": change.sequence_number}}
     if change.image is None:
         marked[DELETED] = {"BOOL": True}

@@ -15,6 +15,7 @@ from ferry.dynamo.backfill import copy_segment, retention_warning
 from ferry.dynamo.preflight import TablePlan
 from ferry.state import SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
+from tasks.handles import BackfillLimits, limits_name, this_run
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -62,6 +63,7 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
     clients = table_clients(job)
     state = state_store(job, clients)
     start = state.load(plan.migration_id).segment(segment)
+    limits = this_run(limits_name(job.migration_id), lambda: BackfillLimits.for_job(job, clients))
     end = copy_segment(
         clients.source,
         clients.target,
@@ -70,5 +72,7 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
         start,
         checkpoint=ProgressReporter(state, plan, artifact_id),
         page_size=job.page_size,
+        read_limit=limits.read,
+        write_limit=limits.write,
     )
     return SegmentOutcome(segment, end.items, end.pages, copied_now=end.items - start.items)

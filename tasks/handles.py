@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from prefect.runtime import flow_run
 
+from ferry.dynamo.capacity import RateLimiter, limiter_for
+
 Handle = TypeVar("Handle")
 KEPT = 64  # handles of this many (run, name) pairs are kept
 CAUGHT_UP_WITHIN_SECONDS = 2.0  # what the progress line calls caught up
@@ -100,6 +102,29 @@ class BucketCounters:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class BackfillLimits:
+    """The read and write limiters every segment of one run shares (live sync uses neither)."""
+
+    read: RateLimiter
+    write: RateLimiter
+
+    @classmethod
+    def for_job(cls, job, clients) -> "BackfillLimits":
+        def source():
+            return clients.source.describe_table(TableName=job.source)["Table"]
+
+        def target():
+            return clients.target.describe_table(TableName=job.target)["Table"]
+
+        return cls(limiter_for(job.max_read_units, job.read_capacity_percent, source, "read"),
+                   limiter_for(job.max_write_units, job.write_capacity_percent, target, "write"))
+
+
+def limits_name(migration_id: str) -> str:
+    return f"backfill-limits:{migration_id}"
 
 
 def live_sync_name(migration_id: str) -> str:

@@ -93,6 +93,27 @@ def prefect_api(tmp_path_factory):
     stop(server)
 
 
+@pytest.fixture(scope="session")
+def capacity_proxy(moto_endpoint):
+    """moto's server behind tests/aws_proxy.py: DynamoDB reports the capacity AWS would charge.
+    Point a `ferry` run at it with AWS_ENDPOINT_URL_DYNAMODB; `consumed()` reads what it reported."""
+    port = free_port()
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "aws_proxy.py"), str(port),
+                              moto_endpoint.rsplit(":", 1)[1]])
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for(f"{endpoint}/proxy-api/consumed", 30, proxy)
+
+    class CapacityProxy:
+        url = endpoint
+
+        @staticmethod
+        def consumed() -> dict[str, float]:
+            return json.loads(urllib.request.urlopen(f"{endpoint}/proxy-api/consumed").read())
+
+    yield CapacityProxy
+    proxy.kill()
+
+
 @pytest.fixture
 def aws(moto_endpoint):
     """A clean moto: every test starts with no tables, streams or buckets."""

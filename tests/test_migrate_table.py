@@ -163,7 +163,8 @@ def test_status_shows_phase_and_per_segment_progress(dynamodb, run_ferry):
 
 @pytest.mark.parametrize("case", [
     "missing-source", "missing-target", "key-mismatch", "nonempty-target", "same-table", "same-table-by-region",
-    "bad-segments", "keys-only-stream", "unknown-option", "bad-table-name",
+    "bad-segments", "keys-only-stream", "unknown-option", "bad-table-name", "bad-write-limit",
+    "capacity-share-of-on-demand", "two-limits-on-one-side",
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry, case):
     create_table(dynamodb, "src")
@@ -189,6 +190,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry,
         args += ["--create-targets"]
     elif case == "bad-table-name":
         args = ["table", "src", "a b"]
+    elif case == "bad-write-limit":
+        args += ["--create-target", "--max-write-units", "-5"]
+    elif case == "capacity-share-of-on-demand":  # src is on-demand, and so would its clone be
+        args += ["--create-target", "--write-capacity-percent", "50"]
+    elif case == "two-limits-on-one-side":
+        args += ["--create-target", "--max-read-units", "100", "--read-capacity-percent", "20"]
     tables_before = sorted(dynamodb.list_tables()["TableNames"])
     stream_before = dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification")
 

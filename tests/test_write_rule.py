@@ -57,9 +57,9 @@ def test_every_interleaving_of_backfill_and_live_sync_ends_in_the_last_state(tar
 
 
 def test_an_older_change_replayed_later_is_refused_and_says_so(target):
-    assert apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True) is True
-    assert apply_change(target, "dst", Change(KEY, "10", image("old")), guarded=True) is False
-    assert apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True) is False  # a duplicate
+    assert apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True)
+    assert not apply_change(target, "dst", Change(KEY, "10", image("old")), guarded=True)
+    assert not apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True)  # a duplicate
     assert target_state(target) == {**image("new"), VERSION: {"N": "20"}}
 
 
@@ -68,7 +68,7 @@ def test_a_delete_leaves_a_tombstone_that_verification_counts_as_absent(target, 
     dynamodb.put_item(TableName="src", Item={"pk": {"S": "kept"}, "v": {"S": "1"}})
     dynamodb.put_item(TableName="dst", Item={"pk": {"S": "kept"}, "v": {"S": "1"}})
     apply_change(target, "dst", Change(KEY, "40", None), guarded=True)
-    assert put_scanned(target, "dst", image("resurrected?")) is False
+    assert not put_scanned(target, "dst", image("resurrected?"))
 
     assert target_state(target) == {**KEY, VERSION: {"N": "40"}, DELETED: {"BOOL": True}}
     report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2)
@@ -94,9 +94,9 @@ def test_plain_writes_after_the_backfill_and_markers_cleared_only_where_unchange
 
 
 def test_a_scanned_item_overwrites_an_earlier_backfill_image_but_not_a_live_one(target):
-    assert put_scanned(target, "dst", image("first run")) is True
-    assert put_scanned(target, "dst", image("rerun")) is True  # the backfill's own, older image
+    assert put_scanned(target, "dst", image("first run"))
+    assert put_scanned(target, "dst", image("rerun"))  # the backfill's own, older image
     assert visible(target_state(target)) == image("rerun")
     apply_change(target, "dst", Change(KEY, "5", image("live")), guarded=True)
-    assert put_scanned(target, "dst", image("stale")) is False
+    assert not put_scanned(target, "dst", image("stale"))
     assert visible(target_state(target)) == image("live")

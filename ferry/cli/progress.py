@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ferry.state import MigrationState, StateStore
-from tasks.handles import BucketCounters, LiveSync, bucket_counters_name, live_sync_name, newest
+from tasks.handles import (BackfillLimits, BucketCounters, LiveSync, bucket_counters_name, limits_name,
+                           live_sync_name, newest)
 
 MAX_SEGMENT_BARS = 16
 
@@ -81,8 +82,18 @@ class BackfillProgress(LiveProgress):
                           seg.items if seg.done else max(per_segment, seg.items), seg.pages)
         copied = migration.copied
         done = migration.segments_done == migration.total_segments
-        self._bar("all", "all segments", copied, copied if done else max(self.estimated_items, copied),
-                  sum(s.pages for s in shown))
+        self._bar("all", "all segments" + self._capacity(), copied,
+                  copied if done else max(self.estimated_items, copied), sum(s.pages for s in shown))
+
+    def _capacity(self) -> str:
+        """Capacity units per second the backfill takes, against its limits (from this run's limiters)."""
+        limits = newest(limits_name(self.migration_id))
+        if not isinstance(limits, BackfillLimits):
+            return ""
+        shown = [f"{name} {limiter.rate():,.0f}" + (f"/{limiter.units_per_second:,.0f}" if limiter.units_per_second
+                                                     else "") + " u/s"
+                 for name, limiter in (("read", limits.read), ("write", limits.write))]
+        return " (" + ", ".join(shown) + ")"
 
     def _bar(self, key, description, completed, total, pages) -> None:
         """Draw one bar; its rate counts from the first time it was seen, not from Prefect's start-up."""
@@ -91,7 +102,8 @@ class BackfillProgress(LiveProgress):
         rate = (completed - base) / (now - since) if now - since > 0.5 else 0.0
         if key not in self.bars:
             self.bars[key] = self.progress.add_task(description, total=total, pages=0, rate="0")
-        self.progress.update(self.bars[key], completed=completed, total=total, pages=pages, rate=f"{rate:,.0f}")
+        self.progress.update(self.bars[key], description=description, completed=completed, total=total, pages=pages,
+                             rate=f"{rate:,.0f}")
 
 
 class BucketProgress(LiveProgress):

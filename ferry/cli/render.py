@@ -28,6 +28,29 @@ def unless(json_output: bool, display: Callable[[], contextlib.AbstractContextMa
 
 
 # --- tables --------------------------------------------------------------------------------------
+def backfill_estimate(job, source: dict, target: dict | None) -> str | None:
+    """One line, before a rate-limited backfill starts: how long it will take at the limits set."""
+    from ferry.dynamo.capacity import backfill_seconds, configured_rate
+
+    read = configured_rate(job.max_read_units, job.read_capacity_percent, source, "read")
+    write = configured_rate(job.max_write_units, job.write_capacity_percent, target or source, "write")
+    items, size = source.get("ItemCount", 0), source.get("TableSizeBytes", 0)
+    seconds = backfill_seconds(items, size, read, write)
+    if seconds is None:
+        return None
+    limits = ", ".join(f"{name} {rate:,.0f} units/s" for name, rate in (("reads", read), ("writes", write)) if rate)
+    return (f"backfill of ~{items:,} items ({size / 2**20:,.1f} MiB) at {limits}: about {duration(seconds)} "
+            "(live sync runs beside it, unlimited)")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def migration_json(result, elapsed: float) -> dict:
     return {k: asdict(result)[k] for k in MIGRATION_KEYS} | {"seconds": round(elapsed, 2)}
 

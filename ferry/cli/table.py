@@ -40,20 +40,33 @@ def migrate(
     restart: Annotated[bool, typer.Option("--restart", help="Forget checkpoints and copy everything again.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the final verification.")] = False,
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    max_read_units: Annotated[Optional[float], typer.Option(
+        "--max-read-units", help="Read capacity units per second the backfill may take from the source.")] = None,
+    max_write_units: Annotated[Optional[float], typer.Option(
+        "--max-write-units", help="Write capacity units per second the backfill may take from the target.")] = None,
+    read_capacity_percent: Annotated[Optional[float], typer.Option(
+        "--read-capacity-percent", help="Share (%) of the source's provisioned read capacity for the backfill.")] = None,
+    write_capacity_percent: Annotated[Optional[float], typer.Option(
+        "--write-capacity-percent", help="Share (%) of the target's provisioned write capacity for the backfill.")] = None,
     json_output: JsonOutput = False,
     state_table: StateTable = DEFAULT_STATE_TABLE,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> int:
-    """Migrate SOURCE into TARGET: stream, backfill, catch up, verify. Rerun the same command to resume."""
+    """Migrate SOURCE into TARGET: stream, live sync, backfill, catch up, verify. Rerun the same command
+    to resume."""
     job = build_job(TableJob, source=source, target=target, segments=segments, page_size=page_size,
                     create_target=create_target, allow_nonempty=allow_nonempty, restart=restart,
                     verify=not no_verify, live_sync=live_sync, state_table=state_table,
+                    max_read_units=max_read_units, max_write_units=max_write_units,
+                    read_capacity_percent=read_capacity_percent, write_capacity_percent=write_capacity_percent,
                     source_aws=source_aws, target_aws=target_aws)
     clients = connect(job)
     state = StateStore(clients.target, job.state_table)
     checked = check_table_job(job, clients, state)  # bad input fails here, in a second, before Prefect starts
+    if not json_output and (estimate := render.backfill_estimate(job, checked.source, checked.target)):
+        render.err.print(estimate, highlight=False)
     use_prefect(verbose)
     from flows.migrate_table import migrate_table
     from ferry.cli.progress import BackfillProgress

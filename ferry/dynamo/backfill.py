@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
+from ferry.dynamo.capacity import RateLimiter, consumed_units, write_units
 from ferry.state import SegmentProgress
 from lambdas.write_rule import DELETED, VERSION, clear_marker, put_scanned
 
@@ -54,19 +55,33 @@ def copy_segment(
     checkpoint: Callable[[SegmentProgress], None],
     page_size: int | None = None,
     writers: int = WRITERS_PER_SEGMENT,
+    read_limit: RateLimiter | None = None,
+    write_limit: RateLimiter | None = None,
 ) -> SegmentProgress:
     """Copy segment `progress.segment` from its last checkpoint to its end; return the final progress.
 
-    Safe to retry and to kill: it starts again at the last confirmed page.
+    Safe to retry and to kill: it starts again at the last confirmed page. Every Scan page and every
+    put waits for its limiter and pays what DynamoDB says it consumed, so the segments sharing one
+    limiter stay within it together.
     """
     if progress.done:
         return progress
-    scan_args = {"TableName": source_table, **segment_args(progress.segment, progress.total_segments)}
+    read_limit, write_limit = read_limit or RateLimiter(None), write_limit or RateLimiter(None)
+    scan_args = {"TableName": source_table, "ReturnConsumedCapacity": "TOTAL",
+                 **segment_args(progress.segment, progress.total_segments)}
     if page_size:
         scan_args["Limit"] = page_size
 
     def scan_page(start_key: dict | None) -> dict:
-        return source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
+        read_limit.wait()
+        page = source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
+        read_limit.pay(consumed_units(page))
+        return page
+
+    def write(item: dict) -> None:
+        write_limit.wait()
+        written = put_scanned(target_client, target_table, item)
+        write_limit.pay(written.units if written.units is not None else write_units(item))  # refused: charged too
 
     started = time.monotonic()
     copied_now = 0
@@ -80,7 +95,7 @@ def copy_segment(
             if last_key:
                 next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
             items = page["Items"]
-            list(write_pool.map(lambda item: put_scanned(target_client, target_table, item), items))
+            list(write_pool.map(write, items))
             copied_now += len(items)
             progress = replace(
                 progress,

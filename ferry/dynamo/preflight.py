@@ -15,6 +15,7 @@ from ferry.aws import TableClients
 from ferry.config import TableJob
 from ferry.dynamo import schema
 from ferry.dynamo.backfill import choose_segments
+from ferry.dynamo.capacity import provisioned_units
 from ferry.dynamo.stream import check_stream_compatible, stream_replaced
 from ferry.errors import BadInput
 from ferry.state import MigrationState, StateStore
@@ -63,6 +64,8 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
     if target is not None:
         schema.check_key_schemas_match(source, target)
 
+    check_capacity_shares(job, source, target or source)  # a target to create gets the source's capacity
+
     previous = state.load(job.migration_id)
     resumed = previous is not None and not job.restart
     if resumed and previous.target_identity and previous.target_identity != schema.identity(target):
@@ -98,6 +101,15 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
         notes=notes,
     )
     return Checked(plan, source, target, previous)
+
+
+def check_capacity_shares(job: TableJob, source: dict, target: dict) -> None:
+    """A share of provisioned capacity needs a provisioned table to take it from."""
+    for side, percent, name, description in (("read", job.read_capacity_percent, job.source, source),
+                                             ("write", job.write_capacity_percent, job.target, target)):
+        if percent is not None and provisioned_units(description, side) is None:
+            raise BadInput(f"--{side}-capacity-percent needs a table with provisioned capacity, and {name!r} is "
+                           f"on-demand: give --max-{side}-units instead")
 
 
 def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> TablePlan:
