@@ -9,6 +9,7 @@ use. Each migration is one partition:
         part = "shard#<id>"      last applied stream sequence number             (of one generation)
         part = "dead#<seq>"      a change the target rejected: key and error     (of one generation)
         part = "markers"         live sync may have left write-rule markers in the target
+        part = "lease"           which live sync applies the stream now, and until when
 
 `--restart` starts a new generation with one write of the meta record: checkpoints of earlier
 generations are ignored from that moment (and deleted afterwards, at leisure), so a restart killed
@@ -19,6 +20,7 @@ raw DynamoDB AttributeValues (a map), so binary and 38-digit keys resume exactly
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -262,6 +264,39 @@ class StateStore:
                 "updated_at": _s(now_iso()),
             },
         )
+
+    def take_lease(self, migration_id: str, holder: str, seconds: float, replacing: str | None = None) -> str | None:
+        """Take (or renew) the live-sync lease of a migration for `seconds`: one applier per pair at a
+        time (`replacing`: a holder known to be dead). Returns None when taken; else the holder that
+        has it (until it expires)."""
+        now = time.time()
+        condition = "attribute_not_exists(part) OR holder = :me OR expires_at < :now"
+        values = {":me": _s(holder), ":now": _n(int(now))}
+        if replacing:
+            condition += " OR holder = :dead"
+            values[":dead"] = _s(replacing)
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={"migration": _s(migration_id), "part": _s("lease"), "holder": _s(holder),
+                      "expires_at": _n(int(now + seconds)), "updated_at": _s(now_iso())},
+                ConditionExpression=condition, ExpressionAttributeValues=values)
+            return None
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        item = self.client.get_item(TableName=self.table_name, ConsistentRead=True,
+                                    Key={"migration": _s(migration_id), "part": _s("lease")}).get("Item", {})
+        return item.get("holder", {}).get("S", "another live sync")
+
+    def release_lease(self, migration_id: str, holder: str) -> None:
+        """Give the lease back, if this holder still has it."""
+        try:
+            self.client.delete_item(TableName=self.table_name, Key={"migration": _s(migration_id), "part": _s("lease")},
+                                    ConditionExpression="holder = :me", ExpressionAttributeValues={":me": _s(holder)})
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def note_markers(self, migration_id: str) -> None:
         """Record, before live sync's first guarded write, that the target may hold write-rule

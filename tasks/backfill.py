@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import update_progress_artifact
 
 from ferry.config import TableJob
-from ferry.dynamo.backfill import copy_segment, retention_warning
+from ferry.dynamo.backfill import copy_segment
 from ferry.dynamo.preflight import TablePlan
 from ferry.state import SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
@@ -34,23 +33,15 @@ class ProgressReporter:
     def __init__(self, state: StateStore, plan: TablePlan, artifact_id: UUID | None):
         self.state, self.plan, self.artifact_id = state, plan, artifact_id
         self.last_report = 0.0
-        self.warned = False
 
     def __call__(self, progress: SegmentProgress) -> None:
         self.state.save_segment(self.plan.migration_id, progress)
-        if time.monotonic() - self.last_report < PROGRESS_EVERY_SECONDS:
+        if not self.artifact_id or time.monotonic() - self.last_report < PROGRESS_EVERY_SECONDS:
             return
         self.last_report = time.monotonic()
         migration = self.state.load(self.plan.migration_id)
-        if self.artifact_id:
-            percent = 100.0 * migration.copied / max(self.plan.source_item_estimate, migration.copied, 1)
-            update_progress_artifact(self.artifact_id, min(percent, 99.0))
-        started = datetime.fromisoformat(migration.started_at)
-        warning = retention_warning(migration.copied, self.plan.source_item_estimate,
-                                    (datetime.now(timezone.utc) - started).total_seconds())
-        if warning and not self.warned:
-            self.warned = True
-            get_run_logger().warning(warning)
+        percent = 100.0 * migration.copied / max(self.plan.source_item_estimate, migration.copied, 1)
+        update_progress_artifact(self.artifact_id, min(percent, 99.0))
 
 
 @task(

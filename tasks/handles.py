@@ -60,6 +60,7 @@ class LiveSync:
     failure: BaseException | None = None  # why the poller stopped for good, if it did
     records: int = 0
     lag_seconds: float = 0.0
+    warned: bool = False  # the retention warning was logged
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def end_guard(self) -> None:

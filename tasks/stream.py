@@ -10,18 +10,23 @@ clears the markers, then stops it. The same task, run alone with an idle limit o
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from ferry.config import TableJob
 from ferry.state import Phase
 from ferry.dynamo.preflight import TablePlan
 from ferry.dynamo.backfill import clear_markers
 from ferry.dynamo.schema import key_schema, require_table
-from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream
+from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream, lag_warning
 from ferry.errors import CannotContinue
 from lambdas.dynamo_apply import apply_stream_records
 from tasks.common import RETRYING, state_store, table_clients, will_be_retried
@@ -96,8 +101,12 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
     def on_batch(count: int, lag: float) -> None:
         sync.records += count
         sync.lag_seconds = lag
+        if (warning := lag_warning(lag)) and not sync.warned:
+            sync.warned = True
+            get_run_logger().warning(warning)
 
-    with stop_on_signals(sync), ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply") as writers:
+    with stop_on_signals(sync), live_sync_lease(state, job, sync), \
+            ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply") as writers:
         return follow_stream(
             clients.source_streams, stream_arn, dict(migration.shards), apply,
             save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence,
@@ -106,6 +115,61 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
             on_shard_finished=lambda shard: state.save_shard_finished(job.migration_id, shard, migration.generation),
             idle_seconds=idle_seconds, stop=sync.stop, on_position=sync.reached, on_batch=on_batch,
         )
+
+
+LEASE_SECONDS = float(os.environ.get("FERRY_LEASE_SECONDS", 60))  # a killed poller's lease lapses after this
+
+
+def dead_here(holder: str) -> bool:
+    """Whether a lease holder ("host/pid/run") was a process on this machine that no longer runs."""
+    host, _, rest = holder.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+@contextmanager
+def live_sync_lease(state, job: TableJob, sync: LiveSync):
+    """Hold the migration's live-sync lease while the poller runs: one applier per pair at a time (a
+    second poller, an overlapping scheduled re-sync, `ferry sync table` beside `ferry table`). It is
+    renewed every sixth of its length; if another holder took it over (this one stalled past it),
+    live sync stops after the batch in hand and fails, rather than write beside the new holder."""
+    holder = f"{socket.gethostname()}/{os.getpid()}/{flow_run.id}"
+    other = state.take_lease(job.migration_id, holder, LEASE_SECONDS)
+    if other and dead_here(other):  # killed on this machine: no need to wait for its lease to lapse
+        other = state.take_lease(job.migration_id, holder, LEASE_SECONDS, replacing=other)
+    if other:
+        raise CannotContinue(f"live sync of {job.source} into {job.target} is already running ({other}): stop it "
+                             f"first, or, if it was killed, run again once its lease lapses (at most "
+                             f"{LEASE_SECONDS:.0f} s)")
+    lost: list[str] = []
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(LEASE_SECONDS / 6):
+            if other := state.take_lease(job.migration_id, holder, LEASE_SECONDS):
+                lost.append(other)
+                sync.stop.set()
+                return
+
+    renewer = threading.Thread(target=renew, name="ferry-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+        if not lost:
+            state.release_lease(job.migration_id, holder)
+    if lost:
+        raise CannotContinue(f"live sync of {job.source} into {job.target} lost its lease to {lost[0]} and stopped")
 
 
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)

@@ -141,9 +141,9 @@ class FerryRun:
 def run_ferry(prefect_api, aws):
     """Run the installed `ferry` command as a user would, against moto and the Prefect server."""
 
-    def run(*args: str, timeout: float = 300, **popen) -> FerryRun:
-        completed = subprocess.run([FERRY, *args], env={**os.environ, **prefect_api}, capture_output=True,
-                                   text=True, timeout=timeout, **popen)
+    def run(*args: str, timeout: float = 300, env: dict | None = None, **popen) -> FerryRun:
+        completed = subprocess.run([FERRY, *args], env={**os.environ, **prefect_api, **(env or {})},
+                                   capture_output=True, text=True, timeout=timeout, **popen)
         return FerryRun(completed.returncode, completed.stdout, completed.stderr)
 
     def python(code: str, timeout: float = 300) -> FerryRun:

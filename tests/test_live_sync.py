@@ -306,3 +306,33 @@ def test_the_lambda_writes_the_target_in_the_targets_region_and_endpoint(dynamod
     assert client.meta.region_name == "eu-west-1" and client.meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
     assert client.list_tables()["TableNames"] == ["dst"]
     assert "dst" not in dynamodb.list_tables()["TableNames"]  # before, the Lambda wrote the source's region
+
+
+def test_one_applier_per_pair_a_second_poller_is_refused_until_the_first_stops_or_its_lease_lapses(dynamodb,
+                                                                                                 run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(20))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    env = {**run_ferry.env(), "FERRY_LEASE_SECONDS": "6"}
+    first = subprocess.Popen([FERRY, "sync", "table", "src", "dst", "--json"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    lease = {"migration": {"S": MIGRATION}, "part": {"S": "lease"}}
+    deadline = time.monotonic() + 60
+    while "Item" not in dynamodb.get_item(TableName="ferry-state", Key=lease, ConsistentRead=True):
+        assert first.poll() is None and time.monotonic() < deadline, "the first poller never took the lease"
+        time.sleep(0.1)
+
+    second = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json", env=env)
+    assert second.returncode == 3 and "already running" in second.stderr, second.stderr
+
+    # a poller on another machine, killed: its lease holds until it lapses
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    lapses = int(time.time()) + 12
+    dynamodb.update_item(TableName="ferry-state", Key=lease, UpdateExpression="SET holder = :h, expires_at = :t",
+                         ExpressionAttributeValues={":h": {"S": "elsewhere/1/run"}, ":t": {"N": str(lapses)}})
+    assert run_ferry("sync", "table", "src", "dst", "--until-idle", "1", env=env).returncode == 3
+    time.sleep(max(0.0, lapses + 1 - time.time()))
+    third = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json", env=env)
+    assert third.returncode == 0, third.stderr
+    assert "Item" not in dynamodb.get_item(TableName="ferry-state", Key=lease, ConsistentRead=True)  # given back

@@ -230,3 +230,44 @@ def test_scheduled_verify_flow_fails_its_run_when_differences_remain(dynamodb, r
                               env=run_ferry.env(), capture_output=True, text=True, timeout=120)
     assert repaired.returncode == 0, repaired.stderr[-2000:]
     assert len(scan_all(dynamodb, "dst")) == 50
+
+
+class LiveSyncRacesTheRepair:
+    """The target's client, as live sync sees it: just before the repair's write of `key` lands, the
+    source changes again and live sync applies the change to the target (the interleaving that made
+    an unconditional repair overwrite a newer state)."""
+
+    def __init__(self, client, key: dict, newer: dict):
+        self.client, self.key, self.newer, self.raced = client, key, newer, False
+
+    def race(self, items: list[dict]) -> None:
+        if not self.raced and any({k: item.get(k) for k in self.key} == self.key for item in items):
+            self.raced = True
+            self.client.put_item(TableName="src", Item=self.newer)  # the service writes the source ...
+            self.client.put_item(TableName="dst", Item=self.newer)  # ... and live sync applies it
+
+    def put_item(self, **request):
+        self.race([request["Item"]])
+        return self.client.put_item(**request)
+
+    def batch_write_item(self, **request):  # how repairs were written before
+        self.race([w["PutRequest"]["Item"] for writes in request["RequestItems"].values() for w in writes
+                   if "PutRequest" in w])
+        return self.client.batch_write_item(**request)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_repair_never_leaves_an_older_state_over_a_change_live_sync_applied_meanwhile(dynamodb):
+    items = migrated_pair(dynamodb, 50)
+    stale = {**items[7], "status": {"S": "stale in the target"}}
+    dynamodb.put_item(TableName="dst", Item=stale)
+    newer = {**items[7], "status": {"S": "changed while the repair ran"}}
+    target = LiveSyncRacesTheRepair(dynamodb, key(items[7]), newer)
+
+    report = verify_tables(dynamodb, target, "src", "dst", ["pk", "sk"], segments=2, fix=True)
+
+    assert target.raced  # the race happened
+    assert report.repaired == 1 and report.equal, reports.headline(report)
+    assert dynamodb.get_item(TableName="dst", Key=key(items[7]), ConsistentRead=True)["Item"] == newer

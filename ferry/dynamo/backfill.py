@@ -132,21 +132,3 @@ def clear_markers(client, table: str, key_names: list[str], segments: int) -> in
 
     with ThreadPoolExecutor(min(segments, 16), thread_name_prefix="clear") as pool:
         return sum(pool.map(clear_segment, range(segments)))
-
-
-STREAM_RETENTION_HOURS = 24
-RETENTION_MARGIN_HOURS = 4
-
-
-def retention_warning(copied: int, estimated_items: int, elapsed_seconds: float) -> str | None:
-    """A warning, with the numbers, when the backfill is projected to outlast the stream's 24-hour
-    retention (less a margin): changes older than that expire before live sync can replay them."""
-    if copied <= 0 or elapsed_seconds <= 0 or estimated_items <= copied:
-        return None
-    projected_hours = elapsed_seconds / copied * estimated_items / 3600
-    if projected_hours < STREAM_RETENTION_HOURS - RETENTION_MARGIN_HOURS:
-        return None
-    return (f"backfill projected to take {projected_hours:.1f} h ({copied:,} of ~{estimated_items:,} items in "
-            f"{elapsed_seconds / 3600:.1f} h), close to the stream's {STREAM_RETENTION_HOURS} h retention: "
-            "changes older than that expire before they are replayed; add segments, raise the target's write "
-            "capacity, or start live sync (--live-sync lambda) so the stream is drained while the backfill runs")

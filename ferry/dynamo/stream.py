@@ -122,6 +122,21 @@ def record_age(record: dict, now: datetime) -> float:
     return max(0.0, (now - created).total_seconds())
 
 
+STREAM_RETENTION_HOURS = 24
+RETENTION_MARGIN_HOURS = 4
+
+
+def lag_warning(lag_seconds: float) -> str | None:
+    """A warning, with the numbers, when live sync's lag approaches the stream's 24-hour retention:
+    records older than that expire before they are applied (the backfill's length does not matter:
+    live sync runs beside it)."""
+    if lag_seconds < (STREAM_RETENTION_HOURS - RETENTION_MARGIN_HOURS) * 3600:
+        return None
+    return (f"live sync is {lag_seconds / 3600:.1f} h behind the stream, close to its {STREAM_RETENTION_HOURS} h "
+            "retention: records older than that expire before they are applied; keep live sync running (it is "
+            "not rate-limited), and check the target's write capacity and the poller's errors")
+
+
 EMPTY_PAGES_AT_END = 2  # one empty page proves nothing: AWS returns them while records remain
 
 

@@ -9,8 +9,8 @@
    drill-down reads a bounded number of buckets per pass, so memory stays bounded there too.
 3. A candidate becomes a difference only if a strongly consistent re-read of that key on both
    sides still differs: a change in flight during live sync is dismissed, and counted.
-4. With repair, each confirmed difference is fixed from the source (put or delete, idempotent) and
-   the affected buckets are checked again.
+4. With repair, each confirmed difference is fixed from the source (put or delete, idempotent, and
+   safe while live sync runs: see `repair`) and the affected buckets are checked again.
 Both sides are read as the application sees them (lambdas/write_rule.visible): the markers live
 sync leaves while a backfill runs are never counted, and a tombstone is a deleted key.
 """
@@ -26,7 +26,6 @@ from hashlib import blake2b
 
 from ferry.dynamo.backfill import segment_args
 from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, digest_items, item_hash
-from lambdas.batch_write import write_all
 from lambdas.dynamo_apply import key_identity
 from lambdas.write_rule import visible
 
@@ -239,11 +238,40 @@ def find_differences(source_client, target_client, source: str, target: str, key
 
 
 # --- 4. repair --------------------------------------------------------------------------------
-def repair(target_client, target: str, differences: list[Difference]) -> int:
-    """Make the target match the source for each confirmed difference (puts and deletes: idempotent)."""
-    writes = [{"DeleteRequest": {"Key": d.key}} if d.kind == "extra" else {"PutRequest": {"Item": d.source_item}}
-              for d in differences]
-    return write_all(target_client, target, writes)
+REPAIR_ROUNDS = 5
+
+
+def same_item(a: dict | None, b: dict | None) -> bool:
+    """Both absent, or both present with equal contents."""
+    return (a is None and b is None) or (a is not None and b is not None and item_hash(a) == item_hash(b))
+
+
+def repair(source_client, target_client, source: str, target: str, differences: list[Difference],
+           pool: ThreadPoolExecutor) -> int:
+    """Make the target match the source for each confirmed difference, safely while live sync runs.
+
+    The state written was read from the source a moment ago, and live sync may have applied a newer
+    one since: so after each write both sides are read again (consistently), and while they differ
+    the source's newer state is written, up to REPAIR_ROUNDS times. Once they agree, nothing newer
+    was overwritten: a change live sync applied before the write would be in the source read after
+    it, and every later change is live sync's to apply, after the write. A key still moving after the
+    last round is left to live sync (the re-check that follows reports it). Returns how many keys
+    were repaired."""
+
+    def repair_key(difference: Difference) -> bool:
+        state = difference.source_item
+        for _ in range(REPAIR_ROUNDS):
+            if state is None:
+                target_client.delete_item(TableName=target, Key=difference.key)
+            else:
+                target_client.put_item(TableName=target, Item=state)
+            state = consistent_get(source_client, source, [difference.key]).get(key_identity(difference.key))
+            now = consistent_get(target_client, target, [difference.key]).get(key_identity(difference.key))
+            if same_item(state, now):
+                return True
+        return False
+
+    return sum(pool.map(repair_key, differences))
 
 
 # --- the whole check --------------------------------------------------------------------------
@@ -266,7 +294,7 @@ def verify_tables(source_client, target_client, source: str, target: str, key_na
             target_buckets=target_digests, differing_buckets=differing,
         )
         if fix and differences:
-            report.repaired = repair(target_client, target, differences)
+            report.repaired = repair(source_client, target_client, source, target, differences, pool)
             affected = sorted({bucket_of(d.key) for d in differences})
             remaining, _ = find_differences(source_client, target_client, source, target, key_names, segments,
                                             affected, source_digests, target_digests, pool, sides)
