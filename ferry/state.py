@@ -289,6 +289,16 @@ class StateStore:
                                     Key={"migration": _s(migration_id), "part": _s("lease")}).get("Item", {})
         return item.get("holder", {}).get("S", "another live sync")
 
+    def read_lease(self, migration_id: str) -> tuple[str, float] | None:
+        """(holder, expires at) of an unexpired lease, or None."""
+        if not self.exists():
+            return None
+        item = self.client.get_item(TableName=self.table_name, ConsistentRead=True,
+                                    Key={"migration": _s(migration_id), "part": _s("lease")}).get("Item")
+        if item is None or float(item["expires_at"]["N"]) < time.time():
+            return None
+        return item["holder"]["S"], float(item["expires_at"]["N"])
+
     def release_lease(self, migration_id: str, holder: str) -> None:
         """Give the lease back, if this holder still has it."""
         try:

@@ -99,6 +99,7 @@ def migrate_table(
         outcomes = backfill(job, plan)
         start_lambda_sync(job, deployment)  # from TRIM_HORIZON: after the backfill's writes
         comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+        clear_write_markers(job, plan.total_segments)  # left by a poller run before a switch to the Lambda
         replayed = None
     else:
         syncing = follow_source_stream.submit(job, stream_arn)  # live sync from now on, until stopped below

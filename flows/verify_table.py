@@ -31,7 +31,7 @@ def verify_table(
 ) -> VerifyReport:
     job = TableJob(source=source, target=target, segments=segments, state_table=state_table,
                    source_aws=source_aws, target_aws=target_aws)
-    total_segments = preflight_verify(job)
+    total_segments = preflight_verify(job, repair)
     report = verify_table_task(job, total_segments, repair=repair, sample=sample, report_dir=report_dir,
                                record_outcome=False)
     if fail_on_difference and not report.equal:

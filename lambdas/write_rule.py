@@ -5,7 +5,9 @@ the backfill, holding an image it scanned at some moment, and live sync, applyin
 changes in order. While the backfill can still write ("guarded", until every segment is copied),
 the target carries two marker attributes:
 
-    ferry:version  (N)     the stream sequence number of the change this item's state came from
+    ferry:version  (S)     the stream sequence number of the change this item's state came from,
+                           zero-padded to 40 digits (sequence numbers have 21 to 40; a number
+                           attribute holds 38), so that comparing strings compares numbers
     ferry:deleted  (BOOL)  a tombstone: that change deleted the key (only the key and markers remain)
 
 and every write is conditional:
@@ -37,7 +39,10 @@ since they lack the index keys).
 Once the backfill is done, nothing writes older images any more: live sync switches to plain writes
 (whole-item puts and real deletes, one applier in stream order), and the markers are removed
 (`clear_markers`: each one only if it is still the one that was read). Verification never counts
-them: `visible()` is what every comparison reads.
+them: `visible()` is what every comparison reads. Tombstones lack every attribute but the key, so
+they are absent from every index keyed on other attributes (an index keyed on the table's own key
+attributes shows them). The markers add about 60 bytes to an item: an item within that of the
+400 KB limit cannot be written guarded, and is reported as a poison record.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ NAMES = {"#v": VERSION}
 
 BACKFILL_CONDITION = "attribute_not_exists(#v)"
 NEWER_CONDITION = "attribute_not_exists(#v) OR #v < :sequence"
+
+
+SEQUENCE_DIGITS = 40
+
+
+def version(sequence_number: str) -> dict:
+    """A stream sequence number as the marker stores it: comparable as a string."""
+    return {"S": sequence_number.zfill(SEQUENCE_DIGITS)}
 
 
 @dataclass
@@ -115,18 +128,18 @@ def apply_change(client, table: str, change: Change, guarded: bool) -> Written:
         else:
             client.put_item(TableName=table, Item=change.image)
         return Written(True)
-    marked = {**(change.image or change.key), VERSION: {"N": change.sequence_number}}
+    marked = {**(change.image or change.key), VERSION: version(change.sequence_number)}
     if change.image is None:
         marked[DELETED] = {"BOOL": True}
-    return _put(client, table, marked, NEWER_CONDITION, {":sequence": {"N": change.sequence_number}})
+    return _put(client, table, marked, NEWER_CONDITION, {":sequence": version(change.sequence_number)})
 
 
-def clear_marker(client, table: str, key: dict, version: str, tombstone: bool) -> bool:
-    """Remove one key's markers, only if they are still the ones read (`version`): a tombstone is
-    deleted, a versioned item loses its marker. False when something newer was written meanwhile
-    (a plain write already replaced it)."""
+def clear_marker(client, table: str, key: dict, marker: dict, tombstone: bool) -> bool:
+    """Remove one key's markers, only if they are still the ones read (`marker`, the version
+    attribute as read): a tombstone is deleted, a versioned item loses its marker. False when
+    something newer was written meanwhile (a plain write already replaced it)."""
     condition = "#v = :version" + (" AND attribute_exists(#d)" if tombstone else "")
-    values = {":version": {"N": version}}
+    values = {":version": marker}
     try:
         if tombstone:
             client.delete_item(TableName=table, Key=key, ConditionExpression=condition,

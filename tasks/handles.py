@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from ferry.dynamo.capacity import RateLimiter, limiter_for
 
 Handle = TypeVar("Handle")
-KEPT = 64  # handles of this many (run, name) pairs are kept
+KEPT = 1024  # handles of this many (run, name) pairs are kept (a long-lived worker's oldest are forgotten)
 CAUGHT_UP_WITHIN_SECONDS = 2.0  # what the progress line calls caught up
 
 _lock = threading.Lock()

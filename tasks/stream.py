@@ -10,17 +10,17 @@ clears the markers, then stops it. The same task, run alone with an idle limit o
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from ferry import lease
 from ferry.config import TableJob
 from ferry.state import Phase
 from ferry.dynamo.preflight import TablePlan
@@ -117,47 +117,32 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
         )
 
 
-LEASE_SECONDS = float(os.environ.get("FERRY_LEASE_SECONDS", 60))  # a killed poller's lease lapses after this
-
-
-def dead_here(holder: str) -> bool:
-    """Whether a lease holder ("host/pid/run") was a process on this machine that no longer runs."""
-    host, _, rest = holder.partition("/")
-    pid = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
 @contextmanager
 def live_sync_lease(state, job: TableJob, sync: LiveSync):
-    """Hold the migration's live-sync lease while the poller runs: one applier per pair at a time (a
-    second poller, an overlapping scheduled re-sync, `ferry sync table` beside `ferry table`). It is
-    renewed every sixth of its length; if another holder took it over (this one stalled past it),
-    live sync stops after the batch in hand and fails, rather than write beside the new holder."""
-    holder = f"{socket.gethostname()}/{os.getpid()}/{flow_run.id}"
-    other = state.take_lease(job.migration_id, holder, LEASE_SECONDS)
-    if other and dead_here(other):  # killed on this machine: no need to wait for its lease to lapse
-        other = state.take_lease(job.migration_id, holder, LEASE_SECONDS, replacing=other)
-    if other:
-        raise CannotContinue(f"live sync of {job.source} into {job.target} is already running ({other}): stop it "
-                             f"first, or, if it was killed, run again once its lease lapses (at most "
-                             f"{LEASE_SECONDS:.0f} s)")
+    """Hold the migration's live-sync lease (ferry/lease.py) while the poller runs. It is renewed
+    every sixth of its length, errors retried; if it cannot be renewed before it lapses, or another
+    holder took it over, live sync stops after the batch in hand and fails, rather than write beside
+    another applier."""
+    holder = lease.holder_name(flow_run.id)
+    if other := lease.take(state, job.migration_id, holder):
+        raise CannotContinue(lease.already_running(job.source, job.target, other))
     lost: list[str] = []
     done = threading.Event()
 
     def renew() -> None:
-        while not done.wait(LEASE_SECONDS / 6):
-            if other := state.take_lease(job.migration_id, holder, LEASE_SECONDS):
+        held_until = time.monotonic() + lease.LEASE_SECONDS
+        while not done.wait(lease.LEASE_SECONDS / 6):
+            try:
+                other = state.take_lease(job.migration_id, holder, lease.LEASE_SECONDS)
+            except (BotoCoreError, ClientError) as error:  # throttled, the network: try again, in time
+                if time.monotonic() < held_until - lease.LEASE_SECONDS / 6:
+                    continue
+                other = f"nobody: it could not be renewed ({type(error).__name__})"
+            if other:
                 lost.append(other)
                 sync.stop.set()
                 return
+            held_until = time.monotonic() + lease.LEASE_SECONDS
 
     renewer = threading.Thread(target=renew, name="ferry-lease", daemon=True)
     renewer.start()
@@ -167,9 +152,13 @@ def live_sync_lease(state, job: TableJob, sync: LiveSync):
         done.set()
         renewer.join()
         if not lost:
-            state.release_lease(job.migration_id, holder)
+            try:
+                state.release_lease(job.migration_id, holder)
+            except (BotoCoreError, ClientError) as error:  # it lapses by itself; the run's own outcome matters
+                get_run_logger().warning("the live-sync lease was not released (%s); it lapses in %.0f s",
+                                         type(error).__name__, lease.LEASE_SECONDS)
     if lost:
-        raise CannotContinue(f"live sync of {job.source} into {job.target} lost its lease to {lost[0]} and stopped")
+        raise CannotContinue(f"live sync of {job.source} into {job.target} lost its lease ({lost[0]}) and stopped")
 
 
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)

@@ -272,3 +272,23 @@ def test_a_target_deleted_and_created_again_is_not_resumed(dynamodb, run_ferry):
     assert "deleted and created again" in again.stderr and "--restart" in again.stderr
     restarted = run_ferry("table", "src", "dst", "--restart", "--json")
     assert restarted.returncode == 0 and restarted.json["copied"] == 40, restarted.stderr
+
+
+def test_restart_first_clears_the_versions_an_earlier_run_left_so_its_backfill_skips_no_key(dynamodb, run_ferry):
+    from ferry.state import StateStore
+    from lambdas.write_rule import VERSION, version
+    from tables import MIGRATION
+
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(30))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    # As a run killed while its live sync was guarded leaves it: a versioned, now stale, item ...
+    stale = {"pk": {"S": "k0000003"}, "v": {"S": "stale"}, VERSION: version("9" * 30)}
+    dynamodb.put_item(TableName="dst", Item=stale)
+    StateStore(dynamodb, "ferry-state").note_markers(MIGRATION)  # ... and the note that markers may exist
+
+    restarted = run_ferry("table", "src", "dst", "--restart", "--json")
+
+    assert restarted.returncode == 0 and restarted.json["verified"] is True, restarted.stderr
+    item = dynamodb.get_item(TableName="dst", Key={"pk": {"S": "k0000003"}}, ConsistentRead=True)["Item"]
+    assert item == dynamodb.get_item(TableName="src", Key={"pk": {"S": "k0000003"}})["Item"]

@@ -60,7 +60,7 @@ def test_an_older_change_replayed_later_is_refused_and_says_so(target):
     assert apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True)
     assert not apply_change(target, "dst", Change(KEY, "10", image("old")), guarded=True)
     assert not apply_change(target, "dst", Change(KEY, "20", image("new")), guarded=True)  # a duplicate
-    assert target_state(target) == {**image("new"), VERSION: {"N": "20"}}
+    assert target_state(target) == {**image("new"), VERSION: {"S": "20".zfill(40)}}
 
 
 def test_a_delete_leaves_a_tombstone_that_verification_counts_as_absent(target, dynamodb):
@@ -70,7 +70,7 @@ def test_a_delete_leaves_a_tombstone_that_verification_counts_as_absent(target, 
     apply_change(target, "dst", Change(KEY, "40", None), guarded=True)
     assert not put_scanned(target, "dst", image("resurrected?"))
 
-    assert target_state(target) == {**KEY, VERSION: {"N": "40"}, DELETED: {"BOOL": True}}
+    assert target_state(target) == {**KEY, VERSION: {"S": "40".zfill(40)}, DELETED: {"BOOL": True}}
     report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2)
     assert report.equal and report.target_items == 1
 
@@ -100,3 +100,11 @@ def test_a_scanned_item_overwrites_an_earlier_backfill_image_but_not_a_live_one(
     apply_change(target, "dst", Change(KEY, "5", image("live")), guarded=True)
     assert not put_scanned(target, "dst", image("stale"))
     assert visible(target_state(target)) == image("live")
+
+
+def test_versions_compare_as_numbers_even_with_sequence_numbers_of_different_lengths(target):
+    # 21 digits, then 40: beyond what a number attribute holds (38 significant digits)
+    assert apply_change(target, "dst", Change(KEY, "9" * 21, image("older")), guarded=True)
+    assert apply_change(target, "dst", Change(KEY, "1" + "0" * 39, image("newer")), guarded=True)
+    assert not apply_change(target, "dst", Change(KEY, "9" * 21, image("older")), guarded=True)
+    assert visible(target_state(target)) == image("newer")

@@ -104,12 +104,7 @@ def verify(
         raise BadInput("--repair needs a full verification: drop --sample")
     job = build_job(TableJob, source=source, target=target, segments=segments, source_aws=source_aws,
                     target_aws=target_aws)
-    clients = connect(job)
-    check_verifiable(job, clients)
-    migration = StateStore(clients.target, job.state_table).load(job.migration_id) if repair else None
-    if migration is not None and not migration.backfilled:
-        raise BadInput(f"the backfill of {source} into {target} has not finished (its images could replace what a "
-                       f"repair writes): run 'ferry table {source} {target}' to finish it, then repair")
+    check_verifiable(job, connect(job), repair)
     use_prefect(verbose)
     from flows.verify_table import verify_table
     from ferry import report as reports

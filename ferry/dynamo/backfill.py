@@ -124,10 +124,10 @@ def clear_markers(client, table: str, key_names: list[str], segments: int) -> in
         cleared = 0
         for page in client.get_paginator("scan").paginate(
                 TableName=table, FilterExpression="attribute_exists(#v)", ProjectionExpression=projection,
-                ExpressionAttributeNames=names, **segment_args(segment, segments)):
+                ExpressionAttributeNames=names, ConsistentRead=True, **segment_args(segment, segments)):
             for item in page["Items"]:
                 key = {name: item[name] for name in key_names}
-                cleared += clear_marker(client, table, key, item[VERSION]["N"], DELETED in item)
+                cleared += clear_marker(client, table, key, item[VERSION], DELETED in item)
         return cleared
 
     with ThreadPoolExecutor(min(segments, 16), thread_name_prefix="clear") as pool:

@@ -137,9 +137,9 @@ def ensure_mapping(lambda_client, function_name: str, stream_arn: str, dead_lett
                 "MaximumRetryAttempts": MAX_RETRY_ATTEMPTS, "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_SECONDS,
                 "DestinationConfig": {"OnFailure": {"Destination": dead_letter_queue_arn}}}
     existing = lambda_client.list_event_source_mappings(FunctionName=function_name, EventSourceArn=stream_arn)
-    if existing["EventSourceMappings"]:
+    if existing["EventSourceMappings"]:  # an earlier run's: paused until this run's backfill is done
         uuid = existing["EventSourceMappings"][0]["UUID"]
-        lambda_client.update_event_source_mapping(UUID=uuid, FunctionName=function_name, **settings)
+        lambda_client.update_event_source_mapping(UUID=uuid, FunctionName=function_name, Enabled=False, **settings)
         return uuid
     return lambda_client.create_event_source_mapping(
         EventSourceArn=stream_arn, FunctionName=function_name, StartingPosition="TRIM_HORIZON", Enabled=False,
@@ -149,7 +149,8 @@ def ensure_mapping(lambda_client, function_name: str, stream_arn: str, dead_lett
 def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_arn: str, source_table_arn: str,
            target_table_arn: str, target_role_arn: str | None = None,
            target_endpoint_url: str | None = None) -> LiveSyncDeployment:
-    """Create or update everything the live-sync Lambda needs; the mapping stays as it was (new: disabled)."""
+    """Create or update everything the live-sync Lambda needs, its mapping disabled (an existing one is
+    paused, keeping its position): it writes plainly, so it must not run beside a backfill."""
     name = resource_name(source, target)
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, source_table_arn.split(":")[4], name)
     dead_letter_queue_arn = ensure_dead_letter_queue(sqs, resource_name(source, target, "-dlq"))

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from ferry.aws import TableClients
 from ferry.config import TableJob
 from ferry.dynamo import schema
-from ferry.dynamo.backfill import choose_segments
+from ferry import lease
+from ferry.dynamo.backfill import choose_segments, clear_markers
 from ferry.dynamo.capacity import provisioned_units
 from ferry.dynamo.stream import check_stream_compatible, stream_replaced
-from ferry.errors import BadInput
+from ferry.errors import BadInput, CannotContinue
 from ferry.state import MigrationState, StateStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Checked:
     previous: MigrationState | None
 
 
-def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> Checked:
+def check_table_job(job: TableJob, clients: TableClients, state: StateStore, holder: str | None = None) -> Checked:
     """Every check that bad input can fail, reading only. Raises BadInput with a one-line message.
 
     The CLI calls this before starting Prefect, so a typo fails in a second without a failed flow run.
@@ -66,6 +67,8 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore) -> 
 
     check_capacity_shares(job, source, target or source)  # a target to create gets the source's capacity
 
+    if other := lease.held_by_another(state, job.migration_id, holder):
+        raise BadInput(lease.already_running(job.source, job.target, other))
     previous = state.load(job.migration_id)
     resumed = previous is not None and not job.restart
     if resumed and previous.target_identity and previous.target_identity != schema.identity(target):
@@ -112,9 +115,10 @@ def check_capacity_shares(job: TableJob, source: dict, target: dict) -> None:
                            f"on-demand: give --max-{side}-units instead")
 
 
-def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> TablePlan:
-    """Check everything, then prepare the target and the state record. Safe to rerun."""
-    checked = check_table_job(job, clients, state)
+def preflight_table(job: TableJob, clients: TableClients, state: StateStore, holder: str) -> TablePlan:
+    """Check everything, then take the live-sync lease for `holder` (this run: its poller renews it),
+    prepare the target and the state record. Safe to rerun."""
+    checked = check_table_job(job, clients, state, holder)
     plan, previous = checked.plan, checked.previous
     target = checked.target
     if target is None:
@@ -123,6 +127,13 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> 
     if job.create_target:  # every run: a clone interrupted half-way is completed
         schema.complete_clone(clients.source, clients.target, checked.source, target)
     state.ensure_table()
+    if other := lease.take(state, job.migration_id, holder):  # taken in the seconds since the check
+        raise CannotContinue(lease.already_running(job.source, job.target, other))
+    if job.restart and previous is not None and state.markers_noted(job.migration_id):
+        # the earlier run's versions would make the new backfill skip those keys: gone before any write
+        schema_keys = [name for name, _, _ in schema.key_schema(checked.source)]
+        clear_markers(clients.target, job.target, schema_keys, plan.total_segments)
+        state.markers_cleared(job.migration_id)
     target_identity = schema.identity(target)
     if plan.resumed:
         previous.runs += 1
@@ -139,11 +150,16 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore) -> 
     return plan
 
 
-def check_verifiable(job: TableJob, clients: TableClients) -> int:
-    """Both tables exist and share a key schema. Returns how many segments to scan them with."""
+def check_verifiable(job: TableJob, clients: TableClients, repair: bool = False) -> int:
+    """Both tables exist and share a key schema, and a repair does not meet an unfinished backfill
+    (its images could replace what the repair writes). Returns how many segments to scan them with."""
     source = schema.require_table(clients.source, job.source, "source")
     target = schema.require_table(clients.target, job.target, "target")
     schema.check_key_schemas_match(source, target)
+    migration = StateStore(clients.target, job.state_table).load(job.migration_id) if repair else None
+    if migration is not None and not migration.backfilled:
+        raise BadInput(f"the backfill of {job.source} into {job.target} has not finished: run "
+                       f"'ferry table {job.source} {job.target}' to finish it, then repair")
     return job.segments or choose_segments(max(source.get("TableSizeBytes", 0), target.get("TableSizeBytes", 0)))
 
 
@@ -153,6 +169,8 @@ def check_syncable(job: TableJob, clients: TableClients, state: StateStore) -> s
     if migration is None or not migration.stream_arn:
         raise BadInput(f"no migration of {job.source} into {job.target} is recorded in {job.state_table!r}: "
                          f"run 'ferry table {job.source} {job.target}' first")
+    if other := lease.held_by_another(state, job.migration_id):
+        raise BadInput(lease.already_running(job.source, job.target, other))
     source = schema.require_table(clients.source, job.source, "source")
     schema.require_table(clients.target, job.target, "target")
     if stream_replaced(source, migration.stream_arn):

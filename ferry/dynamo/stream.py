@@ -166,8 +166,8 @@ class ShardPosition:
         if records:
             self.empty_pages = 0
             created = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
-            if created is not None:
-                self.applied_to = max(self.applied_to, _epoch(created))
+            if created is not None:  # AWS's clock, bounded by ours: a page asked for before t proves nothing at t
+                self.applied_to = max(self.applied_to, min(_epoch(created), requested_at))
             return
         self.empty_pages += 1
         if self.empty_pages >= EMPTY_PAGES_AT_END:  # at its end as of the first of the last two empty pages
@@ -265,8 +265,8 @@ def follow_stream(
                     on_shard_finished(shard_id)
                 closed = True
                 refresh_at = 0.0
-        if not closed and on_position is not None:
-            on_position(min((p.applied_to for p in positions.values()), default=time.time()))
+        if not closed and positions and on_position is not None:  # no open shard read: nothing proven
+            on_position(min(p.applied_to for p in positions.values()))
         if found or closed:
             idle_since = None
             continue

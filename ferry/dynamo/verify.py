@@ -24,9 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
+from botocore.exceptions import ClientError
+
 from ferry.dynamo.backfill import segment_args
 from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, digest_items, item_hash
-from lambdas.dynamo_apply import key_identity
+from lambdas.dynamo_apply import ITEM_ERRORS, key_identity
 from lambdas.write_rule import visible
 
 BUCKETS = 4096
@@ -261,10 +263,15 @@ def repair(source_client, target_client, source: str, target: str, differences: 
     def repair_key(difference: Difference) -> bool:
         state = difference.source_item
         for _ in range(REPAIR_ROUNDS):
-            if state is None:
-                target_client.delete_item(TableName=target, Key=difference.key)
-            else:
-                target_client.put_item(TableName=target, Item=state)
+            try:
+                if state is None:
+                    target_client.delete_item(TableName=target, Key=difference.key)
+                else:
+                    target_client.put_item(TableName=target, Item=state)
+            except ClientError as error:
+                if error.response["Error"]["Code"] not in ITEM_ERRORS:
+                    raise
+                return False  # the target refuses this item: it stays a difference, reported by the re-check
             state = consistent_get(source_client, source, [difference.key]).get(key_identity(difference.key))
             now = consistent_get(target_client, target, [difference.key]).get(key_identity(difference.key))
             if same_item(state, now):
