@@ -4,7 +4,7 @@ A table of ITEMS items of ~700 B (one write unit each) on moto's server, behind 
 that DynamoDB reports the capacity AWS would charge. `ferry table` runs while a writer changes the
 source at a steady rate: first with no limit (what this server can take: the ceiling), then with
 `--max-write-units W` for each W, then `--max-read-units R` on a smaller table. The backfill's write
-(read) rate is the units the proxy reported for PutItem (Scan) over the backfill (first to last
+(read) rate is the units the proxy reported for BatchWriteItem (Scan) over the backfill (first to last
 checkpoint), as a ratio to the limit, and to the lower of the limit and the ceiling. Live-sync lag:
 every 10th write made while the backfill runs is watched until it is in the target.
 Writes bench/results/limits.json.
@@ -35,8 +35,8 @@ from tables import by_key, create_table, put_items, scan_all, simple_items  # no
 from conftest import free_port, wait_for  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_LIMIT_ITEMS", 20_000))
-WRITE_LIMITS = [float(n) for n in os.environ.get("BENCH_WRITE_LIMITS", "200,400").split(",")]
-READ_LIMIT = float(os.environ.get("BENCH_READ_LIMIT", 8))
+WRITE_LIMITS = [float(n) for n in os.environ.get("BENCH_WRITE_LIMITS", "400,1000").split(",")]
+READ_LIMIT = float(os.environ.get("BENCH_READ_LIMIT", 20))
 READ_ITEMS = int(os.environ.get("BENCH_READ_ITEMS", 8_000))
 WRITES_PER_SECOND = 20
 
@@ -131,9 +131,9 @@ def main() -> None:
             for table, count in (("src", ITEMS), ("src-reads", READ_ITEMS)):
                 create_table(dynamodb, table)
                 put_items(dynamodb, table, simple_items(count, size=680))
-            ceiling = limited_backfill(services, proxy, "src", ITEMS, None, None, "PutItem")
-            runs = [ceiling] + [limited_backfill(services, proxy, "src", ITEMS, "--max-write-units", limit, "PutItem")
-                                for limit in WRITE_LIMITS]
+            ceiling = limited_backfill(services, proxy, "src", ITEMS, None, None, "BatchWriteItem")
+            runs = [ceiling] + [limited_backfill(services, proxy, "src", ITEMS, "--max-write-units", limit,
+                                                 "BatchWriteItem") for limit in WRITE_LIMITS]
             for r in runs[1:]:
                 r["achieved_over_reachable"] = round(r["achieved_units_per_s"] /
                                                      min(r["limit"], ceiling["achieved_units_per_s"]), 3)

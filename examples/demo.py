@@ -1,7 +1,8 @@
 """`make demo`: migrate a live 20,000-item table on a local AWS (moto's server, in this process).
 
-A writer thread keeps changing the source (inserts, updates, deletes) while the backfill runs; the
-migration replays those changes from the stream and proves the copy exact with a checksum.
+A writer thread keeps changing the source (inserts, updates, deletes) while the backfill runs; live
+sync applies those changes beside the backfill (the demo shows the first one reaching the target
+while the backfill is still copying), and the migration proves the copy exact with a checksum.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def seed(dynamodb) -> None:
     write_all(dynamodb, SOURCE, put_requests([demo_item(i) for i in range(ITEMS)]))
 
 
-def keep_writing(stop: threading.Event, counts: dict) -> None:
+def keep_writing(stop: threading.Event, counts: dict, watched: dict) -> None:
     """The live service: it keeps writing until the backfill is most of the way through."""
     from ferry.config import TableJob
     from ferry.state import StateStore
@@ -94,9 +95,32 @@ def keep_writing(stop: threading.Event, counts: dict) -> None:
                 dynamodb.update_item(TableName=SOURCE, Key=key, UpdateExpression="SET #s = :s",
                                      ExpressionAttributeNames={"#s": "status"},
                                      ExpressionAttributeValues={":s": {"S": "changed-during-backfill"}})
+                watched.setdefault("key", (key, time.monotonic()))
             else:
                 dynamodb.delete_item(TableName=SOURCE, Key=key)
             counts[action] += 1
+
+
+def watch_live_sync(stop: threading.Event, watched: dict) -> None:
+    """Wait for the first change made during the backfill to reach the target; note how far the
+    backfill was then: live sync runs beside it, so that is long before the backfill ends."""
+    from ferry.config import TableJob
+    from ferry.state import StateStore
+
+    dynamodb = boto3.client("dynamodb")
+    state = StateStore(dynamodb, "ferry-state")
+    while not stop.is_set():
+        if "key" in watched:
+            key, changed_at = watched["key"]
+            try:
+                item = dynamodb.get_item(TableName=TARGET, Key=key, ConsistentRead=True).get("Item", {})
+            except dynamodb.exceptions.ResourceNotFoundException:
+                item = {}
+            if item.get("status") == {"S": "changed-during-backfill"}:
+                migration = state.load(TableJob(source=SOURCE, target=TARGET).migration_id)
+                watched["seen"] = (time.monotonic() - changed_at, migration.copied, migration.backfilled)
+                return
+        time.sleep(0.05)
 
 
 def main() -> int:
@@ -115,9 +139,11 @@ def main() -> int:
     print(f"source table {SOURCE!r}: {ITEMS:,} items of every attribute type ({time.monotonic() - started:.1f}s)")
 
     counts = {"insert": 0, "update": 0, "delete": 0}
-    stop = threading.Event()
-    writer = threading.Thread(target=keep_writing, args=(stop, counts), daemon=True)
+    stop, watched = threading.Event(), {}
+    writer = threading.Thread(target=keep_writing, args=(stop, counts, watched), daemon=True)
     writer.start()
+    watcher = threading.Thread(target=watch_live_sync, args=(stop, watched), daemon=True)
+    watcher.start()
     print(f"running: ferry table {SOURCE} {TARGET} --create-target --page-size 1000  (a writer keeps changing {SOURCE})")
     ferry = Path(sys.executable).parent / "ferry"  # the installed CLI, in its own process, as users run it
     # Pages of 1,000 items, so that the progress bars move and the writer has a backfill to race.
@@ -126,6 +152,10 @@ def main() -> int:
     writer.join()
     print(f"changes written to the source during the backfill: {counts['insert']} inserts, "
           f"{counts['update']} updates, {counts['delete']} deletes")
+    if "seen" in watched:
+        lag, copied, backfilled = watched["seen"]
+        when = "after the backfill" if backfilled else f"while the backfill had copied {copied:,} of ~{ITEMS:,} items"
+        print(f"live sync: the first change made during the backfill was in {TARGET} {lag:.1f}s later, {when}")
     print("demo: migration verified: target equals source" if code == 0 else f"demo: FAILED (exit {code})")
     server.stop()
     return code

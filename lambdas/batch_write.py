@@ -1,6 +1,6 @@
 """Write DynamoDB items in batches of 25, retrying every unprocessed entry until it is written.
 
-Used by the backfill and by the stream apply function alike, so there is one write path to trust.
+Used by the backfill (ferry/dynamo/backfill.py, under the write rule of lambdas/write_rule.py).
 Writes are puts of whole items and deletes by key: applying the same batch twice changes nothing.
 """
 
@@ -26,17 +26,24 @@ def chunks(requests: list, size: int = BATCH_LIMIT):
         yield requests[start : start + size]
 
 
-def write_batch(client, table: str, requests: list[dict], sleep=time.sleep) -> int:
+def write_batch(client, table: str, requests: list[dict], sleep=time.sleep, limit=None) -> int:
     """Write up to 25 requests ({"PutRequest": ...} / {"DeleteRequest": ...}); return how many.
 
     Every entry DynamoDB hands back as unprocessed is sent again with full-jitter exponential
     backoff. It gives up (raising) only after many attempts in a row make no progress at all, so a
-    throttled table slows the copy down but never loses an item.
+    throttled table slows the copy down but never loses an item. With a `limit` (an object with
+    wait() and pay(units), such as Ferry's rate limiter), each request waits for it first and pays
+    the capacity DynamoDB says it consumed.
     """
     pending = list(requests)
     attempts_without_progress = 0
     while pending:
-        response = client.batch_write_item(RequestItems={table: pending})
+        if limit is not None:
+            limit.wait()
+            response = client.batch_write_item(RequestItems={table: pending}, ReturnConsumedCapacity="TOTAL")
+            limit.pay(sum(c.get("CapacityUnits", 0.0) for c in response.get("ConsumedCapacity", [])))
+        else:
+            response = client.batch_write_item(RequestItems={table: pending})
         unprocessed = response.get("UnprocessedItems", {}).get(table, [])
         if len(unprocessed) < len(pending):
             attempts_without_progress = 0
@@ -55,12 +62,12 @@ def write_batch(client, table: str, requests: list[dict], sleep=time.sleep) -> i
     return len(requests)
 
 
-def write_all(client, table: str, requests: list[dict], pool=None) -> int:
+def write_all(client, table: str, requests: list[dict], pool=None, limit=None) -> int:
     """Write any number of requests in batches of 25, concurrently on `pool` if one is given."""
     batches = list(chunks(requests))
     if pool is None or len(batches) < 2:
-        return sum(write_batch(client, table, batch) for batch in batches)
-    return sum(pool.map(lambda batch: write_batch(client, table, batch), batches))
+        return sum(write_batch(client, table, batch, limit=limit) for batch in batches)
+    return sum(pool.map(lambda batch: write_batch(client, table, batch, limit=limit), batches))
 
 
 def put_requests(items: list[dict]) -> list[dict]:

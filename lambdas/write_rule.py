@@ -3,46 +3,47 @@
 Live sync runs from the start of a migration, beside the backfill, so two writers meet on every key:
 the backfill, holding an image it scanned at some moment, and live sync, applying the stream's
 changes in order. While the backfill can still write ("guarded", until every segment is copied),
-the target carries two marker attributes:
+live sync marks what it writes:
 
     ferry:version  (S)     the stream sequence number of the change this item's state came from,
                            zero-padded to 40 digits (sequence numbers have 21 to 40; a number
                            attribute holds 38), so that comparing strings compares numbers
     ferry:deleted  (BOOL)  a tombstone: that change deleted the key (only the key and markers remain)
 
-and every write is conditional:
-
-    backfill    puts a scanned item only where live sync has not written:
-                    attribute_not_exists(ferry:version)
-    live sync   puts a change's new image, or a tombstone for a delete, with its sequence number,
-                only over an older state:
-                    attribute_not_exists(ferry:version) OR ferry:version < :sequence
+and writes only over an older state: `attribute_not_exists(ferry:version) OR ferry:version < :seq`.
+The backfill writes pages with BatchWriteItem, which takes no conditions, so it keeps its side of
+the rule around each page (ferry/dynamo/backfill.py): on a run resuming after live sync marked the
+target, it leaves out the keys already marked; after the batch, every key of the page that live sync
+(in this process: the lease allows one live sync per pair) wrote since the page's scan began is
+written again from a consistent read of the source, tagged with the sequence number live sync wrote
+(`apply_change`, guarded), so it lands only where the batch replaced live sync's state.
 
 Why this is exact. Every change made after the stream was enabled is in the stream, and live sync
-applies them all, in order per key, at least once. For a key with no change, the backfill's image is
-the source's state, and it lands (nothing else writes that key). For a key with changes, live sync
-writes the image of its last change, and nothing can replace it: the backfill never overwrites a
-versioned item or a tombstone, and a replayed older change (a retried or duplicated batch, a restart
-from a checkpoint, a second applier) carries a smaller sequence number and is refused. A delete
-leaves a tombstone, so an older image - the backfill's or a replayed change's - cannot bring the key
-back. Conditions are checked by DynamoDB atomically with the write, so this holds for any
-interleaving, and a writer killed at any moment leaves only states this rule allowed; rerunning it
-rewrites what the rule still allows.
+applies them all, in order per key, at least once; a replayed or duplicated older change carries a
+smaller sequence number and is refused, and a delete leaves a tombstone, so no older image of live
+sync's own brings a key back. Between the backfill and live sync, for a key on a page whose scan
+began at time t: if live sync wrote the key before t, the scan saw that state or a newer one, so
+the page's write is at least as new. If live sync wrote it after t, the key was noted before its
+write was sent, so when the batch has landed the backfill finds it and writes the source's current
+state again under live sync's sequence number: if the batch had replaced live sync's state, this
+puts a state at least as new back; if live sync's write landed after the batch (or a newer one did),
+the condition refuses it. Every condition is checked by DynamoDB atomically with its write, so this
+holds for any interleaving; a kill at any moment leaves the page unconfirmed, and the rerun writes
+it again under the same rule (leaving out the keys the killed run's live sync marked).
 
-What a reader of the target sees meanwhile: each key's state is either the source's state at some
-moment since the copy began, or (briefly, while live sync replays changes older than the moment
-the backfill scanned that key) a state it had in between; never a state older than the backfill's
-or live sync's last write of it would allow, and never a deleted key revived. Live-synced items carry
-`ferry:version`; deleted keys show as tombstones (key and markers only; absent from every index,
-since they lack the index keys).
+What a reader of the target sees meanwhile: each key's state is one the source had since the copy
+began (briefly, while live sync replays changes older than the moment the backfill scanned that
+key, or between a page's batch and the rewrite after it, an earlier one); never a deleted key
+revived once the backfill is done. Live-synced items carry `ferry:version`; deleted keys show as
+tombstones, which lack every attribute but the key, so they are absent from every index keyed on
+other attributes (an index keyed on the table's own key attributes shows them). The markers add
+about 60 bytes to an item: an item within that of the 400 KB limit cannot be written guarded, and is
+reported as a poison record.
 
 Once the backfill is done, nothing writes older images any more: live sync switches to plain writes
 (whole-item puts and real deletes, one applier in stream order), and the markers are removed
 (`clear_markers`: each one only if it is still the one that was read). Verification never counts
-them: `visible()` is what every comparison reads. Tombstones lack every attribute but the key, so
-they are absent from every index keyed on other attributes (an index keyed on the table's own key
-attributes shows them). The markers add about 60 bytes to an item: an item within that of the
-400 KB limit cannot be written guarded, and is reported as a poison record.
+them: `visible()` is what every comparison reads.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ MARKERS = (VERSION, DELETED)
 REFUSED = "ConditionalCheckFailedException"
 NAMES = {"#v": VERSION}
 
-BACKFILL_CONDITION = "attribute_not_exists(#v)"
 NEWER_CONDITION = "attribute_not_exists(#v) OR #v < :sequence"
 
 
@@ -111,11 +111,6 @@ def _put(client, table: str, item: dict, condition: str, values: dict | None = N
         if error.response["Error"]["Code"] == REFUSED:
             return Written(False)
         raise
-
-
-def put_scanned(client, table: str, item: dict) -> Written:
-    """The backfill's write: `item` as scanned, unless live sync has written the key. Idempotent."""
-    return _put(client, table, item, BACKFILL_CONDITION)
 
 
 def apply_change(client, table: str, change: Change, guarded: bool) -> Written:

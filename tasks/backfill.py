@@ -14,7 +14,7 @@ from ferry.dynamo.backfill import copy_segment
 from ferry.dynamo.preflight import TablePlan
 from ferry.state import SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
-from tasks.handles import BackfillLimits, limits_name, this_run
+from tasks.handles import BackfillLimits, LiveSync, limits_name, live_sync_name, this_run
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -55,6 +55,7 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
     state = state_store(job, clients)
     start = state.load(plan.migration_id).segment(segment)
     limits = this_run(limits_name(job.migration_id), lambda: BackfillLimits.for_job(job, clients))
+    live_sync = this_run(live_sync_name(job.migration_id), LiveSync)  # what it writes, the backfill respects
     end = copy_segment(
         clients.source,
         clients.target,
@@ -62,6 +63,9 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
         job.target,
         start,
         checkpoint=ProgressReporter(state, plan, artifact_id),
+        key_names=plan.key_names,
+        live_writes=live_sync.live_writes,
+        check_versions=plan.check_versions,
         page_size=job.page_size,
         read_limit=limits.read,
         write_limit=limits.write,

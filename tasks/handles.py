@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from prefect.runtime import flow_run
 
+from ferry.dynamo.backfill import LiveWrites
 from ferry.dynamo.capacity import RateLimiter, limiter_for
 
 Handle = TypeVar("Handle")
@@ -61,6 +62,7 @@ class LiveSync:
     records: int = 0
     lag_seconds: float = 0.0
     warned: bool = False  # the retention warning was logged
+    live_writes: LiveWrites = field(default_factory=LiveWrites)  # guarded writes, for the backfill to respect
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def end_guard(self) -> None:

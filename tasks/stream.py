@@ -91,6 +91,8 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
         if guarded and not markers_noted:
             state.note_markers(job.migration_id)  # before the first marker can be written
             markers_noted = True
+        if guarded:  # noted before the writes are sent: the backfill writes these keys again after its page
+            sync.live_writes.note([(r["dynamodb"]["Keys"], r["dynamodb"]["SequenceNumber"]) for r in records])
         result = apply_stream_records(clients.target, job.target, records, guarded, pool=writers,
                                       source_client=clients.source, source_table=job.source)
         for rejected in result.rejected:

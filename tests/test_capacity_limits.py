@@ -17,7 +17,7 @@ SEGMENTS, PAGE = 4, 100
 def test_the_backfill_stays_within_its_write_limit(dynamodb, run_ferry, capacity_proxy):
     create_table(dynamodb, "src")
     put_items(dynamodb, "src", simple_items(ITEMS, size=680))
-    before = capacity_proxy.consumed().get("PutItem", 0.0)
+    before = capacity_proxy.consumed().get("BatchWriteItem", 0.0)
     state = StateStore(dynamodb, "ferry-state")
     env = {**run_ferry.env(), "AWS_ENDPOINT_URL_DYNAMODB": capacity_proxy.url}
     run = subprocess.Popen([FERRY, "table", "src", "dst", "--create-target", "--segments", str(SEGMENTS), "--page-size",
@@ -34,7 +34,7 @@ def test_the_backfill_stays_within_its_write_limit(dynamodb, run_ferry, capacity
     out, err = run.communicate()
 
     assert run.returncode == 0, err[-2000:]
-    units = capacity_proxy.consumed()["PutItem"] - before
+    units = capacity_proxy.consumed()["BatchWriteItem"] - before
     assert units >= ITEMS  # the proxy saw the backfill's writes, at a unit each at least
     # An upper bound only: each segment's first page was paid before `started`, plus a second's burst.
     assert units - SEGMENTS * PAGE - LIMIT <= LIMIT * 1.1 * (finished - started), \

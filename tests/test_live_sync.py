@@ -338,3 +338,40 @@ def test_one_applier_per_pair_a_second_poller_is_refused_until_the_first_stops_o
     third = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json", env=env)
     assert third.returncode == 0, third.stderr
     assert "Item" not in dynamodb.get_item(TableName="ferry-state", Key=lease, ConsistentRead=True)  # given back
+
+
+class RefusingTarget:
+    """A target client whose writes fail with `code`, as AWS answers them."""
+
+    def __init__(self, client, code: str):
+        self.client, self.code = client, code
+
+    def put_item(self, **request):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": self.code, "Message": "refused"}}, "PutItem")
+
+    batch_write_item = delete_item = put_item
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException", "ExpiredTokenException",
+                                  "UnrecognizedClientException"])
+def test_an_error_about_every_item_stops_the_applier_instead_of_dead_lettering_the_stream(dynamodb, code):
+    create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    create_table(dynamodb, "dst")
+    for n in range(3):
+        dynamodb.put_item(TableName="src", Item={"pk": {"S": f"k{n}"}})
+    records = stream_records(dynamodb, "src")
+
+    with pytest.raises(Exception) as raised:  # the poller stops (exit 3); the Lambda fails the batch
+        apply_stream_records(RefusingTarget(dynamodb, code), "dst", records, guarded=True)
+    assert raised.value.response["Error"]["Code"] == code
+    with pytest.raises(Exception):
+        handle(lambda_event(records), RefusingTarget(dynamodb, code), "dst")
+
+    # an error about one item's content is that item's: the others are still applied
+    poisoned = apply_stream_records(RefusingTarget(dynamodb, "ValidationException"), "dst", records, guarded=True)
+    assert len(poisoned.rejected) == 3 and poisoned.rejected[0].error == "ValidationException"

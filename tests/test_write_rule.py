@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.dynamo.backfill import clear_markers
+from ferry.dynamo.backfill import LiveWrites, clear_markers, rewrite_live_written, versioned_keys
 from ferry.dynamo.verify import verify_tables
-from lambdas.write_rule import DELETED, VERSION, Change, apply_change, put_scanned, visible
+from lambdas.batch_write import put_requests, write_all
+from lambdas.dynamo_apply import key_identity
+from lambdas.write_rule import DELETED, VERSION, Change, apply_change, visible
 from tables import create_table, scan_all
 
 KEY = {"pk": {"S": "k"}}
@@ -29,31 +31,71 @@ def target(dynamodb):
 
 # The source's history of one key: scanned by the backfill at some moment, and changed by three
 # stream records (sequence numbers 10, 20, 30), the last a delete or a put.
-HISTORIES = [(last, scanned_after) for last in ("put", "delete") for scanned_after in range(4)
-             if not (last == "delete" and scanned_after == 3)]  # a deleted key is not scanned
+class LiveSync:
+    """The source changing, and live sync applying the change (noted before its write is sent)."""
+
+    def __init__(self, source, target, live: LiveWrites):
+        self.source, self.target, self.live, self.pending = source, target, live, []
+
+    def change(self, sequence: str, value: str | None) -> None:
+        if value is None:
+            self.source.delete_item(TableName="src", Key=KEY)
+        else:
+            self.source.put_item(TableName="src", Item=image(value))
+        self.live.note([(KEY, sequence)])
+        self.pending.append(Change(KEY, sequence, None if value is None else image(value)))
+
+    def lands(self) -> None:
+        apply_change(self.target, "dst", self.pending.pop(0), guarded=True)
 
 
-@pytest.mark.parametrize("last, scanned_after", HISTORIES, ids=[f"{l}-scanned-after-{n}" for l, n in HISTORIES])
-def test_every_interleaving_of_backfill_and_live_sync_ends_in_the_last_state(target, last, scanned_after):
-    changes = [Change(KEY, "10", image("v1")), Change(KEY, "20", image("v2")),
-               Change(KEY, "30", image("v3") if last == "put" else None)]
-    states = [image("v0"), image("v1"), image("v2"), changes[2].image]
-    scanned = states[scanned_after]
-    writes = [("backfill", scanned)] + [("live", change) for change in changes]
-    final = states[-1]
-    # every order in which the writes can land, live sync keeping its own order, plus duplicates
-    # of live-sync writes (a retried batch) at the end
-    for position in range(len(writes)):
-        order = writes[1:]
-        order.insert(position, writes[0])
-        for extra in ([], [writes[1], writes[2]]):
-            target.delete_item(TableName="dst", Key=KEY)
-            for kind, what in order + extra:
-                if kind == "backfill":
-                    put_scanned(target, "dst", what)
-                else:
-                    apply_change(target, "dst", what, guarded=True)
-            assert visible(target_state(target)) == final, (order, extra)
+LANDS = ["before-the-scan", "before-the-batch", "between-batch-and-rewrite", "after-the-rewrite"]
+
+
+@pytest.mark.parametrize("last", ["put", "delete"])
+@pytest.mark.parametrize("lands", LANDS)
+def test_a_page_and_a_live_change_in_any_order_end_in_the_sources_state(target, last, lands):
+    create_table(target, "src")
+    source, live = target, LiveWrites()
+    source.put_item(TableName="src", Item=image("v0"))
+    sync = LiveSync(source, target, live)
+    value = "v1" if last == "put" else None
+    if lands == "before-the-scan":
+        sync.change("10", value)
+        sync.lands()
+    began = live.page_begins()
+    scanned = source.get_item(TableName="src", Key=KEY, ConsistentRead=True).get("Item")  # the page's scan
+    if lands != "before-the-scan":
+        sync.change("10", value)  # after the scan: the page holds the older image
+    if lands == "before-the-batch":
+        sync.lands()
+    if scanned is not None:
+        write_all(target, "dst", put_requests([scanned]))
+    if lands == "between-batch-and-rewrite":
+        sync.lands()
+    rewrite_live_written(source, target, "src", "dst", live.written_since([KEY], began))
+    live.page_done(began)
+    if lands == "after-the-rewrite":
+        sync.lands()
+
+    now_in_source = source.get_item(TableName="src", Key=KEY, ConsistentRead=True).get("Item")
+    assert visible(target_state(target)) == now_in_source
+    apply_change(target, "dst", Change(KEY, "10", None if value is None else image(value)), guarded=True)  # retried
+    assert visible(target_state(target)) == now_in_source
+
+
+def test_live_writes_are_kept_only_while_a_page_that_began_before_them_is_in_flight():
+    clock = iter(range(100)).__next__
+    live = LiveWrites(clock=lambda: float(clock()))
+    first = live.page_begins()  # t=0
+    live.note([({"pk": {"S": "a"}}, "5")])  # t=1
+    second = live.page_begins()  # t=2
+    live.note([({"pk": {"S": "b"}}, "7"), ({"pk": {"S": "a"}}, "3")])  # t=3: a's highest stays 5
+    assert live.written_since([{"pk": {"S": "a"}}, {"pk": {"S": "b"}}], second) == [
+        ({"pk": {"S": "a"}}, "5"), ({"pk": {"S": "b"}}, "7")]
+    live.page_done(first)
+    live.page_done(second)  # no page in flight: nothing to keep
+    assert live.noted == {}
 
 
 def test_an_older_change_replayed_later_is_refused_and_says_so(target):
@@ -68,11 +110,12 @@ def test_a_delete_leaves_a_tombstone_that_verification_counts_as_absent(target, 
     dynamodb.put_item(TableName="src", Item={"pk": {"S": "kept"}, "v": {"S": "1"}})
     dynamodb.put_item(TableName="dst", Item={"pk": {"S": "kept"}, "v": {"S": "1"}})
     apply_change(target, "dst", Change(KEY, "40", None), guarded=True)
-    assert not put_scanned(target, "dst", image("resurrected?"))
+    assert not apply_change(target, "dst", Change(KEY, "30", image("older")), guarded=True)
 
     assert target_state(target) == {**KEY, VERSION: {"S": "40".zfill(40)}, DELETED: {"BOOL": True}}
     report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2)
     assert report.equal and report.target_items == 1
+    assert versioned_keys(target, "dst", [KEY, {"pk": {"S": "kept"}}], ["pk"]) == {key_identity(KEY)}
 
 
 def test_plain_writes_after_the_backfill_and_markers_cleared_only_where_unchanged(target):
@@ -91,15 +134,6 @@ def test_plain_writes_after_the_backfill_and_markers_cleared_only_where_unchange
     assert not any(name in item for item in items.values() for name in (VERSION, DELETED))
     assert items["k1"]["v"] == {"S": "back"}
     assert clear_markers(target, "dst", ["pk"], segments=2) == 0  # a rerun finds nothing
-
-
-def test_a_scanned_item_overwrites_an_earlier_backfill_image_but_not_a_live_one(target):
-    assert put_scanned(target, "dst", image("first run"))
-    assert put_scanned(target, "dst", image("rerun"))  # the backfill's own, older image
-    assert visible(target_state(target)) == image("rerun")
-    apply_change(target, "dst", Change(KEY, "5", image("live")), guarded=True)
-    assert not put_scanned(target, "dst", image("stale"))
-    assert visible(target_state(target)) == image("live")
 
 
 def test_versions_compare_as_numbers_even_with_sequence_numbers_of_different_lengths(target):

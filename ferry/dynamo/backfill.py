@@ -1,34 +1,45 @@
 """Backfill: copy one parallel-scan segment from the source to the target, page by page.
 
-Items travel as raw DynamoDB AttributeValues from Scan to PutItem: nothing is converted, so 38-digit
-numbers, binary, sets and nested maps arrive exactly as they left. Live sync writes the same target
-meanwhile, so every item goes through the write rule (lambdas/write_rule.py): it lands only where
-live sync has not written that key, which is why the backfill puts items one by one (BatchWriteItem
-takes no conditions), many at once. While one page is being written, the next is already being
-scanned. A page's checkpoint is saved only once all of its writes are confirmed, so a run killed at
-any moment resumes from a page it has fully written; the page in flight at the kill is written
-again, which the rule makes harmless.
+Items travel as raw DynamoDB AttributeValues from Scan to BatchWriteItem: nothing is converted, so
+38-digit numbers, binary, sets and nested maps arrive exactly as they left. While one page is being
+written, the next is already being scanned. A page's checkpoint is saved only once all of its writes
+are confirmed, so a run killed at any moment resumes from a page it has fully written; the page in
+flight at the kill is written again.
+
+Live sync writes the same target meanwhile, and BatchWriteItem takes no conditions, so each page
+follows the backfill's side of the write rule (lambdas/write_rule.py, where the argument is):
+  1. on a run that resumes after live sync left versions (`check_versions`), the page's keys are read
+     from the target first and the keys live sync has written are left out;
+  2. the rest is written in batches of 25;
+  3. every key of the page that live sync in this process wrote since the page's scan began
+     (`LiveWrites`) is written again from a consistent read of the source, through the rule's
+     condition, so a newer state the batch replaced is put back, and nothing newer is replaced.
+A key live sync wrote before the page's scan began needs nothing: the scan saw that state or a
+newer one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from ferry.dynamo.capacity import RateLimiter, consumed_units, write_units
+from ferry.dynamo.capacity import RateLimiter, consumed_units
 from ferry.state import SegmentProgress
-from lambdas.write_rule import DELETED, VERSION, clear_marker, put_scanned
+from lambdas.batch_write import put_requests, write_all
+from lambdas.dynamo_apply import key_identity
+from lambdas.write_rule import DELETED, VERSION, Change, apply_change, clear_marker
 
 log = logging.getLogger(__name__)
 
 MIN_DEFAULT_SEGMENTS = 4
 MAX_DEFAULT_SEGMENTS = 64
 BYTES_PER_SEGMENT = 32 * 2**20
-WRITERS_PER_SEGMENT = 8  # items of one page written at once
+WRITERS_PER_SEGMENT = 4  # batches of one page written at once
 
 
 def choose_segments(table_size_bytes: int) -> int:
@@ -46,6 +57,74 @@ def segment_args(segment: int, total_segments: int) -> dict:
     return {} if total_segments == 1 else {"Segment": segment, "TotalSegments": total_segments}
 
 
+class LiveWrites:
+    """The keys live sync in this process is writing while the backfill runs: when each was noted
+    (before its write was sent) and the highest sequence number written. Kept only as long as a page
+    whose scan began before the note can still be in flight, so memory holds a few pages' worth of
+    the service's writes, however long the backfill."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.noted: dict[str, tuple[float, str, dict]] = {}  # key identity -> (noted at, sequence, key)
+        self.open_pages: list[float] = []  # when the scan of each page still being written began
+
+    def note(self, changes: list[tuple[dict, str]]) -> None:
+        """Live sync is about to write these (key, sequence number) changes."""
+        with self.lock:
+            now = self.clock()
+            for key, sequence in changes:
+                identity = key_identity(key)
+                previous = self.noted.get(identity)
+                highest = sequence if previous is None or int(sequence) > int(previous[1]) else previous[1]
+                self.noted[identity] = (now, highest, key)
+
+    def page_begins(self) -> float:
+        """A page's scan is about to be asked for; returns its start, to pass to written_since()."""
+        with self.lock:
+            began = self.clock()
+            self.open_pages.append(began)
+            return began
+
+    def written_since(self, keys: list[dict], began: float) -> list[tuple[dict, str]]:
+        """Which of `keys` live sync wrote since `began`, with the highest sequence number written."""
+        with self.lock:
+            found = [self.noted.get(key_identity(key)) for key in keys]
+            return [(key, sequence) for noted_at, sequence, key in filter(None, found) if noted_at >= began]
+
+    def page_done(self, began: float) -> None:
+        with self.lock:
+            self.open_pages.remove(began)
+            oldest = min(self.open_pages, default=self.clock())
+            self.noted = {identity: noted for identity, noted in self.noted.items() if noted[0] >= oldest}
+
+
+def versioned_keys(client, table: str, keys: list[dict], key_names: list[str]) -> set[str]:
+    """Identities of `keys` that live sync has written in the target (a version or a tombstone)."""
+    found: set[str] = set()
+    names = {f"#k{i}": name for i, name in enumerate(key_names)} | {"#v": VERSION}
+    projection = ", ".join([*(f"#k{i}" for i in range(len(key_names))), "#v"])
+    for start in range(0, len(keys), 100):
+        pending = {table: {"Keys": keys[start:start + 100], "ConsistentRead": True,
+                           "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
+        while pending:
+            response = client.batch_get_item(RequestItems=pending)
+            found |= {key_identity({k: item[k] for k in key_names}) for item in response["Responses"].get(table, [])
+                      if VERSION in item}
+            pending = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def rewrite_live_written(source_client, target_client, source_table: str, target_table: str,
+                         written: list[tuple[dict, str]]) -> None:
+    """Step 3: each key live sync wrote while the page was in flight, written again from the
+    source's current state with the sequence number live sync wrote: it lands only where the batch
+    replaced live sync's state (no version there any more), never over a newer one."""
+    for key, sequence in written:
+        item = source_client.get_item(TableName=source_table, Key=key, ConsistentRead=True).get("Item")
+        apply_change(target_client, target_table, Change(key, sequence, item), guarded=True)
+
+
 def copy_segment(
     source_client,
     target_client,
@@ -53,6 +132,9 @@ def copy_segment(
     target_table: str,
     progress: SegmentProgress,
     checkpoint: Callable[[SegmentProgress], None],
+    key_names: list[str],
+    live_writes: LiveWrites,
+    check_versions: bool = False,
     page_size: int | None = None,
     writers: int = WRITERS_PER_SEGMENT,
     read_limit: RateLimiter | None = None,
@@ -61,8 +143,8 @@ def copy_segment(
     """Copy segment `progress.segment` from its last checkpoint to its end; return the final progress.
 
     Safe to retry and to kill: it starts again at the last confirmed page. Every Scan page and every
-    put waits for its limiter and pays what DynamoDB says it consumed, so the segments sharing one
-    limiter stay within it together.
+    BatchWriteItem waits for its limiter and pays what DynamoDB says it consumed, so the segments
+    sharing one limiter stay within it together. Each page follows the write rule (module docstring).
     """
     if progress.done:
         return progress
@@ -72,16 +154,21 @@ def copy_segment(
     if page_size:
         scan_args["Limit"] = page_size
 
-    def scan_page(start_key: dict | None) -> dict:
+    def scan_page(start_key: dict | None) -> tuple[dict, float]:
+        began = live_writes.page_begins()
         read_limit.wait()
         page = source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
         read_limit.pay(consumed_units(page))
-        return page
+        return page, began
 
-    def write(item: dict) -> None:
-        write_limit.wait()
-        written = put_scanned(target_client, target_table, item)
-        write_limit.pay(written.units if written.units is not None else write_units(item))  # refused: charged too
+    def write_page(items: list[dict], began: float) -> None:
+        keys = [{name: item[name] for name in key_names} for item in items]
+        if check_versions:
+            skip = versioned_keys(target_client, target_table, keys, key_names)
+            items = [item for item, key in zip(items, keys) if key_identity(key) not in skip]
+        write_all(target_client, target_table, put_requests(items), pool=write_pool, limit=write_limit)
+        rewrite_live_written(source_client, target_client, source_table, target_table,
+                             live_writes.written_since(keys, began))
 
     started = time.monotonic()
     copied_now = 0
@@ -89,22 +176,30 @@ def copy_segment(
         writers, thread_name_prefix="write"
     ) as write_pool:
         next_page = scanner.submit(scan_page, progress.last_key)
-        while not progress.done:
-            page = next_page.result()
-            last_key = page.get("LastEvaluatedKey")
-            if last_key:
-                next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
-            items = page["Items"]
-            list(write_pool.map(write, items))
-            copied_now += len(items)
-            progress = replace(
-                progress,
-                last_key=last_key,
-                items=progress.items + len(items),
-                pages=progress.pages + 1,
-                done=last_key is None,
-            )
-            checkpoint(progress)
+        try:
+            while not progress.done:
+                page, began = next_page.result()
+                next_page = None
+                last_key = page.get("LastEvaluatedKey")
+                if last_key:
+                    next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
+                items = page["Items"]
+                try:
+                    write_page(items, began)
+                finally:
+                    live_writes.page_done(began)
+                copied_now += len(items)
+                progress = replace(
+                    progress,
+                    last_key=last_key,
+                    items=progress.items + len(items),
+                    pages=progress.pages + 1,
+                    done=last_key is None,
+                )
+                checkpoint(progress)
+        finally:  # a page scanned ahead and never written no longer holds notes back
+            if next_page is not None and next_page.exception() is None:
+                live_writes.page_done(next_page.result()[1])
     log.info(
         "segment %d/%d of %s: %d items copied in %.1fs (%d in total)",
         progress.segment, progress.total_segments, source_table, copied_now,

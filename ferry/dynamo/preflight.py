@@ -32,6 +32,8 @@ class TablePlan:
     total_segments: int
     resumed: bool
     source_item_estimate: int
+    key_names: list[str] = field(default_factory=list)  # the table's key attributes, hash key first
+    check_versions: bool = False  # live sync of an earlier run may have marked the target (see backfill.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -101,6 +103,7 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
         total_segments=segments,
         resumed=resumed,
         source_item_estimate=source.get("ItemCount", 0),
+        key_names=[name for name, _, _ in schema.key_schema(source)],
         notes=notes,
     )
     return Checked(plan, source, target, previous)
@@ -129,11 +132,12 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore, hol
     state.ensure_table()
     if other := lease.take(state, job.migration_id, holder):  # taken in the seconds since the check
         raise CannotContinue(lease.already_running(job.source, job.target, other))
-    if job.restart and previous is not None and state.markers_noted(job.migration_id):
-        # the earlier run's versions would make the new backfill skip those keys: gone before any write
-        schema_keys = [name for name, _, _ in schema.key_schema(checked.source)]
-        clear_markers(clients.target, job.target, schema_keys, plan.total_segments)
-        state.markers_cleared(job.migration_id)
+    if state.markers_noted(job.migration_id):
+        if job.restart:  # the earlier run's versions would make the new backfill skip those keys
+            clear_markers(clients.target, job.target, plan.key_names, plan.total_segments)
+            state.markers_cleared(job.migration_id)
+        else:  # an earlier run's live sync marked keys: this run's backfill leaves them out
+            plan.check_versions = True
     target_identity = schema.identity(target)
     if plan.resumed:
         previous.runs += 1
