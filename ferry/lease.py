@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 from ferry.state import StateStore
 
@@ -42,6 +44,29 @@ def take(state: StateStore, migration_id: str, holder: str, seconds: float = LEA
     if other and dead_here(other):  # killed on this machine: no need to wait for its lease to lapse
         other = state.take_lease(migration_id, holder, seconds, replacing=other)
     return other
+
+
+class Holding:
+    """A lease this process holds, confirmed often (before and after every backfill page) but
+    renewed at most every sixth of its length: a lease renewed that recently has most of its time
+    left, so no one else can have taken it (a live holder is only ever waited out)."""
+
+    def __init__(self, state: StateStore, migration_id: str, holder: str, seconds: float = LEASE_SECONDS,
+                 clock=time.monotonic):
+        self.state, self.migration_id, self.holder, self.seconds, self.clock = state, migration_id, holder, seconds, clock
+        self.renewed_at: float | None = None
+        self.lock = threading.Lock()
+
+    def confirm(self) -> str | None:
+        """None while the lease is this holder's; else who holds it."""
+        with self.lock:
+            now = self.clock()
+            if self.renewed_at is not None and now - self.renewed_at < self.seconds / 6:
+                return None
+            if other := take(self.state, self.migration_id, self.holder, self.seconds):
+                return other
+            self.renewed_at = now
+            return None
 
 
 def held_by_another(state: StateStore, migration_id: str, holder: str | None = None) -> str | None:

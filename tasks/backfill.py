@@ -8,10 +8,13 @@ from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import update_progress_artifact
+from prefect.runtime import flow_run
 
+from ferry import lease
 from ferry.config import TableJob
 from ferry.dynamo.backfill import copy_segment
 from ferry.dynamo.preflight import TablePlan
+from ferry.errors import CannotContinue
 from ferry.state import SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
 from tasks.handles import BackfillLimits, LiveSync, limits_name, live_sync_name, this_run
@@ -44,6 +47,18 @@ class ProgressReporter:
         update_progress_artifact(self.artifact_id, min(percent, 99.0))
 
 
+def hold_live_sync_lease(job: TableJob, live_sync: LiveSync, holding: lease.Holding) -> None:
+    """Before and after each page: this run still holds the live-sync lease (so no other
+    live sync writes beside the page, unnoted), and its live sync has not stopped for good. Called
+    from the segment's own threads, where Prefect's run context is not set: the holding is made
+    by the task."""
+    if live_sync.failure is not None:
+        raise CannotContinue(f"live sync of {job.source} into {job.target} stopped ({type(live_sync.failure).__name__}); "
+                             "the backfill stops with it: rerun the same command to resume")
+    if other := holding.confirm():
+        raise CannotContinue(lease.already_running(job.source, job.target, other))
+
+
 @task(
     name="backfill-segment",
     task_run_name="backfill {job.source} segment {segment}",
@@ -56,6 +71,7 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
     start = state.load(plan.migration_id).segment(segment)
     limits = this_run(limits_name(job.migration_id), lambda: BackfillLimits.for_job(job, clients))
     live_sync = this_run(live_sync_name(job.migration_id), LiveSync)  # what it writes, the backfill respects
+    holding = lease.Holding(state, job.migration_id, lease.holder_name(flow_run.id))  # taken in preflight
     end = copy_segment(
         clients.source,
         clients.target,
@@ -65,6 +81,7 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
         checkpoint=ProgressReporter(state, plan, artifact_id),
         key_names=plan.key_names,
         live_writes=live_sync.live_writes,
+        hold_lease=lambda: hold_live_sync_lease(job, live_sync, holding),
         check_versions=plan.check_versions,
         page_size=job.page_size,
         read_limit=limits.read,

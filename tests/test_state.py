@@ -45,3 +45,18 @@ def test_a_restart_makes_earlier_checkpoints_stop_counting_in_one_write(dynamodb
     assert restarted.segment(0) == SegmentProgress(0, 2, generation=1)
     assert store.forget_stale("table:a>b", 1) == 4  # tidied afterwards; the new meta record stays
     assert store.load("table:a>b").generation == 1
+
+
+def test_a_held_lease_is_confirmed_without_a_write_while_fresh_and_lost_to_a_takeover_once_lapsed(dynamodb):
+    from ferry import lease
+
+    store = StateStore(dynamodb, "ferry-state")
+    store.ensure_table()
+    now = [0.0]
+    holding = lease.Holding(store, "table:a>b", "host-a/1/run", seconds=60, clock=lambda: now[0])
+    assert holding.confirm() is None  # taken
+    store.take_lease("table:a>b", "host-b/2/run", 60, replacing="host-a/1/run")  # as if it had lapsed, taken over
+    now[0] = 9.0
+    assert holding.confirm() is None  # renewed 9 s ago: not asked again (no one can take a live, fresh lease)
+    now[0] = 10.5
+    assert holding.confirm() == "host-b/2/run"  # asked again: it is another's now

@@ -142,3 +142,14 @@ def test_versions_compare_as_numbers_even_with_sequence_numbers_of_different_len
     assert apply_change(target, "dst", Change(KEY, "1" + "0" * 39, image("newer")), guarded=True)
     assert not apply_change(target, "dst", Change(KEY, "9" * 21, image("older")), guarded=True)
     assert visible(target_state(target)) == image("newer")
+
+
+def test_a_scan_that_fails_does_not_hold_notes_back_and_no_note_is_kept_with_no_page_in_flight():
+    live = LiveWrites()
+    live.note([({"pk": {"S": "a"}}, "1")])  # no page in flight: a later page needs none
+    assert live.noted == {}
+    began = live.page_begins()
+    live.note([({"pk": {"S": "b"}}, "2")])
+    assert list(live.noted)
+    live.page_done(began)  # what scan_page does when its Scan raises
+    assert live.open_pages == [] and live.noted == {}

@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from ferry.dynamo.capacity import RateLimiter, consumed_units
+from botocore.exceptions import ClientError
+
+from ferry.dynamo.capacity import RateLimiter, consumed_units, write_units
 from ferry.state import SegmentProgress
+from lambdas import journal
 from lambdas.batch_write import put_requests, write_all
-from lambdas.dynamo_apply import key_identity
+from lambdas.dynamo_apply import ITEM_ERRORS, key_identity
 from lambdas.write_rule import DELETED, VERSION, Change, apply_change, clear_marker
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ MIN_DEFAULT_SEGMENTS = 4
 MAX_DEFAULT_SEGMENTS = 64
 BYTES_PER_SEGMENT = 32 * 2**20
 WRITERS_PER_SEGMENT = 4  # batches of one page written at once
+MAX_ATTEMPTS = 12  # reads of unprocessed keys, with backoff
 
 
 def choose_segments(table_size_bytes: int) -> int:
@@ -70,8 +75,11 @@ class LiveWrites:
         self.open_pages: list[float] = []  # when the scan of each page still being written began
 
     def note(self, changes: list[tuple[dict, str]]) -> None:
-        """Live sync is about to write these (key, sequence number) changes."""
+        """Live sync is about to write these (key, sequence number) changes. With no page in flight
+        nothing is kept: a page that begins later begins after the note, and needs none."""
         with self.lock:
+            if not self.open_pages:
+                return
             now = self.clock()
             for key, sequence in changes:
                 identity = key_identity(key)
@@ -99,6 +107,29 @@ class LiveWrites:
             self.noted = {identity: noted for identity, noted in self.noted.items() if noted[0] >= oldest}
 
 
+class JournalWrites:
+    """The keys the live-sync Lambda (another process) noted in the state table's journal
+    (lambdas/journal.py), for a backfill beside it: the LiveWrites protocol, read from the journal.
+    Without a shared clock, every key ever noted counts, not only those noted since the page began:
+    rewriting one more key under the rule is harmless (it lands only over an older state)."""
+
+    def __init__(self, state_client, state_table: str, migration_id: str):
+        self.state_client, self.state_table, self.migration_id = state_client, state_table, migration_id
+
+    def note(self, changes: list[tuple[dict, str]]) -> None:  # the Lambda notes, in the journal
+        raise NotImplementedError("the Lambda notes its writes in the journal itself")
+
+    def page_begins(self) -> float:
+        return 0.0
+
+    def written_since(self, keys: list[dict], began: float) -> list[tuple[dict, str]]:
+        noted = journal.read(self.state_client, self.state_table, self.migration_id, keys)
+        return [(key, noted[key_identity(key)]) for key in keys if key_identity(key) in noted]
+
+    def page_done(self, began: float) -> None:
+        pass
+
+
 def versioned_keys(client, table: str, keys: list[dict], key_names: list[str]) -> set[str]:
     """Identities of `keys` that live sync has written in the target (a version or a tombstone)."""
     found: set[str] = set()
@@ -107,22 +138,41 @@ def versioned_keys(client, table: str, keys: list[dict], key_names: list[str]) -
     for start in range(0, len(keys), 100):
         pending = {table: {"Keys": keys[start:start + 100], "ConsistentRead": True,
                            "ProjectionExpression": projection, "ExpressionAttributeNames": names}}
-        while pending:
+        for attempt in range(MAX_ATTEMPTS):
             response = client.batch_get_item(RequestItems=pending)
             found |= {key_identity({k: item[k] for k in key_names}) for item in response["Responses"].get(table, [])
                       if VERSION in item}
             pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            time.sleep(random.uniform(0, min(8.0, 0.05 * 2 ** attempt)))  # throttled: back off
+        else:
+            raise RuntimeError(f"keys of {table} stayed unprocessed after {MAX_ATTEMPTS} reads")
     return found
 
 
 def rewrite_live_written(source_client, target_client, source_table: str, target_table: str,
-                         written: list[tuple[dict, str]]) -> None:
+                         written: list[tuple[dict, str]], read_limit: RateLimiter | None = None,
+                         write_limit: RateLimiter | None = None) -> None:
     """Step 3: each key live sync wrote while the page was in flight, written again from the
     source's current state with the sequence number live sync wrote: it lands only where the batch
-    replaced live sync's state (no version there any more), never over a newer one."""
+    replaced live sync's state (no version there any more), never over a newer one. An item the
+    target refuses is live sync's poison record already (dead-lettered, named by verification)."""
+    read_limit, write_limit = read_limit or RateLimiter(None), write_limit or RateLimiter(None)
     for key, sequence in written:
-        item = source_client.get_item(TableName=source_table, Key=key, ConsistentRead=True).get("Item")
-        apply_change(target_client, target_table, Change(key, sequence, item), guarded=True)
+        read_limit.wait()
+        response = source_client.get_item(TableName=source_table, Key=key, ConsistentRead=True,
+                                          ReturnConsumedCapacity="TOTAL")
+        read_limit.pay(consumed_units(response))
+        item = response.get("Item")
+        write_limit.wait()
+        try:
+            written_now = apply_change(target_client, target_table, Change(key, sequence, item), guarded=True)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ITEM_ERRORS:
+                raise
+            continue
+        write_limit.pay(written_now.units if written_now.units is not None else write_units(item or key))
 
 
 def copy_segment(
@@ -134,6 +184,7 @@ def copy_segment(
     checkpoint: Callable[[SegmentProgress], None],
     key_names: list[str],
     live_writes: LiveWrites,
+    hold_lease: Callable[[], None],
     check_versions: bool = False,
     page_size: int | None = None,
     writers: int = WRITERS_PER_SEGMENT,
@@ -148,16 +199,24 @@ def copy_segment(
     """
     if progress.done:
         return progress
+    if not key_names:
+        raise ValueError("the table's key attributes are needed to keep the write rule")
     read_limit, write_limit = read_limit or RateLimiter(None), write_limit or RateLimiter(None)
-    scan_args = {"TableName": source_table, "ReturnConsumedCapacity": "TOTAL",
+    # Consistent: the rule relies on a page seeing every change live sync wrote before its scan began.
+    scan_args = {"TableName": source_table, "ReturnConsumedCapacity": "TOTAL", "ConsistentRead": True,
                  **segment_args(progress.segment, progress.total_segments)}
     if page_size:
         scan_args["Limit"] = page_size
 
     def scan_page(start_key: dict | None) -> tuple[dict, float]:
+        hold_lease()  # only this process's live sync writes the target while the page is in flight
         began = live_writes.page_begins()
-        read_limit.wait()
-        page = source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
+        try:
+            read_limit.wait()
+            page = source_client.scan(**scan_args, **({"ExclusiveStartKey": start_key} if start_key else {}))
+        except BaseException:
+            live_writes.page_done(began)
+            raise
         read_limit.pay(consumed_units(page))
         return page, began
 
@@ -168,7 +227,8 @@ def copy_segment(
             items = [item for item, key in zip(items, keys) if key_identity(key) not in skip]
         write_all(target_client, target_table, put_requests(items), pool=write_pool, limit=write_limit)
         rewrite_live_written(source_client, target_client, source_table, target_table,
-                             live_writes.written_since(keys, began))
+                             live_writes.written_since(keys, began), read_limit, write_limit)
+        hold_lease()  # still ours: no other live sync wrote beside this page (else no checkpoint: redone)
 
     started = time.monotonic()
     copied_now = 0
