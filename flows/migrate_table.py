@@ -13,7 +13,8 @@
 
 Live sync thus only has to keep up with the service, never with the backfill's length: the stream's
 24-hour retention bounds live sync's lag, not the copy. With --live-sync lambda the Lambda is
-deployed in step 2 with its mapping disabled, and enabled (at TRIM_HORIZON) after the backfill.
+deployed and started in step 2; it notes what it writes in the state table's journal, which the
+backfill reads after each page, and the gate reads what it has applied.
 Rerunning the same flow resumes it: confirmed pages are not copied again and the stream replay
 continues where it stopped.
 """
@@ -28,7 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, LiveSyncMode, TableJob
 from tasks.backfill import backfill_segment
-from tasks.lambda_sync import deploy_live_sync, start_lambda_sync
+from tasks.lambda_sync import deploy_live_sync, start_lambda_sync, wait_for_lambda_catch_up
 from tasks.preflight import preflight
 from tasks.stream import (clear_write_markers, end_backfill_guard, enable_source_stream, follow_source_stream,
                           stop_live_sync, wait_for_catch_up)
@@ -95,11 +96,12 @@ def migrate_table(
     plan = preflight(job)
     stream_arn = enable_source_stream(job, plan)
     if job.live_sync == "lambda":
-        deployment = deploy_live_sync(job, stream_arn)  # its mapping disabled until the backfill is done
+        deployment = deploy_live_sync(job, stream_arn)
+        start_lambda_sync(job, deployment)  # at once: it notes its writes in the journal for the backfill
         outcomes = backfill(job, plan)
-        start_lambda_sync(job, deployment)  # from TRIM_HORIZON: after the backfill's writes
+        wait_for_lambda_catch_up(job, stream_arn)  # the gate: plain writes from now, every change so far applied
         comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
-        clear_write_markers(job, plan.total_segments)  # left by a poller run before a switch to the Lambda
+        clear_write_markers(job, plan.total_segments)
         replayed = None
     else:
         syncing = follow_source_stream.submit(job, stream_arn)  # live sync from now on, until stopped below

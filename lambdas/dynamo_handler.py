@@ -3,7 +3,10 @@
 Configuration comes from the environment: TARGET_TABLE (required), TARGET_REGION (the target's
 region; the function runs beside the source), TARGET_ENDPOINT_URL (optional), SOURCE_TABLE (to
 re-read items when the stream has no new images) and, for a target in another account,
-TARGET_ROLE_ARN (a role in the target account that the function assumes).
+TARGET_ROLE_ARN (a role in the target account that the function assumes), and STATE_TABLE with
+MIGRATION_ID: the state table (beside the target) where the function keeps its journal and its
+progress while the migration runs (lambdas/journal.py), so the backfill and the catch-up gate, in
+another process, can rely on what it wrote.
 
 Partial failures are reported per record (ReportBatchItemFailures): the response names the first
 record whose key the target rejected, so Lambda retries from there, bisects, and after its retry
@@ -15,10 +18,13 @@ from __future__ import annotations
 
 import base64
 import os
+import time
+from dataclasses import dataclass
 
 import boto3
 
-from lambdas.dynamo_apply import apply_stream_records
+from lambdas import journal
+from lambdas.dynamo_apply import apply_stream_records, collapse
 
 
 def from_lambda_json(value):
@@ -66,12 +72,36 @@ def target_client():
     )
 
 
-def handle(event: dict, target, target_table: str, source=None, source_table: str | None = None) -> dict:
-    """The handler's work, with its clients given: what the tests call with real stream records."""
+@dataclass
+class Journal:
+    """Where this function reports to the migration (the state table, with the target's client)."""
+
+    client: object
+    table: str
+    migration_id: str
+
+
+def handle(event: dict, target, target_table: str, source=None, source_table: str | None = None,
+           state: Journal | None = None) -> dict:
+    """The handler's work, with its clients given: what the tests call with real stream records.
+
+    While the migration's backfill may still write, every write is guarded (the write rule) and
+    noted in the journal before it is sent; until the migration ends, what was applied is recorded
+    after it. Without a journal (a function deployed on its own), writes are plain."""
     records = [decode_record(r) for r in event.get("Records", [])]
-    # The mapping is enabled once the backfill is done: nothing else writes older images, so plain writes.
-    result = apply_stream_records(target, target_table, records, guarded=False, source_client=source,
+    phase = journal.phase(state.client, state.table, state.migration_id) if state else None
+    guarded = phase in journal.GUARDED_PHASES
+    recording = state is not None and phase is not None and phase not in journal.FINISHED_PHASES
+    changes = [(change.key, change.sequence_number) for change in collapse(records)]
+    if guarded:
+        state.client.put_item(TableName=state.table, Item={  # the target holds markers to clear (state.py)
+            "migration": {"S": state.migration_id}, "part": {"S": "markers"},
+            "updated_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}})
+        journal.note(state.client, state.table, state.migration_id, changes)
+    result = apply_stream_records(target, target_table, records, guarded=guarded, source_client=source,
                                   source_table=source_table)
+    if recording:  # dealt with: written, refused as older, or rejected (retried, then dead-lettered)
+        journal.applied(state.client, state.table, state.migration_id, changes)
     if not result.rejected:
         return {"batchItemFailures": []}
     first = min(result.rejected, key=lambda r: int(r.sequence_number))
@@ -80,5 +110,8 @@ def handle(event: dict, target, target_table: str, source=None, source_table: st
 
 def handler(event, context):
     source_table = os.environ.get("SOURCE_TABLE")
-    return handle(event, target_client(), os.environ["TARGET_TABLE"],
-                  boto3.client("dynamodb") if source_table else None, source_table)
+    target = target_client()
+    state = (Journal(target, os.environ["STATE_TABLE"], os.environ["MIGRATION_ID"])
+             if os.environ.get("STATE_TABLE") and os.environ.get("MIGRATION_ID") else None)
+    return handle(event, target, os.environ["TARGET_TABLE"],
+                  boto3.client("dynamodb") if source_table else None, source_table, state)

@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from ferry import lease
 from ferry.config import TableJob
-from ferry.dynamo.backfill import copy_segment
+from ferry.dynamo.backfill import JournalWrites, copy_segment
 from ferry.dynamo.preflight import TablePlan
 from ferry.errors import CannotContinue
 from ferry.state import SegmentProgress, StateStore
@@ -80,7 +80,8 @@ def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: 
         start,
         checkpoint=ProgressReporter(state, plan, artifact_id),
         key_names=plan.key_names,
-        live_writes=live_sync.live_writes,
+        live_writes=(JournalWrites(state.client, state.table_name, job.migration_id) if job.live_sync == "lambda"
+                     else live_sync.live_writes),  # the Lambda's notes are in the state table
         hold_lease=lambda: hold_live_sync_lease(job, live_sync, holding),
         check_versions=plan.check_versions,
         page_size=job.page_size,

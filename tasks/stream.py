@@ -28,6 +28,7 @@ from ferry.dynamo.backfill import clear_markers
 from ferry.dynamo.schema import key_schema, require_table
 from ferry.dynamo.stream import FollowResult, enable_stream, follow_stream, lag_warning
 from ferry.errors import CannotContinue
+from lambdas import journal
 from lambdas.dynamo_apply import apply_stream_records
 from tasks.common import RETRYING, state_store, table_clients, will_be_retried
 from tasks.handles import LiveSync, live_sync_name, stop_on_signals, this_run
@@ -191,6 +192,7 @@ def clear_write_markers(job: TableJob, segments: int) -> int:
         return 0
     key_names = [name for name, _, _ in key_schema(require_table(clients.target, job.target, "target"))]
     cleared = clear_markers(clients.target, job.target, key_names, segments)
+    journal.clear(state.client, state.table_name, job.migration_id)  # the Lambda's notes: nothing reads them now
     state.markers_cleared(job.migration_id)
     get_run_logger().info("cleared %d write-rule markers from %s", cleared, job.target)
     return cleared

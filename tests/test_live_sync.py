@@ -172,7 +172,8 @@ def deploy(dynamodb, target_role_arn=None):
     return lambda_sync.deploy(
         boto3.client("iam"), boto3.client("lambda"), boto3.client("sqs"), boto3.client("logs"),
         source="src", target="dst", stream_arn=source["LatestStreamArn"], source_table_arn=source["TableArn"],
-        target_table_arn=target["TableArn"], target_role_arn=target_role_arn)
+        target_table_arn=target["TableArn"], target_role_arn=target_role_arn, state_table="ferry-state",
+        state_table_arn=target["TableArn"].replace(":table/dst", ":table/ferry-state"), migration_id=MIGRATION)
 
 
 def test_lambda_deployment_is_least_privilege_disabled_until_started_and_idempotent(dynamodb):
@@ -182,26 +183,29 @@ def test_lambda_deployment_is_least_privilege_disabled_until_started_and_idempot
 
     policy = iam.get_role_policy(RoleName=deployment.function_name, PolicyName="ferry-live-sync")["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
+    log_group = f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{deployment.function_name}"
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         for value in statement["Action"] + statement["Resource"]:
-            assert "*" not in value, statement
+            assert "*" not in value or value == f"{log_group}:log-stream:*", statement  # its own log streams
     resources = {r for s in policy["Statement"] for r in s["Resource"]}
-    assert resources == {source["LatestStreamArn"], source["TableArn"],
-                         dynamodb.describe_table(TableName="dst")["Table"]["TableArn"],
-                         deployment.dead_letter_queue_arn,
-                         f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{deployment.function_name}"}
+    target_arn = dynamodb.describe_table(TableName="dst")["Table"]["TableArn"]
+    assert resources == {source["LatestStreamArn"], source["TableArn"], target_arn, deployment.dead_letter_queue_arn,
+                         log_group, f"{log_group}:log-stream:*", target_arn.replace(":table/dst", ":table/ferry-state")}
+    journal = next(s for s in policy["Statement"] if s["Sid"] == "MigrationJournal")
+    assert set(journal["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     writes = next(s for s in policy["Statement"] if s["Sid"] == "WriteTargetTable")
     assert set(writes["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
 
     function = lambda_client.get_function(FunctionName=deployment.function_name)["Configuration"]
     assert function["Handler"] == "lambdas.dynamo_handler.handler" and function["Role"] == deployment.role_arn
     assert function["Environment"]["Variables"] == {"TARGET_TABLE": "dst", "TARGET_REGION": "us-east-1",
-                                                    "SOURCE_TABLE": "src"}
+                                                    "SOURCE_TABLE": "src", "STATE_TABLE": "ferry-state",
+                                                    "MIGRATION_ID": MIGRATION}
     mapping = lambda_client.get_event_source_mapping(UUID=deployment.mapping_uuid)
     assert mapping["EventSourceArn"] == source["LatestStreamArn"]
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
-    assert mapping["State"] in ("Disabled", "Disabling")  # nothing applied before the backfill ends
+    assert mapping["State"] in ("Disabled", "Disabling")  # until started
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["MaximumRetryAttempts"] == lambda_sync.MAX_RETRY_ATTEMPTS

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.dynamo.backfill import LiveWrites, clear_markers, rewrite_live_written, versioned_keys
+from ferry.dynamo.backfill import JournalWrites, LiveWrites, clear_markers, rewrite_live_written, versioned_keys
 from ferry.dynamo.verify import verify_tables
+from ferry.state import StateStore
+from lambdas import journal
 from lambdas.batch_write import put_requests, write_all
 from lambdas.dynamo_apply import key_identity
 from lambdas.write_rule import DELETED, VERSION, Change, apply_change, visible
@@ -32,17 +34,18 @@ def target(dynamodb):
 # The source's history of one key: scanned by the backfill at some moment, and changed by three
 # stream records (sequence numbers 10, 20, 30), the last a delete or a put.
 class LiveSync:
-    """The source changing, and live sync applying the change (noted before its write is sent)."""
+    """The source changing, and live sync applying the change (noted before its write is sent: in
+    this process, or in the journal as the Lambda does)."""
 
-    def __init__(self, source, target, live: LiveWrites):
-        self.source, self.target, self.live, self.pending = source, target, live, []
+    def __init__(self, source, target, note):
+        self.source, self.target, self.note, self.pending = source, target, note, []
 
     def change(self, sequence: str, value: str | None) -> None:
         if value is None:
             self.source.delete_item(TableName="src", Key=KEY)
         else:
             self.source.put_item(TableName="src", Item=image(value))
-        self.live.note([(KEY, sequence)])
+        self.note([(KEY, sequence)])
         self.pending.append(Change(KEY, sequence, None if value is None else image(value)))
 
     def lands(self) -> None:
@@ -52,13 +55,21 @@ class LiveSync:
 LANDS = ["before-the-scan", "before-the-batch", "between-batch-and-rewrite", "after-the-rewrite"]
 
 
+@pytest.mark.parametrize("noted", ["in-process", "in-the-journal"])
 @pytest.mark.parametrize("last", ["put", "delete"])
 @pytest.mark.parametrize("lands", LANDS)
-def test_a_page_and_a_live_change_in_any_order_end_in_the_sources_state(target, last, lands):
+def test_a_page_and_a_live_change_in_any_order_end_in_the_sources_state(target, last, lands, noted):
     create_table(target, "src")
-    source, live = target, LiveWrites()
+    source = target
+    if noted == "in-process":  # the poller, beside the backfill
+        live = LiveWrites()
+        note = live.note
+    else:  # the Lambda, in another process: what its handler does before writing
+        StateStore(target, "ferry-state").ensure_table()
+        live = JournalWrites(target, "ferry-state", "table:src>dst")
+        note = lambda changes: journal.note(target, "ferry-state", "table:src>dst", changes)  # noqa: E731
     source.put_item(TableName="src", Item=image("v0"))
-    sync = LiveSync(source, target, live)
+    sync = LiveSync(source, target, note)
     value = "v1" if last == "put" else None
     if lands == "before-the-scan":
         sync.change("10", value)

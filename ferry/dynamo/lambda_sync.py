@@ -2,14 +2,16 @@
 
 Idempotent: a rerun updates the code, configuration and policy instead of failing. The event source
 mapping is created disabled at TRIM_HORIZON of the stream enabled before the backfill, and enabled
-only once the backfill has finished, so every change made since the stream was enabled is applied
-after the backfill's writes. Failed records go, after retries and bisection, to a dead-letter queue;
-a poison record never blocks its shard.
+right after the deployment: the Lambda applies changes beside the backfill, through the write rule,
+noting what it writes in the migration's journal (lambdas/journal.py) so the backfill in another
+process can respect it. Failed records go, after retries and bisection, to a dead-letter queue; a
+poison record never blocks its shard.
 
-The execution role may do exactly this and nothing else (no wildcard in any action or resource):
-read this one stream, get items from the source (for streams without new images), write this one
-target table (or assume the configured target-side role), send to this one dead-letter queue, and
-write to this function's log group (which Ferry creates, so the role need not).
+The execution role may do exactly this and nothing else (no wildcard in any action, and in
+resources only for this function's own log streams): read this one stream, get items from the
+source (for streams without new images), write this one target table (or assume the configured
+target-side role), keep its journal in the migration's state table, send to this one dead-letter
+queue, and write to this function's log group (which Ferry creates, so the role need not).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.exceptions import ClientError
+
+from ferry.dynamo.stream import last_changes_before
+from ferry.errors import CannotContinue
+from ferry.state import StateStore
+from lambdas import journal
+from lambdas.dynamo_apply import key_identity
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 HANDLER = "lambdas.dynamo_handler.handler"
@@ -57,13 +65,15 @@ def package() -> bytes:
 
 
 def execution_policy(stream_arn: str, source_table_arn: str, target_table_arn: str, dead_letter_queue_arn: str,
-                     log_group_arn: str, target_role_arn: str | None = None) -> dict:
+                     log_group_arn: str, target_role_arn: str | None = None, state_table_arn: str | None = None) -> dict:
     write_target = (
         {"Sid": "AssumeTargetRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [target_role_arn]}
         if target_role_arn else
         {"Sid": "WriteTargetTable", "Effect": "Allow",
          "Action": ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], "Resource": [target_table_arn]}
     )
+    journal = ([{"Sid": "MigrationJournal", "Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem",
+                "dynamodb:UpdateItem"], "Resource": [state_table_arn]}] if state_table_arn and not target_role_arn else [])
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ReadSourceStream", "Effect": "Allow",
          "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
@@ -72,7 +82,8 @@ def execution_policy(stream_arn: str, source_table_arn: str, target_table_arn: s
         write_target,
         {"Sid": "DeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [dead_letter_queue_arn]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [log_group_arn]},
+         "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"]},
+        *journal,
     ]}
 
 
@@ -137,7 +148,7 @@ def ensure_mapping(lambda_client, function_name: str, stream_arn: str, dead_lett
                 "MaximumRetryAttempts": MAX_RETRY_ATTEMPTS, "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_SECONDS,
                 "DestinationConfig": {"OnFailure": {"Destination": dead_letter_queue_arn}}}
     existing = lambda_client.list_event_source_mappings(FunctionName=function_name, EventSourceArn=stream_arn)
-    if existing["EventSourceMappings"]:  # an earlier run's: paused until this run's backfill is done
+    if existing["EventSourceMappings"]:  # an earlier run's: paused until this run starts it, keeping its position
         uuid = existing["EventSourceMappings"][0]["UUID"]
         lambda_client.update_event_source_mapping(UUID=uuid, FunctionName=function_name, Enabled=False, **settings)
         return uuid
@@ -148,14 +159,16 @@ def ensure_mapping(lambda_client, function_name: str, stream_arn: str, dead_lett
 
 def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_arn: str, source_table_arn: str,
            target_table_arn: str, target_role_arn: str | None = None,
-           target_endpoint_url: str | None = None) -> LiveSyncDeployment:
+           target_endpoint_url: str | None = None, state_table: str | None = None,
+           state_table_arn: str | None = None, migration_id: str | None = None) -> LiveSyncDeployment:
     """Create or update everything the live-sync Lambda needs, its mapping disabled (an existing one is
-    paused, keeping its position): it writes plainly, so it must not run beside a backfill."""
+    paused, keeping its position) until `start`. Given the migration's state table, the function
+    keeps its journal there (lambdas/journal.py), which is what lets it run beside a backfill."""
     name = resource_name(source, target)
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, source_table_arn.split(":")[4], name)
     dead_letter_queue_arn = ensure_dead_letter_queue(sqs, resource_name(source, target, "-dlq"))
     policy = execution_policy(stream_arn, source_table_arn, target_table_arn, dead_letter_queue_arn, log_group_arn,
-                              target_role_arn)
+                              target_role_arn, state_table_arn)
     role_arn = ensure_role(iam, name, policy)
     # The target's region comes from its ARN: the function lives beside the source, wherever the target is.
     environment = {"TARGET_TABLE": target, "TARGET_REGION": target_table_arn.split(":")[3], "SOURCE_TABLE": source}
@@ -163,11 +176,36 @@ def deploy(iam, lambda_client, sqs, logs, *, source: str, target: str, stream_ar
         environment["TARGET_ENDPOINT_URL"] = target_endpoint_url
     if target_role_arn:
         environment["TARGET_ROLE_ARN"] = target_role_arn
+    if state_table and migration_id:  # beside the target: the same client (and role) reaches it
+        environment |= {"STATE_TABLE": state_table, "MIGRATION_ID": migration_id}
     function_arn = ensure_function(lambda_client, name, role_arn, environment, package())
     uuid = ensure_mapping(lambda_client, name, stream_arn, dead_letter_queue_arn)
     return LiveSyncDeployment(name, function_arn, role_arn, dead_letter_queue_arn, uuid)
 
 
 def start(lambda_client, deployment: LiveSyncDeployment) -> None:
-    """Enable the mapping: the Lambda starts at TRIM_HORIZON, after the backfill's writes."""
+    """Enable the mapping: the Lambda applies the stream from TRIM_HORIZON (of a new mapping), beside
+    the backfill."""
     lambda_client.update_event_source_mapping(UUID=deployment.mapping_uuid, Enabled=True)
+
+
+def wait_until_applied(streams_client, stream_arn: str, state: StateStore, migration_id: str, moment: float,
+                       timeout: float, poll_interval: float = 0.5) -> None:
+    """The catch-up gate for the Lambda: return once it has applied every change made before the
+    wall-clock time `moment`. Each shard's last change before then is found by reading the stream
+    (read-only); the Lambda's journal says when that key's applied sequence number reaches it (the
+    Lambda applies a shard in order, so every earlier change of the shard is dealt with by then)."""
+    pending = last_changes_before(streams_client, stream_arn, moment)
+    deadline = time.monotonic() + timeout
+    while pending:
+        keys = [key for key, _ in pending.values()]
+        applied = journal.read(state.client, state.table_name, migration_id, keys, field="applied")
+        pending = {shard: (key, sequence) for shard, (key, sequence) in pending.items()
+                   if int(applied.get(key_identity(key), "0")) < int(sequence)}
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise CannotContinue(
+                f"the live-sync Lambda has not applied shard(s) {', '.join(sorted(pending))} up to the catch-up gate "
+                f"in {timeout:.0f} s: check its mapping, its logs and its dead-letter queue, then rerun to resume")
+        time.sleep(poll_interval)

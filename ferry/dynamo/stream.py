@@ -291,3 +291,28 @@ def shard_iterator(streams_client, stream_arn: str, shard_id: str, after: str | 
                 "retention): changes may be missing; run again with --restart to copy the table afresh"
             ) from error
         raise
+
+
+def last_changes_before(streams_client, stream_arn: str, moment: float) -> dict[str, tuple[dict, str]]:
+    """Read-only, for an applier in another process (the Lambda): each shard's last change made
+    before the wall-clock time `moment`, as (key, sequence number), found by reading the stream from
+    TRIM_HORIZON in lineage order until every open shard is read past `moment` (the same proof as
+    the poller's gate). Once those changes are applied, so is every change made before `moment`."""
+    last: dict[str, tuple[dict, str]] = {}
+    page: list[dict] = []
+    past = threading.Event()
+
+    def remember(records: list[dict]) -> int:
+        page[:] = [r for r in records if _epoch(r["dynamodb"].get("ApproximateCreationDateTime", 0)) <= moment]
+        return 0
+
+    def at(shard_id: str, _sequence_number: str) -> None:
+        if page:
+            last[shard_id] = (page[-1]["dynamodb"]["Keys"], page[-1]["dynamodb"]["SequenceNumber"])
+
+    def position(applied_to: float) -> None:
+        if applied_to >= moment:
+            past.set()
+
+    follow_stream(streams_client, stream_arn, {}, remember, at, idle_seconds=None, stop=past, on_position=position)
+    return last
