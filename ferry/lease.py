@@ -14,6 +14,8 @@ import socket
 import threading
 import time
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ferry.state import StateStore
 
 LEASE_SECONDS = float(os.environ.get("FERRY_LEASE_SECONDS", 60))  # tests shorten it
@@ -63,7 +65,13 @@ class Holding:
             now = self.clock()
             if self.renewed_at is not None and now - self.renewed_at < self.seconds / 6:
                 return None
-            if other := take(self.state, self.migration_id, self.holder, self.seconds):
+            try:
+                other = take(self.state, self.migration_id, self.holder, self.seconds)
+            except (ClientError, BotoCoreError):  # the state table unreachable for a moment
+                if self.renewed_at is not None and now - self.renewed_at < self.seconds / 2:
+                    return None  # renewed recently enough that it is still ours: try again next time
+                raise
+            if other:
                 return other
             self.renewed_at = now
             return None

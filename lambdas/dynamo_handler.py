@@ -86,12 +86,12 @@ def handle(event: dict, target, target_table: str, source=None, source_table: st
     """The handler's work, with its clients given: what the tests call with real stream records.
 
     While the migration's backfill may still write, every write is guarded (the write rule) and
-    noted in the journal before it is sent; until the migration ends, what was applied is recorded
-    after it. Without a journal (a function deployed on its own), writes are plain."""
+    noted in the journal before it is sent; what was applied is recorded after it, in every phase
+    (for the gates). Without a journal (a function deployed on its own), writes are plain."""
     records = [decode_record(r) for r in event.get("Records", [])]
     phase = journal.phase(state.client, state.table, state.migration_id) if state else None
     guarded = phase in journal.GUARDED_PHASES
-    recording = state is not None and phase is not None and phase not in journal.FINISHED_PHASES
+    recording = state is not None and phase is not None
     changes = [(change.key, change.sequence_number) for change in collapse(records)]
     if guarded:
         state.client.put_item(TableName=state.table, Item={  # the target holds markers to clear (state.py)

@@ -13,15 +13,18 @@ state table, one record per key (keys only, never values):
 condition), so:
 - a backfill that reads the page's keys' records after its batch finds every key whose live write
   may have landed before the batch (the note came first), and writes it again under the write rule
-  (`rewrite_live_written`): exact for any interleaving, like the in-process note;
-- the catch-up gate knows a shard's last change before the gate began is applied when that key's
-  `applied` reaches its sequence number (the Lambda applies each shard in order and retries a failed
-  batch before going on, so every earlier record of that shard was dealt with).
+  (`rewrite_live_written`), as with the in-process note (lambdas/write_rule.py has the argument);
+- the catch-up gate knows a shard's last change before the gate began is dealt with when that key's
+  `applied` reaches its sequence number: Lambda applies each shard in order and goes on only once
+  a batch succeeded or was given up (after its retries, to the dead-letter queue). A key the
+  target rejects counts as dealt with: it is Lambda's to retry and dead-letter, and verification
+  names it.
 
-Which of these the Lambda does follows the migration's phase (read once per batch): while the
-backfill can write, guarded writes and both numbers; then, until the migration ends, plain writes
-and `applied`; afterwards, plain writes only. The records are deleted when the migration's markers
-are cleared. Standard library and boto3 only: shipped in the Lambda's zip.
+While the backfill can write (the migration's phase, read once per batch), the Lambda writes
+guarded and raises `noted`; afterwards it writes plainly. It raises `applied` in every phase, so a
+gate on a later re-sync finds what it needs. Once the markers are cleared the `noted` numbers are
+removed; the records, keys and numbers only, stay for the gates of later re-syncs. Standard library
+and boto3 only: shipped in the Lambda's zip.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from lambdas.write_rule import version
 
 PREFIX = "noted#"
 GUARDED_PHASES = {"preflight", "backfill"}  # the backfill may still write (ferry.state.Phase values)
-FINISHED_PHASES = {"done", "different"}
 
 
 def part(key: dict) -> str:
@@ -71,6 +73,7 @@ def applied(client, table: str, migration_id: str, changes: list[tuple[dict, str
 def read(client, table: str, migration_id: str, keys: list[dict], field: str = "noted") -> dict[str, str]:
     """{key identity: sequence number in `field`} for those of `keys` that have one (consistent)."""
     found: dict[str, str] = {}
+    keys = list({part(key): key for key in keys}.values())  # BatchGetItem refuses a key asked twice
     for start in range(0, len(keys), 100):
         pending = {table: {"Keys": [{"migration": {"S": migration_id}, "part": {"S": part(k)}}
                                     for k in keys[start:start + 100]], "ConsistentRead": True}}
@@ -88,21 +91,28 @@ def read(client, table: str, migration_id: str, keys: list[dict], field: str = "
     return found
 
 
-def clear(client, table: str, migration_id: str) -> int:
-    """Delete the migration's journal (its markers are cleared: nothing reads it any more)."""
-    deleted = 0
+def forget_noted(client, table: str, migration_id: str) -> int:
+    """Remove the `noted` numbers (the markers are cleared: no backfill reads them any more); the
+    `applied` numbers stay for later gates. Returns how many were removed. Safe to rerun."""
+    removed = 0
     paginator = client.get_paginator("query")
     for page in paginator.paginate(TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
+                                   FilterExpression="attribute_exists(noted)",
                                    ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}},
                                    ProjectionExpression="migration, part", ConsistentRead=True):
         for item in page["Items"]:
-            client.delete_item(TableName=table, Key=item)
-            deleted += 1
-    return deleted
+            client.update_item(TableName=table, Key=item, UpdateExpression="REMOVE noted")
+            removed += 1
+    return removed
 
 
 def phase(client, table: str, migration_id: str) -> str | None:
     """The migration's phase, as the state store records it (its current generation's meta record)."""
-    item = client.get_item(TableName=table, Key={"migration": {"S": migration_id}, "part": {"S": "meta"}},
-                           ConsistentRead=True).get("Item")
+    try:
+        item = client.get_item(TableName=table, Key={"migration": {"S": migration_id}, "part": {"S": "meta"}},
+                               ConsistentRead=True).get("Item")
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        return None  # no state table: no migration runs (Ferry creates it before the mapping is started)
     return item["phase"]["S"] if item and "phase" in item else None

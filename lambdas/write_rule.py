@@ -14,8 +14,8 @@ and writes only over an older state: `attribute_not_exists(ferry:version) OR fer
 The backfill writes pages with BatchWriteItem, which takes no conditions, so it keeps its side of
 the rule around each page (ferry/dynamo/backfill.py): on a run resuming after live sync marked the
 target, it leaves out the keys already marked; after the batch, every key of the page that live sync
-(in this process: the lease allows one live sync per pair) wrote since the page's scan began is
-written again from a consistent read of the source, tagged with the sequence number live sync wrote
+(one per pair: the lease) wrote since the page's scan began - noted in memory by the poller in the
+backfill's process, or in the state table's journal by the Lambda (lambdas/journal.py) - is written again from a consistent read of the source, tagged with the sequence number live sync wrote
 (`apply_change`, guarded), so it lands only where the batch replaced live sync's state.
 
 Why this is exact. Every change made after the stream was enabled is in the stream, and live sync
@@ -29,7 +29,11 @@ state again under live sync's sequence number: if the batch had replaced live sy
 puts a state at least as new back; if live sync's write landed after the batch (or a newer one did),
 the condition refuses it. Every condition is checked by DynamoDB atomically with its write, so this
 holds for any interleaving; a kill at any moment leaves the page unconfirmed, and the rerun writes
-it again under the same rule (leaving out the keys the killed run's live sync marked).
+it again under the same rule (leaving out the keys the killed run's live sync marked). One window
+is left: a kill between a page's batch and the end of its rewrite, for a key deleted from the source
+in between, leaves that key's older image in the target (the rerun's scan no longer sees the key);
+verification names it as extra and `ferry verify table --repair` removes it. Errors in that window
+are retried in place instead of redoing the page.
 
 What a reader of the target sees meanwhile: each key's state is one the source had since the copy
 began (briefly, while live sync replays changes older than the moment the backfill scanned that

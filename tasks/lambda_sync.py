@@ -49,8 +49,8 @@ def start_lambda_sync(job: TableJob, deployment: lambda_sync.LiveSyncDeployment)
 def wait_for_lambda_catch_up(job: TableJob, stream_arn: str, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
     """The backfill is done: the Lambda writes plainly from its next batch (it reads the phase), and
     this returns once it has applied every change made before now (its journal says so)."""
-    began = time.time()
     clients = table_clients(job)
     state = state_store(job, clients)
     state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
+    began = time.time()  # after the switch: a batch that read the old phase holds only older changes
     lambda_sync.wait_until_applied(clients.source_streams, stream_arn, state, job.migration_id, began, timeout)

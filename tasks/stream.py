@@ -192,7 +192,7 @@ def clear_write_markers(job: TableJob, segments: int) -> int:
         return 0
     key_names = [name for name, _, _ in key_schema(require_table(clients.target, job.target, "target"))]
     cleared = clear_markers(clients.target, job.target, key_names, segments)
-    journal.clear(state.client, state.table_name, job.migration_id)  # the Lambda's notes: nothing reads them now
+    journal.forget_noted(state.client, state.table_name, job.migration_id)  # the Lambda's: no backfill reads them
     state.markers_cleared(job.migration_id)
     get_run_logger().info("cleared %d write-rule markers from %s", cleared, job.target)
     return cleared

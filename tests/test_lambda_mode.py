@@ -23,6 +23,7 @@ import pytest
 
 from ferry.state import StateStore
 from lambdas import journal
+from lambdas.dynamo_apply import key_identity
 from lambdas.dynamo_handler import Journal, handle
 from lambdas.write_rule import DELETED, VERSION
 from tables import MIGRATION, by_key, create_table, put_items, scan_all, simple_items
@@ -138,9 +139,10 @@ def test_the_lambda_beside_a_backfill_in_another_process_keeps_the_target_exact(
     target = scan_all(dynamodb, "dst")
     assert by_key(target, "pk") == by_key(scan_all(dynamodb, "src"), "pk")
     assert not any(name in item for item in target for name in (VERSION, DELETED))  # markers cleared
-    notes = dynamodb.query(TableName="ferry-state", KeyConditionExpression="migration = :m AND begins_with(part, :p)",
-                           ExpressionAttributeValues={":m": {"S": MIGRATION}, ":p": {"S": journal.PREFIX}})
-    assert notes["Count"] == 0  # the journal is gone with the markers
+    records = dynamodb.query(TableName="ferry-state", KeyConditionExpression="migration = :m AND begins_with(part, :p)",
+                             ExpressionAttributeValues={":m": {"S": MIGRATION}, ":p": {"S": journal.PREFIX}})["Items"]
+    assert records and not any("noted" in r for r in records)  # notes gone with the markers; `applied` stays
+    assert set(records[0]) == {"migration", "part", "key", "applied"}  # keys and numbers only
 
 
 def test_the_lambda_gate_waits_until_the_journal_says_each_shards_last_change_is_applied(dynamodb):
@@ -171,3 +173,22 @@ def test_the_lambda_gate_waits_until_the_journal_says_each_shards_last_change_is
     handle(lambda_event(records[-1:]), dynamodb, "dst", state=Journal(dynamodb, "ferry-state", MIGRATION))
     wait_until_applied(streams, arn, state, MIGRATION, began, timeout=5, poll_interval=0.1)  # opens
     assert len(scan_all(dynamodb, "dst")) == 30
+
+    # the migration is done; a re-sync later: its gate needs what the Lambda applied since
+    state.set_phase(state.load(MIGRATION), Phase.DONE)
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "k0000001"}, "v": {"S": "later"}})
+    time.sleep(1.1)
+    again = time.time()
+    with pytest.raises(CannotContinue):
+        wait_until_applied(streams, arn, state, MIGRATION, again, timeout=0.5, poll_interval=0.1)
+    handle(lambda_event(stream_records(dynamodb, "src")[30:]), dynamodb, "dst",
+           state=Journal(dynamodb, "ferry-state", MIGRATION))
+    wait_until_applied(streams, arn, state, MIGRATION, again, timeout=5, poll_interval=0.1)
+
+
+def test_the_journal_is_read_for_a_key_asked_twice(dynamodb):
+    StateStore(dynamodb, "ferry-state").ensure_table()
+    key = {"pk": {"S": "hot"}}  # the last change of a parent shard and of its child
+    journal.applied(dynamodb, "ferry-state", MIGRATION, [(key, "250"), (key, "120")])
+    assert journal.read(dynamodb, "ferry-state", MIGRATION, [key, key], field="applied") == {
+        key_identity(key): "250"}  # and only upwards

@@ -164,3 +164,45 @@ def test_a_scan_that_fails_does_not_hold_notes_back_and_no_note_is_kept_with_no_
     assert list(live.noted)
     live.page_done(began)  # what scan_page does when its Scan raises
     assert live.open_pages == [] and live.noted == {}
+
+
+def test_a_page_whose_rewrite_fails_once_retries_the_rewrite_and_no_deleted_key_comes_back(target):
+    from ferry.dynamo.backfill import copy_segment
+    from ferry.state import SegmentProgress
+
+    create_table(target, "src")
+    for n in range(5):
+        target.put_item(TableName="src", Item={"pk": {"S": f"k{n}"}, "v": {"S": "old"}})
+    live = LiveWrites()
+    deleted = {"pk": {"S": "k3"}}
+
+    class DeletedAfterTheScan:  # the source, where k3 is deleted (and live-synced) once the page is scanned
+        def __getattr__(self, name):
+            return getattr(target, name)
+
+        def scan(self, **kwargs):
+            page = target.scan(**kwargs)
+            target.delete_item(TableName="src", Key=deleted)
+            live.note([(deleted, "77")])
+            apply_change(target, "dst", Change(deleted, "77", None), guarded=True)  # a tombstone, then the batch
+            return page
+
+    class FailsOnce:  # the notes, unreadable once (as a throttled journal read would be)
+        failed = False
+
+        def __getattr__(self, name):
+            return getattr(live, name)
+
+        def written_since(self, keys, began):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("throttled")
+            return live.written_since(keys, began)
+
+    notes = FailsOnce()
+    done = copy_segment(DeletedAfterTheScan(), target, "src", "dst", SegmentProgress(0, 1), checkpoint=lambda p: None,
+                        key_names=["pk"], live_writes=notes, hold_lease=lambda: None)
+
+    assert done.done and done.items == 5 and notes.failed
+    assert visible(target.get_item(TableName="dst", Key=deleted, ConsistentRead=True).get("Item")) is None
+    assert len([i for i in map(visible, scan_all(target, "dst")) if i]) == 4

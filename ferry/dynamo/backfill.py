@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry.dynamo.capacity import RateLimiter, consumed_units, write_units
 from ferry.state import SegmentProgress
@@ -45,6 +45,9 @@ MAX_DEFAULT_SEGMENTS = 64
 BYTES_PER_SEGMENT = 32 * 2**20
 WRITERS_PER_SEGMENT = 4  # batches of one page written at once
 MAX_ATTEMPTS = 12  # reads of unprocessed keys, with backoff
+REWRITE_ATTEMPTS = 8  # of a page's rewrite, with backoff up to 30 s (about 2 minutes in all)
+FATAL_ERRORS = {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
+                "ExpiredTokenException"}  # waiting does not help
 
 
 def choose_segments(table_size_bytes: int) -> int:
@@ -226,8 +229,20 @@ def copy_segment(
             skip = versioned_keys(target_client, target_table, keys, key_names)
             items = [item for item, key in zip(items, keys) if key_identity(key) not in skip]
         write_all(target_client, target_table, put_requests(items), pool=write_pool, limit=write_limit)
-        rewrite_live_written(source_client, target_client, source_table, target_table,
-                             live_writes.written_since(keys, began), read_limit, write_limit)
+        # From here until the rewrite is done, the batch may hold a state older than live sync's: a
+        # retry of the page would rescan it and miss a key deleted since, so the rewrite is retried here.
+        for attempt in range(REWRITE_ATTEMPTS):
+            try:
+                rewrite_live_written(source_client, target_client, source_table, target_table,
+                                     live_writes.written_since(keys, began), read_limit, write_limit)
+                break
+            except (ClientError, BotoCoreError, RuntimeError) as error:
+                if attempt == REWRITE_ATTEMPTS - 1 or (isinstance(error, ClientError) and
+                                                       error.response["Error"]["Code"] in FATAL_ERRORS):
+                    raise
+                log.warning("segment %d: rewriting live-synced keys failed (%s); again", progress.segment,
+                            type(error).__name__)
+                time.sleep(min(30.0, 0.5 * 2 ** attempt))
         hold_lease()  # still ours: no other live sync wrote beside this page (else no checkpoint: redone)
 
     started = time.monotonic()

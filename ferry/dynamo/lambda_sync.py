@@ -139,6 +139,7 @@ def ensure_function(lambda_client, name: str, role_arn: str, environment: dict, 
     lambda_client.update_function_code(FunctionName=name, ZipFile=code, Publish=True)
     lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
     lambda_client.update_function_configuration(FunctionName=name, **settings)
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)  # no invocation with the old settings
     return lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]  # unqualified
 
 
