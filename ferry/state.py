@@ -27,6 +27,9 @@ from enum import StrEnum
 
 from botocore.exceptions import ClientError
 
+from lambdas.journal import PREFIX as JOURNAL_PREFIX
+from lambdas.journal import PROGRESS
+
 
 class Phase(StrEnum):
     """Where a table migration is, in the order it gets there (stored as its value)."""
@@ -57,6 +60,19 @@ class SegmentProgress:
 
 
 @dataclass
+class LiveSyncProgress:
+    """Live sync's last batch (lambdas/journal.report_progress): by the poller or the Lambda."""
+
+    mode: str
+    lag_seconds: float  # the age of that batch's oldest record when it was applied
+    applied_at: float  # epoch seconds
+    records: int
+
+    def since(self, now: float | None = None) -> float:
+        return max(0.0, (now or time.time()) - self.applied_at)
+
+
+@dataclass
 class MigrationState:
     migration_id: str
     phase: Phase
@@ -73,6 +89,7 @@ class MigrationState:
     shards: dict[str, str] = field(default_factory=dict)  # shard -> last applied sequence number
     finished_shards: set[str] = field(default_factory=set)  # closed shards read to their end
     dead_letters: int = 0  # stream records whose change the target rejected, set aside
+    live_sync: LiveSyncProgress | None = None  # its last batch, whoever applies it
 
     @property
     def copied(self) -> int:
@@ -154,7 +171,9 @@ class StateStore:
         if not self.exists():
             return []
         by_migration: dict[str, list[dict]] = {}
-        for page in self.client.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
+        for page in self.client.get_paginator("scan").paginate(
+                TableName=self.table_name, ConsistentRead=True, FilterExpression="NOT begins_with(part, :journal)",
+                ExpressionAttributeValues={":journal": _s(JOURNAL_PREFIX)}):
             for item in page["Items"]:
                 by_migration.setdefault(item["migration"]["S"], []).append(item)
         states = [_to_state(mid, items) for mid, items in sorted(by_migration.items())]
@@ -165,8 +184,8 @@ class StateStore:
         items: list[dict] = []
         for page in paginator.paginate(
             TableName=self.table_name,
-            KeyConditionExpression="migration = :m",
-            ExpressionAttributeValues={":m": _s(migration_id)},
+            KeyConditionExpression="migration = :m AND part < :journal",  # not live sync's journal
+            ExpressionAttributeValues={":m": _s(migration_id), ":journal": _s(JOURNAL_PREFIX)},
             ConsistentRead=True,
         ):
             items.extend(page["Items"])
@@ -378,4 +397,7 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
                 state.finished_shards.add(shard_id)
         elif part.startswith("dead#"):
             state.dead_letters += 1
+        elif part == PROGRESS:
+            state.live_sync = LiveSyncProgress(item["mode"]["S"], float(item["lag_seconds"]["N"]),
+                                               float(item["applied_at"]["N"]), int(item["records"]["N"]))
     return state

@@ -102,6 +102,10 @@ def handle(event: dict, target, target_table: str, source=None, source_table: st
                                   source_table=source_table)
     if recording:  # dealt with: written, refused as older, or rejected (retried, then dead-lettered)
         journal.applied(state.client, state.table, state.migration_id, changes)
+        if records:
+            created = min(float(r["dynamodb"].get("ApproximateCreationDateTime", time.time())) for r in records)
+            journal.report_progress(state.client, state.table, state.migration_id, "lambda",
+                                    time.time() - created, len(records))
     if not result.rejected:
         return {"batchItemFailures": []}
     first = min(result.rejected, key=lambda r: int(r.sequence_number))

@@ -4,7 +4,7 @@ The poller runs in the backfill's process and tells it, in memory, which keys it
 (ferry/dynamo/backfill.py, `LiveWrites`). The Lambda runs elsewhere, so it keeps the same note in the
 state table, one record per key (keys only, never values):
 
-    migration = the migration id, part = "noted#" + sha256 of the key
+    migration = the migration id, part = "~journal#" + sha256 of the key
     key       the key itself (M)
     noted     the highest sequence number of a change to the key live sync is about to write
     applied   the highest sequence number of a change to the key live sync has written
@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 from lambdas.dynamo_apply import key_identity
 from lambdas.write_rule import version
 
-PREFIX = "noted#"
+PREFIX = "~journal#"  # sorts after every other record of a migration: loading its state skips them
 GUARDED_PHASES = {"preflight", "backfill"}  # the backfill may still write (ferry.state.Phase values)
 
 
@@ -116,3 +116,18 @@ def phase(client, table: str, migration_id: str) -> str | None:
             raise
         return None  # no state table: no migration runs (Ferry creates it before the mapping is started)
     return item["phase"]["S"] if item and "phase" in item else None
+
+
+PROGRESS = "live-sync"
+
+
+def report_progress(client, table: str, migration_id: str, mode: str, lag_seconds: float, records: int) -> None:
+    """Live sync's one progress record, whoever applies (the poller or the Lambda): when it last
+    applied a batch, that batch's lag (the age of its oldest record), and how many records it held.
+    `ferry status` shows it; one lag for both modes."""
+    now = time.time()
+    client.put_item(TableName=table, Item={
+        "migration": {"S": migration_id}, "part": {"S": PROGRESS}, "mode": {"S": mode},
+        "lag_seconds": {"N": f"{max(0.0, lag_seconds):.3f}"}, "applied_at": {"N": f"{now:.3f}"},
+        "records": {"N": str(records)},
+        "updated_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))}})

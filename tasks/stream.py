@@ -35,6 +35,7 @@ from tasks.handles import LiveSync, live_sync_name, stop_on_signals, this_run
 
 CATCH_UP_TIMEOUT_SECONDS = 3600
 APPLY_THREADS = 8  # keys of one batch written at once
+PROGRESS_EVERY_SECONDS = 5.0  # live sync's progress record, at most this often
 
 
 @task(
@@ -101,9 +102,15 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
                                    migration.generation)
         return len(result.rejected)
 
+    reported_at = 0.0
+
     def on_batch(count: int, lag: float) -> None:
+        nonlocal reported_at
         sync.records += count
         sync.lag_seconds = lag
+        if time.monotonic() - reported_at >= PROGRESS_EVERY_SECONDS:  # for `ferry status`, in both modes
+            journal.report_progress(state.client, state.table_name, job.migration_id, "poller", lag, count)
+            reported_at = time.monotonic()
         if (warning := lag_warning(lag)) and not sync.warned:
             sync.warned = True
             get_run_logger().warning(warning)

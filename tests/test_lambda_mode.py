@@ -143,6 +143,8 @@ def test_the_lambda_beside_a_backfill_in_another_process_keeps_the_target_exact(
                              ExpressionAttributeValues={":m": {"S": MIGRATION}, ":p": {"S": journal.PREFIX}})["Items"]
     assert records and not any("noted" in r for r in records)  # notes gone with the markers; `applied` stays
     assert set(records[0]) == {"migration", "part", "key", "applied"}  # keys and numbers only
+    [status] = run_ferry("status", "table", "src", "dst", "--json").json["migrations"]
+    assert status["live_sync"]["mode"] == "lambda" and status["live_sync"]["last_batch_records"] > 0
 
 
 def test_the_lambda_gate_waits_until_the_journal_says_each_shards_last_change_is_applied(dynamodb):

@@ -61,6 +61,8 @@ def test_target_equals_source_after_continuous_writes_during_ferry_table(dynamod
     synced = run_ferry("sync", "table", "src", "dst", "--until-idle", "1", "--json")
     assert synced.returncode == 0, synced.stderr
     assert by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src"), "pk")
+    [status] = run_ferry("status", "table", "src", "dst", "--json").json["migrations"]
+    assert status["live_sync"]["mode"] == "poller" and 0 <= status["live_sync"]["lag_seconds"] < 60
 
 
 def test_poller_killed_and_restarted_while_records_flow_loses_nothing(dynamodb, run_ferry):

@@ -114,6 +114,9 @@ def migration_state_json(m) -> dict:
         "copied": m.copied, "segments": m.total_segments, "segments_done": m.segments_done,
         "runs": m.runs, "started_at": m.started_at, "updated_at": m.updated_at, "stream_arn": m.stream_arn,
         "dead_letters": m.dead_letters, "shards": m.shards,
+        "live_sync": None if m.live_sync is None else {
+            "mode": m.live_sync.mode, "lag_seconds": round(m.live_sync.lag_seconds, 3),
+            "last_batch_seconds_ago": round(m.live_sync.since(), 1), "last_batch_records": m.live_sync.records},
         "segment_progress": [
             {"segment": n, "items": m.segment(n).items, "pages": m.segment(n).pages, "done": m.segment(n).done}
             for n in range(m.total_segments)
@@ -127,11 +130,13 @@ def migration_states(migrations: list, state_table: str, one: bool) -> None:
         out.print(f"no migrations recorded in {state_table!r}")
         return
     overview = Table(title="Ferry migrations")
-    for column in ("migration", "phase", "copied", "segments done", "runs", "updated"):
+    for column in ("migration", "phase", "copied", "segments done", "live sync (lag, last batch)", "runs", "updated"):
         overview.add_column(column)
     for m in migrations:
+        live = ("-" if m.live_sync is None else
+                f"{m.live_sync.mode}: {m.live_sync.lag_seconds:.1f}s lag, {m.live_sync.since():.0f}s ago")
         overview.add_row(m.migration_id, str(m.phase), f"{m.copied:,}", f"{m.segments_done}/{m.total_segments}",
-                         str(m.runs), m.updated_at)
+                         live, str(m.runs), m.updated_at)
     out.print(overview)
     if one:
         detail = Table(title="segments")
