@@ -69,6 +69,7 @@ def summary(report: VerifyReport) -> dict:
     result["repaired"] = report.repaired
     result["remaining_after_repair"] = report.remaining_after_repair
     result["dismissed_in_flight"] = report.dismissed
+    result["expired"] = {"source": report.source_expired, "target": report.target_expired}  # TTL passed: left out
     result["sampled"] = report.sampled
     if report.sampled is not None:
         result["sampled_items"] = report.sampled_items
@@ -87,6 +88,9 @@ def headline(report: VerifyReport) -> str:
             f"{found['changed']} changed")
     if report.dismissed:
         line += f"; {report.dismissed} candidates dismissed (changed in flight, equal on re-read)"
+    if report.source_expired or report.target_expired:
+        line += (f"; {report.source_expired} source and {report.target_expired} target items past their TTL "
+                 "left out (DynamoDB deletes them)")
     if report.repaired:
         line += f"; {report.repaired} repaired, {report.remaining_after_repair} remaining"
     return line

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ferry import report as reports
 from ferry.config import TableJob
-from ferry.dynamo.schema import key_schema, require_table
+from ferry.dynamo.schema import key_schema, require_table, ttl_attribute
 from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
 from ferry.state import Phase
 from tasks.common import RETRYING, state_store, table_clients
@@ -49,7 +49,8 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
     if sample:
         report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
     else:
-        report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair)
+        report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair,
+                               ttl_attribute=ttl_attribute(clients.source, job.source))
     if migration:
         state.set_phase(migration, Phase.DONE if report.equal else Phase.DIFFERENT)
     get_run_logger().info(reports.headline(report))

@@ -271,3 +271,41 @@ def test_repair_never_leaves_an_older_state_over_a_change_live_sync_applied_mean
     assert target.raced  # the race happened
     assert report.repaired == 1 and report.equal, reports.headline(report)
     assert dynamodb.get_item(TableName="dst", Key=key(items[7]), ConsistentRead=True)["Item"] == newer
+
+
+def test_items_past_their_ttl_count_as_absent_on_both_sides_and_are_counted(dynamodb):
+    from ferry.report import headline, summary
+
+    for table in ("src", "dst"):
+        create_table(dynamodb, table)
+    past, future = str(int(time.time()) - 3600), str(int(time.time()) + 86_400)
+    live = {"pk": {"S": "live"}, "expires": {"N": future}, "v": {"S": "1"}}
+    both = [live, {"pk": {"S": "both"}, "expires": {"N": past}, "v": {"S": "1"}}]
+    for item in both:
+        dynamodb.put_item(TableName="src", Item=item)
+        dynamodb.put_item(TableName="dst", Item=item)
+    # expired, and deleted by DynamoDB on one side only so far
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "gone-from-target"}, "expires": {"N": past}})
+    dynamodb.put_item(TableName="dst", Item={"pk": {"S": "gone-from-source"}, "expires": {"N": past}})
+    dynamodb.put_item(TableName="dst", Item={"pk": {"S": "not-a-number"}, "expires": {"S": past}})  # TTL ignores it
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "not-a-number"}, "expires": {"S": past}})
+
+    without = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2)
+    report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2, ttl_attribute="expires")
+
+    assert not without.equal and len(without.differences) == 2
+    assert report.equal and (report.source_items, report.target_items) == (2, 2)
+    assert (report.source_expired, report.target_expired) == (2, 2)
+    assert summary(report)["expired"] == {"source": 2, "target": 2} and "past their TTL" in headline(report)
+
+
+def test_ferry_verify_table_leaves_out_what_the_sources_ttl_has_expired(dynamodb, run_ferry):
+    for table in ("src", "dst"):
+        create_table(dynamodb, table)
+    dynamodb.update_time_to_live(TableName="src", TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    dynamodb.put_item(TableName="src", Item={"pk": {"S": "expired"}, "ttl": {"N": str(int(time.time()) - 60)}})
+
+    result = run_ferry("verify", "table", "src", "dst", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.json["equal"] is True and result.json["expired"] == {"source": 1, "target": 0}

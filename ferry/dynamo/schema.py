@@ -127,19 +127,20 @@ def create_table_like(source_client, target_client, source: dict, target_name: s
     return target_client.describe_table(TableName=target_name)["Table"]
 
 
+def ttl_attribute(client, table: str) -> str | None:
+    """The table's TTL attribute, if TTL is on (or being turned on)."""
+    ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    return ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None
+
+
 def complete_clone(source_client, target_client, source: dict, target: dict) -> None:
     """Give the target what the source has and CreateTable does not set: TTL, point-in-time recovery
     and deletion protection. Idempotent, so a run killed between CreateTable and these is completed
     by the next one."""
     source_name, target_name = source["TableName"], target["TableName"]
-    ttl = source_client.describe_time_to_live(TableName=source_name).get("TimeToLiveDescription", {})
-    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName"):
-        target_ttl = target_client.describe_time_to_live(TableName=target_name).get("TimeToLiveDescription", {})
-        if target_ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            target_client.update_time_to_live(
-                TableName=target_name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
-            )
+    if (attribute := ttl_attribute(source_client, source_name)) and not ttl_attribute(target_client, target_name):
+        target_client.update_time_to_live(
+            TableName=target_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
     if point_in_time_recovery(source_client, source_name) and not point_in_time_recovery(target_client, target_name):
         target_client.update_continuous_backups(
             TableName=target_name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})

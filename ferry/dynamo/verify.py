@@ -12,7 +12,10 @@
 4. With repair, each confirmed difference is fixed from the source (put or delete, idempotent, and
    safe while live sync runs: see `repair`) and the affected buckets are checked again.
 Both sides are read as the application sees them (lambdas/write_rule.visible): the markers live
-sync leaves while a backfill runs are never counted, and a tombstone is a deleted key.
+sync leaves while a backfill runs are never counted, and a tombstone is a deleted key. With TTL on
+the source, an item whose expiry time has passed (at one moment, taken when the verification
+starts) counts as absent on both sides, since DynamoDB deletes expired items in the background,
+days later at most, on each table at its own pace; such items are counted per side in the report.
 """
 
 from __future__ import annotations
@@ -39,6 +42,26 @@ SAMPLE_SEGMENTS = 1000
 RECHECK_DELAYS = (0.5, 2.0)  # seconds; longer than live sync's lag
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """The source's TTL attribute (None: no TTL) and the moment the verification compares at."""
+
+    attribute: str | None = None
+    at: float = 0.0
+
+    def passed(self, item: dict) -> bool:
+        value = item.get(self.attribute) if self.attribute else None
+        if not value or "N" not in value:  # DynamoDB's TTL ignores anything but a number
+            return False
+        try:
+            return float(value["N"]) <= self.at
+        except ValueError:
+            return False
+
+
+NO_EXPIRY = Expiry()
+
+
 def key_of(item: dict, key_names: list[str]) -> dict:
     return {name: item[name] for name in key_names}
 
@@ -53,6 +76,7 @@ class BucketDigests:
 
     counts: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     sums: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    expired: int = 0  # items left out: their TTL has passed
 
     def add_item(self, item: dict, key_names: list[str]) -> None:
         bucket = bucket_of(key_of(item, key_names))
@@ -61,7 +85,7 @@ class BucketDigests:
 
     def merge(self, other: "BucketDigests") -> "BucketDigests":
         return BucketDigests([a + b for a, b in zip(self.counts, other.counts)],
-                             [(a + b) % MODULUS for a, b in zip(self.sums, other.sums)])
+                             [(a + b) % MODULUS for a, b in zip(self.sums, other.sums)], self.expired + other.expired)
 
     def total(self, buckets=None) -> Digest:
         chosen = range(BUCKETS) if buckets is None else buckets
@@ -91,6 +115,8 @@ class VerifyReport:
     target_checksum: str
     differences: list[Difference] = field(default_factory=list)
     dismissed: int = 0  # candidates a consistent re-read showed equal (changes in flight)
+    source_expired: int = 0  # items whose TTL has passed, not yet deleted by DynamoDB: left out
+    target_expired: int = 0
     repaired: int = 0
     remaining_after_repair: int | None = None
     sampled: float | None = None  # fraction checked, when --sample was used
@@ -111,19 +137,26 @@ def scan_pages(client, table: str, segment: int, total_segments: int, consistent
         yield [item for item in map(visible, page["Items"]) if item is not None]
 
 
-def digest_segment(client, table: str, key_names: list[str], segment: int, total_segments: int) -> BucketDigests:
+def digest_segment(client, table: str, key_names: list[str], segment: int, total_segments: int,
+                   expiry: Expiry = NO_EXPIRY) -> BucketDigests:
     digests = BucketDigests()
     for items in scan_pages(client, table, segment, total_segments):
         for item in items:
-            digests.add_item(item, key_names)
+            if expiry.passed(item):
+                digests.expired += 1
+            else:
+                digests.add_item(item, key_names)
     return digests
 
 
 def digest_tables(source_client, target_client, source: str, target: str, key_names: list[str],
-                  segments: int, pool: ThreadPoolExecutor) -> tuple[BucketDigests, BucketDigests]:
+                  segments: int, pool: ThreadPoolExecutor,
+                  expiry: Expiry = NO_EXPIRY) -> tuple[BucketDigests, BucketDigests]:
     """Both tables' bucket digests, every segment of both read concurrently."""
-    source_parts = [pool.submit(digest_segment, source_client, source, key_names, s, segments) for s in range(segments)]
-    target_parts = [pool.submit(digest_segment, target_client, target, key_names, s, segments) for s in range(segments)]
+    source_parts = [pool.submit(digest_segment, source_client, source, key_names, s, segments, expiry)
+                    for s in range(segments)]
+    target_parts = [pool.submit(digest_segment, target_client, target, key_names, s, segments, expiry)
+                    for s in range(segments)]
     source_digests, target_digests = BucketDigests(), BucketDigests()
     for part in source_parts:
         source_digests = source_digests.merge(part.result())
@@ -134,7 +167,7 @@ def digest_tables(source_client, target_client, source: str, target: str, key_na
 
 # --- 2. drill down ----------------------------------------------------------------------------
 def collect_buckets(client, table: str, key_names: list[str], segments: int, buckets: set[int],
-                    pool: ThreadPoolExecutor) -> dict[str, tuple[dict, int]]:
+                    pool: ThreadPoolExecutor, expiry: Expiry = NO_EXPIRY) -> dict[str, tuple[dict, int]]:
     """key identity -> (key, item hash) for the items of `buckets` only."""
 
     def one_segment(segment: int) -> dict[str, tuple[dict, int]]:
@@ -142,7 +175,7 @@ def collect_buckets(client, table: str, key_names: list[str], segments: int, buc
         for items in scan_pages(client, table, segment, segments):
             for item in items:
                 key = key_of(item, key_names)
-                if bucket_of(key) in buckets:
+                if bucket_of(key) in buckets and not expiry.passed(item):
                     found[key_identity(key)] = (key, item_hash(item))
         return found
 
@@ -175,7 +208,7 @@ def candidate_keys(source_items: dict, target_items: dict) -> list[dict]:
 
 
 # --- 3. confirm -------------------------------------------------------------------------------
-def consistent_get(client, table: str, keys: list[dict]) -> dict[str, dict]:
+def consistent_get(client, table: str, keys: list[dict], expiry: Expiry = NO_EXPIRY) -> dict[str, dict]:
     """key identity -> item, read with BatchGetItem(ConsistentRead) and every unprocessed key retried."""
     found: dict[str, dict] = {}
     for start in range(0, len(keys), BATCH_GET_LIMIT):
@@ -183,7 +216,7 @@ def consistent_get(client, table: str, keys: list[dict]) -> dict[str, dict]:
         while pending:
             response = client.batch_get_item(RequestItems=pending)
             for item in map(visible, response["Responses"].get(table, [])):
-                if item is not None:  # a tombstone is a deleted key
+                if item is not None and not expiry.passed(item):  # a tombstone is a deleted key
                     found[key_identity({k: item[k] for k in keys[0]})] = item
             pending = response.get("UnprocessedKeys") or {}
     return found
@@ -200,7 +233,8 @@ def classify(key: dict, src: dict | None, tgt: dict | None) -> Difference | None
 
 
 def confirm(source_client, target_client, source: str, target: str, keys: list[dict],
-            recheck_delays: tuple[float, ...] = RECHECK_DELAYS, sleep=time.sleep) -> tuple[list[Difference], int]:
+            recheck_delays: tuple[float, ...] = RECHECK_DELAYS, sleep=time.sleep,
+            expiry: Expiry = NO_EXPIRY) -> tuple[list[Difference], int]:
     """Re-read every candidate consistently on both sides; keep only what still differs.
 
     A key written to the source a moment before live sync copies it differs for that moment; so a
@@ -213,8 +247,8 @@ def confirm(source_client, target_client, source: str, target: str, keys: list[d
             break
         if delay:
             sleep(delay)
-        now_in_source = consistent_get(source_client, source, pending)
-        now_in_target = consistent_get(target_client, target, pending)
+        now_in_source = consistent_get(source_client, source, pending, expiry)
+        now_in_target = consistent_get(target_client, target, pending, expiry)
         found = [classify(key, now_in_source.get(key_identity(key)), now_in_target.get(key_identity(key)))
                  for key in pending]
         differences = [d for d in found if d is not None]
@@ -224,16 +258,17 @@ def confirm(source_client, target_client, source: str, target: str, keys: list[d
 
 def find_differences(source_client, target_client, source: str, target: str, key_names: list[str], segments: int,
                      buckets: list[int], source_digests: BucketDigests, target_digests: BucketDigests,
-                     pool: ThreadPoolExecutor, sides: ThreadPoolExecutor) -> tuple[list[Difference], int]:
+                     pool: ThreadPoolExecutor, sides: ThreadPoolExecutor,
+                     expiry: Expiry = NO_EXPIRY) -> tuple[list[Difference], int]:
     """Name and confirm the differences in `buckets`, a bounded number of buckets per pass.
     `sides` runs the source's collection beside the target's; `pool` runs their segments."""
     differences: list[Difference] = []
     dismissed = 0
     for chosen in drill_passes(buckets, source_digests, target_digests):
-        source_future = sides.submit(collect_buckets, source_client, source, key_names, segments, chosen, pool)
-        target_items = collect_buckets(target_client, target, key_names, segments, chosen, pool)
+        source_future = sides.submit(collect_buckets, source_client, source, key_names, segments, chosen, pool, expiry)
+        target_items = collect_buckets(target_client, target, key_names, segments, chosen, pool, expiry)
         keys = candidate_keys(source_future.result(), target_items)
-        found, not_confirmed = confirm(source_client, target_client, source, target, keys)
+        found, not_confirmed = confirm(source_client, target_client, source, target, keys, expiry=expiry)
         differences += found
         dismissed += not_confirmed
     return differences, dismissed
@@ -249,7 +284,7 @@ def same_item(a: dict | None, b: dict | None) -> bool:
 
 
 def repair(source_client, target_client, source: str, target: str, differences: list[Difference],
-           pool: ThreadPoolExecutor) -> int:
+           pool: ThreadPoolExecutor, expiry: Expiry = NO_EXPIRY) -> int:
     """Make the target match the source for each confirmed difference, safely while live sync runs.
 
     The state written was read from the source a moment ago, and live sync may have applied a newer
@@ -272,8 +307,8 @@ def repair(source_client, target_client, source: str, target: str, differences: 
                 if error.response["Error"]["Code"] not in ITEM_ERRORS:
                     raise
                 return False  # the target refuses this item: it stays a difference, reported by the re-check
-            state = consistent_get(source_client, source, [difference.key]).get(key_identity(difference.key))
-            now = consistent_get(target_client, target, [difference.key]).get(key_identity(difference.key))
+            state = consistent_get(source_client, source, [difference.key], expiry).get(key_identity(difference.key))
+            now = consistent_get(target_client, target, [difference.key], expiry).get(key_identity(difference.key))
             if same_item(state, now):
                 return True
         return False
@@ -283,28 +318,32 @@ def repair(source_client, target_client, source: str, target: str, differences: 
 
 # --- the whole check --------------------------------------------------------------------------
 def verify_tables(source_client, target_client, source: str, target: str, key_names: list[str],
-                  segments: int, fix: bool = False) -> VerifyReport:
-    """Compare two tables fully; name every confirmed difference; with `fix`, repair and re-check."""
+                  segments: int, fix: bool = False, ttl_attribute: str | None = None) -> VerifyReport:
+    """Compare two tables fully; name every confirmed difference; with `fix`, repair and re-check.
+    `ttl_attribute`: the source's TTL attribute; items expired as of now count as absent."""
+    expiry = Expiry(ttl_attribute, time.time()) if ttl_attribute else NO_EXPIRY
     threads = min(MAX_VERIFY_THREADS, 2 * segments + 2)
     with ThreadPoolExecutor(threads, thread_name_prefix="verify") as pool, \
             ThreadPoolExecutor(2, thread_name_prefix="verify-side") as sides:
         source_digests, target_digests = digest_tables(source_client, target_client, source, target, key_names,
-                                                       segments, pool)
+                                                       segments, pool, expiry)
         differing = source_digests.differing(target_digests)
         differences, dismissed = find_differences(source_client, target_client, source, target, key_names,
-                                                  segments, differing, source_digests, target_digests, pool, sides)
+                                                  segments, differing, source_digests, target_digests, pool, sides,
+                                                  expiry)
         report = VerifyReport(
             source=source, target=target, equal=not differences,
             source_items=source_digests.total().items, target_items=target_digests.total().items,
             source_checksum=source_digests.total().hex, target_checksum=target_digests.total().hex,
             differences=differences, dismissed=dismissed, source_buckets=source_digests,
             target_buckets=target_digests, differing_buckets=differing,
+            source_expired=source_digests.expired, target_expired=target_digests.expired,
         )
         if fix and differences:
-            report.repaired = repair(source_client, target_client, source, target, differences, pool)
+            report.repaired = repair(source_client, target_client, source, target, differences, pool, expiry)
             affected = sorted({bucket_of(d.key) for d in differences})
             remaining, _ = find_differences(source_client, target_client, source, target, key_names, segments,
-                                            affected, source_digests, target_digests, pool, sides)
+                                            affected, source_digests, target_digests, pool, sides, expiry)
             report.remaining_after_repair = len(remaining)
             report.equal = not remaining
     return report
