@@ -90,6 +90,7 @@ class MigrationState:
     finished_shards: set[str] = field(default_factory=set)  # closed shards read to their end
     dead_letters: int = 0  # stream records whose change the target rejected, set aside
     live_sync: LiveSyncProgress | None = None  # its last batch, whoever applies it
+    read_through: float | None = None  # epoch: the poller had applied every change made before this
 
     @property
     def copied(self) -> int:
@@ -327,6 +328,13 @@ class StateStore:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
+    def save_read_through(self, migration_id: str, moment: float) -> None:
+        """The poller has applied every change made before `moment` (its gate's proof): a later run
+        can tell whether the stream's retention still covers the time since."""
+        self.client.put_item(TableName=self.table_name, Item={
+            "migration": _s(migration_id), "part": _s("read-through"), "at": {"N": f"{moment:.3f}"},
+            "updated_at": _s(now_iso())})
+
     def note_markers(self, migration_id: str) -> None:
         """Record, before live sync's first guarded write, that the target may hold write-rule
         markers (versions, tombstones) to clear once the backfill is done."""
@@ -397,6 +405,8 @@ def _to_state(migration_id: str, items: list[dict]) -> MigrationState | None:
                 state.finished_shards.add(shard_id)
         elif part.startswith("dead#"):
             state.dead_letters += 1
+        elif part == "read-through":
+            state.read_through = float(item["at"]["N"])
         elif part == PROGRESS:
             state.live_sync = LiveSyncProgress(item["mode"]["S"], float(item["lag_seconds"]["N"]),
                                                float(item["applied_at"]["N"]), int(item["records"]["N"]))

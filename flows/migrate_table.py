@@ -100,7 +100,7 @@ def migrate_table(
         start_lambda_sync(job, deployment)  # at once: it notes its writes in the journal for the backfill
         outcomes = backfill(job, plan)
         wait_for_lambda_catch_up(job, stream_arn)  # the gate: plain writes from now, every change so far applied
-        comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+        comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)
         clear_write_markers(job, plan.total_segments)
         replayed = None
     else:
@@ -110,7 +110,8 @@ def migrate_table(
             end_backfill_guard(job)  # nothing writes older images any more
             wait_for_catch_up(job)  # the gate: every change made so far is applied
             # verify while live sync goes on applying new changes
-            comparison = verify_table(job, plan.total_segments) if verify else mark_done(job)
+            # after --restart, what the copy cannot see (items deleted from the source since) is repaired
+            comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)
             clear_write_markers(job, plan.total_segments)
         finally:
             stop_live_sync(job)

@@ -23,19 +23,23 @@ condition), so:
 While the backfill can write (the migration's phase, read once per batch), the Lambda writes
 guarded and raises `noted`; afterwards it writes plainly. It raises `applied` in every phase, so a
 gate on a later re-sync finds what it needs. Once the markers are cleared the `noted` numbers are
-removed; the records, keys and numbers only, stay for the gates of later re-syncs. Standard library
+removed; the records, keys and numbers only, stay for the gates of later re-syncs (a --restart onto
+a new stream deletes them: sequence numbers are only compared within one stream). Standard library
 and boto3 only: shipped in the Lambda's zip.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dynamo_apply import key_identity
 from lambdas.write_rule import version
+
+log = logging.getLogger(__name__)
 
 PREFIX = "~journal#"  # sorts after every other record of a migration: loading its state skips them
 GUARDED_PHASES = {"preflight", "backfill"}  # the backfill may still write (ferry.state.Phase values)
@@ -106,6 +110,19 @@ def forget_noted(client, table: str, migration_id: str) -> int:
     return removed
 
 
+def clear(client, table: str, migration_id: str) -> int:
+    """Delete the whole journal (a --restart onto a new stream: the numbers are another stream's)."""
+    deleted = 0
+    for page in client.get_paginator("query").paginate(
+            TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
+            ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}},
+            ProjectionExpression="migration, part", ConsistentRead=True):
+        for item in page["Items"]:
+            client.delete_item(TableName=table, Key=item)
+            deleted += 1
+    return deleted
+
+
 def phase(client, table: str, migration_id: str) -> str | None:
     """The migration's phase, as the state store records it (its current generation's meta record)."""
     try:
@@ -126,6 +143,14 @@ def report_progress(client, table: str, migration_id: str, mode: str, lag_second
     applied a batch, that batch's lag (the age of its oldest record), and how many records it held.
     `ferry status` shows it; one lag for both modes."""
     now = time.time()
+    try:
+        _put_progress(client, table, migration_id, mode, lag_seconds, records, now)
+    except (ClientError, BotoCoreError) as error:  # a status record: never worth stopping live sync for
+        log.warning("live-sync progress of %s not recorded (%s)", migration_id, type(error).__name__)
+
+
+def _put_progress(client, table: str, migration_id: str, mode: str, lag_seconds: float, records: int,
+                  now: float) -> None:
     client.put_item(TableName=table, Item={
         "migration": {"S": migration_id}, "part": {"S": PROGRESS}, "mode": {"S": mode},
         "lag_seconds": {"N": f"{max(0.0, lag_seconds):.3f}"}, "applied_at": {"N": f"{now:.3f}"},

@@ -36,6 +36,7 @@ from tasks.handles import LiveSync, live_sync_name, stop_on_signals, this_run
 CATCH_UP_TIMEOUT_SECONDS = 3600
 APPLY_THREADS = 8  # keys of one batch written at once
 PROGRESS_EVERY_SECONDS = 5.0  # live sync's progress record, at most this often
+READ_THROUGH_EVERY_SECONDS = 60.0  # how far the poller has applied, recorded at most this often
 
 
 @task(
@@ -115,6 +116,15 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
             sync.warned = True
             get_run_logger().warning(warning)
 
+    saved_at = 0.0
+
+    def on_position(applied_to: float) -> None:
+        nonlocal saved_at
+        sync.reached(applied_to)
+        if applied_to > 0 and time.monotonic() - saved_at >= READ_THROUGH_EVERY_SECONDS:
+            state.save_read_through(job.migration_id, applied_to)  # a rerun checks the retention covers since
+            saved_at = time.monotonic()
+
     with stop_on_signals(sync), live_sync_lease(state, job, sync), \
             ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply") as writers:
         return follow_stream(
@@ -123,7 +133,7 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
                                                                      migration.generation),
             finished_shards=migration.finished_shards,
             on_shard_finished=lambda shard: state.save_shard_finished(job.migration_id, shard, migration.generation),
-            idle_seconds=idle_seconds, stop=sync.stop, on_position=sync.reached, on_batch=on_batch,
+            idle_seconds=idle_seconds, stop=sync.stop, on_position=on_position, on_batch=on_batch,
         )
 
 

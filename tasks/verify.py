@@ -33,6 +33,17 @@ def publish(job: TableJob, report: VerifyReport) -> None:
                              markdown=reports.markdown(report), description=reports.headline(report))
 
 
+def shared_ttl(clients, job: TableJob) -> str | None:
+    """The TTL attribute both tables expire items by; expired items are left out only then (a target
+    without that TTL keeps them for good, so there they are differences)."""
+    source_ttl = ttl_attribute(clients.source, job.source)
+    if source_ttl and source_ttl != ttl_attribute(clients.target, job.target):
+        get_run_logger().warning("TTL is on for %s (attribute %s) but not on the same attribute for %s: items past "
+                                 "their expiry are compared like any other", job.source, source_ttl, job.target)
+        return None
+    return source_ttl
+
+
 @task(
     name="verify-table",
     task_run_name="verify {job.source} = {job.target}",
@@ -50,7 +61,7 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
         report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
     else:
         report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair,
-                               ttl_attribute=ttl_attribute(clients.source, job.source))
+                               ttl_attribute=shared_ttl(clients, job))
     if migration:
         state.set_phase(migration, Phase.DONE if report.equal else Phase.DIFFERENT)
     get_run_logger().info(reports.headline(report))

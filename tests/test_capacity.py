@@ -68,3 +68,14 @@ def test_consumed_units_read_from_responses():
     assert consumed_units({"ConsumedCapacity": {"TableName": "t", "CapacityUnits": 2.5}}) == 2.5
     assert consumed_units({"ConsumedCapacity": [{"CapacityUnits": 1.0}, {"CapacityUnits": 3.0}]}) == 4.0
     assert consumed_units({}) == 0.0
+
+
+def test_requests_dearer_than_a_seconds_worth_and_slow_to_answer_still_reach_the_limit():
+    # 35-unit consistent Scan pages under a 20 units/s limit, each taking 1.5 s to come back: while a
+    # page is in flight the bucket must be able to save up a whole page, not just a second's worth
+    clock = FakeClock()
+    limiter = RateLimiter(20, clock=clock, sleep=clock.sleep)
+
+    paid = run(limiter, clock, seconds=600, cost=35.0, work=1.5)
+
+    assert 0.97 * 20 * 600 <= paid <= 20 * 600 + 2 * 35

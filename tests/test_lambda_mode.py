@@ -194,3 +194,33 @@ def test_the_journal_is_read_for_a_key_asked_twice(dynamodb):
     journal.applied(dynamodb, "ferry-state", MIGRATION, [(key, "250"), (key, "120")])
     assert journal.read(dynamodb, "ferry-state", MIGRATION, [key, key], field="applied") == {
         key_identity(key): "250"}  # and only upwards
+
+
+def test_a_restart_onto_a_new_stream_forgets_the_journal_of_the_old_one(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(10))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    journal.applied(dynamodb, "ferry-state", MIGRATION, [({"pk": {"S": "k0000001"}}, "9" * 30)])
+    # as if the stream had been disabled and enabled again since (moto cannot re-enable one): the
+    # migration's recorded stream is not the table's stream any more
+    state = StateStore(dynamodb, "ferry-state")
+    migration = state.load(MIGRATION)
+    migration.stream_arn += "-an-older-one"
+    state.set_phase(migration, migration.phase)
+
+    kept = run_ferry("table", "src", "dst", "--json")  # no restart: refused, the journal untouched
+    restarted = run_ferry("table", "src", "dst", "--restart", "--json")
+
+    assert kept.returncode == 2 and "--restart" in kept.stderr
+    assert restarted.returncode == 0, restarted.stderr
+    assert journal.read(dynamodb, "ferry-state", MIGRATION, [{"pk": {"S": "k0000001"}}], field="applied") == {}
+
+
+def test_a_poller_is_refused_beside_a_lambda_that_applies_the_stream(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    journal.report_progress(dynamodb, "ferry-state", MIGRATION, "lambda", 0.2, 5)  # its last batch, just now
+
+    synced = run_ferry("sync", "table", "src", "dst", "--until-idle", "1")
+
+    assert synced.returncode == 2 and "Lambda" in synced.stderr and len(synced.stderr.strip().splitlines()) == 1

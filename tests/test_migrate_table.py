@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ferry.config import AwsSide, TableJob
@@ -292,3 +294,37 @@ def test_restart_first_clears_the_versions_an_earlier_run_left_so_its_backfill_s
     assert restarted.returncode == 0 and restarted.json["verified"] is True, restarted.stderr
     item = dynamodb.get_item(TableName="dst", Key={"pk": {"S": "k0000003"}}, ConsistentRead=True)["Item"]
     assert item == dynamodb.get_item(TableName="src", Key={"pk": {"S": "k0000003"}})["Item"]
+
+
+def test_a_restart_ends_exact_even_where_a_delete_was_lost_in_a_gap(dynamodb, run_ferry):
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(30))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    # a delete the stream no longer holds (a pause past its retention): the target still has the item
+    dynamodb.put_item(TableName="dst", Item={"pk": {"S": "deleted-in-the-gap"}, "v": {"S": "1"}})
+
+    restarted = run_ferry("table", "src", "dst", "--restart", "--json")
+
+    assert restarted.returncode == 0 and restarted.json["verified"] is True, restarted.stderr
+    assert "Item" not in dynamodb.get_item(TableName="dst", Key={"pk": {"S": "deleted-in-the-gap"}}, ConsistentRead=True)
+
+
+def test_a_run_resumed_after_the_poller_was_away_longer_than_the_streams_retention_names_the_gap(dynamodb, run_ferry):
+    from ferry.state import StateStore
+    from tables import MIGRATION
+
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(30))
+    assert run_ferry("table", "src", "dst", "--create-target", "--json").returncode == 0
+    state = StateStore(dynamodb, "ferry-state")
+    assert state.load(MIGRATION).read_through is not None  # the poller recorded how far it had applied
+    state.save_read_through(MIGRATION, time.time() - 25 * 3600)  # as if paused for a day and an hour since
+
+    resumed = run_ferry("table", "src", "dst", "--json")
+
+    assert resumed.returncode == 2 and "24-hour retention" in resumed.stderr and "--restart" in resumed.stderr
+    assert len(resumed.stderr.strip().splitlines()) == 1
+    assert run_ferry("table", "src", "dst", "--restart", "--json").returncode == 0  # the remedy works
+    state.save_read_through(MIGRATION, time.time() - 25 * 3600)
+    synced = run_ferry("sync", "table", "src", "dst", "--until-idle", "1")
+    assert synced.returncode == 2 and "24-hour retention" in synced.stderr  # the same for `ferry sync table`

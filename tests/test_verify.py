@@ -289,23 +289,31 @@ def test_items_past_their_ttl_count_as_absent_on_both_sides_and_are_counted(dyna
     dynamodb.put_item(TableName="dst", Item={"pk": {"S": "gone-from-source"}, "expires": {"N": past}})
     dynamodb.put_item(TableName="dst", Item={"pk": {"S": "not-a-number"}, "expires": {"S": past}})  # TTL ignores it
     dynamodb.put_item(TableName="src", Item={"pk": {"S": "not-a-number"}, "expires": {"S": past}})
+    ancient = {"pk": {"S": "ancient"}, "expires": {"N": "1000"}}  # older than five years: TTL never deletes it
+    dynamodb.put_item(TableName="src", Item=ancient)
 
     without = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2)
     report = verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2, ttl_attribute="expires")
 
-    assert not without.equal and len(without.differences) == 2
-    assert report.equal and (report.source_items, report.target_items) == (2, 2)
+    assert not without.equal and len(without.differences) == 3
+    assert report.keys("missing") == [{"pk": {"S": "ancient"}}]
+    assert (report.source_items, report.target_items) == (3, 2)
     assert (report.source_expired, report.target_expired) == (2, 2)
     assert summary(report)["expired"] == {"source": 2, "target": 2} and "past their TTL" in headline(report)
+    dynamodb.put_item(TableName="dst", Item=ancient)
+    assert verify_tables(dynamodb, dynamodb, "src", "dst", ["pk"], segments=2, ttl_attribute="expires").equal
 
 
-def test_ferry_verify_table_leaves_out_what_the_sources_ttl_has_expired(dynamodb, run_ferry):
+def test_ferry_verify_table_leaves_out_what_both_tables_ttl_has_expired(dynamodb, run_ferry):
     for table in ("src", "dst"):
         create_table(dynamodb, table)
     dynamodb.update_time_to_live(TableName="src", TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
     dynamodb.put_item(TableName="src", Item={"pk": {"S": "expired"}, "ttl": {"N": str(int(time.time()) - 60)}})
 
+    target_without_ttl = run_ferry("verify", "table", "src", "dst", "--json")
+    dynamodb.update_time_to_live(TableName="dst", TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
     result = run_ferry("verify", "table", "src", "dst", "--json")
 
+    assert target_without_ttl.returncode == 1 and target_without_ttl.json["missing_count"] == 1  # it would stay
     assert result.returncode == 0, result.stderr
     assert result.json["equal"] is True and result.json["expired"] == {"source": 1, "target": 0}

@@ -37,7 +37,7 @@ def migrate(
     page_size: Annotated[Optional[int], typer.Option("--page-size", help="Items per scan page (default: 1 MB pages).")] = None,
     create_target: Annotated[bool, typer.Option("--create-target", help="Create the target like the source.")] = False,
     allow_nonempty: Annotated[bool, typer.Option("--allow-nonempty", help="Copy into a target that already has items.")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Forget checkpoints and copy everything again.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget checkpoints and copy everything again; the final verification then repairs what a copy cannot see (items deleted from the source since).")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the final verification.")] = False,
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
     max_read_units: Annotated[Optional[float], typer.Option(

@@ -45,9 +45,9 @@ MAX_DEFAULT_SEGMENTS = 64
 BYTES_PER_SEGMENT = 32 * 2**20
 WRITERS_PER_SEGMENT = 4  # batches of one page written at once
 MAX_ATTEMPTS = 12  # reads of unprocessed keys, with backoff
-REWRITE_ATTEMPTS = 8  # of a page's rewrite, with backoff up to 30 s (about 2 minutes in all)
+REWRITE_ATTEMPTS = 8  # of a page's rewrite, with backoff: about 24 s in all, well within the lease
 FATAL_ERRORS = {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-                "ExpiredTokenException"}  # waiting does not help
+                "ExpiredTokenException", "ValidationException"}  # waiting does not help
 
 
 def choose_segments(table_size_bytes: int) -> int:
@@ -242,7 +242,7 @@ def copy_segment(
                     raise
                 log.warning("segment %d: rewriting live-synced keys failed (%s); again", progress.segment,
                             type(error).__name__)
-                time.sleep(min(30.0, 0.5 * 2 ** attempt))
+                time.sleep(min(8.0, 0.25 * 2 ** attempt))
         hold_lease()  # still ours: no other live sync wrote beside this page (else no checkpoint: redone)
 
     started = time.monotonic()

@@ -4,7 +4,8 @@ DynamoDB charges capacity units after the fact: a Scan page or a PutItem says wh
 `ConsumedCapacity` (asked for with ReturnConsumedCapacity=TOTAL). So the limiter is a token bucket
 that may go into debt: a caller waits until the bucket is not in debt, makes its request, then pays
 what the response says it cost. Over any stretch of time the units paid stay within the limit plus
-one request's worth and one second's burst, whatever the page sizes. Every segment of a run shares
+one request's worth and a burst of one second's worth (or of the dearest request, if that is more),
+whatever the page sizes. Every segment of a run shares
 one limiter per side; live sync never goes through it (it must keep up), so the backfill gets what
 the limit leaves.
 
@@ -55,6 +56,7 @@ class RateLimiter:
     _refreshed: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _budget: Budget | None = field(default=None, repr=False)
+    _dearest: float = field(default=0.0, repr=False)  # the most a single request has cost
 
     def __post_init__(self):
         self.started = self._refreshed = self.clock()
@@ -69,7 +71,8 @@ class RateLimiter:
                 self._budget = Budget(units_per_second, units_per_second, 0.0, self.clock())
             else:
                 self._budget.refill(self.clock())
-                self._budget.rate = self._budget.burst = units_per_second
+                self._budget.rate = units_per_second
+                self._budget.burst = max(units_per_second, self._dearest)
 
     def wait(self) -> None:
         """Block until a request may be made (the bucket is not in debt)."""
@@ -90,6 +93,10 @@ class RateLimiter:
             if self._budget is not None:
                 self._budget.refill(self.clock())
                 self._budget.tokens -= units
+                # a request dearer than a second's worth (a 1 MB consistent Scan page under a low limit)
+                # must be able to save up for itself while others are in flight, or the limit is never reached
+                self._dearest = max(self._dearest, units)
+                self._budget.burst = max(self._budget.rate, self._dearest)
 
     def rate(self) -> float:
         """Units per second paid since the start: what progress displays show against the limit."""

@@ -9,6 +9,7 @@ table, and the migration's record.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from ferry.aws import TableClients
@@ -17,9 +18,10 @@ from ferry.dynamo import schema
 from ferry import lease
 from ferry.dynamo.backfill import choose_segments, clear_markers
 from ferry.dynamo.capacity import provisioned_units
-from ferry.dynamo.stream import check_stream_compatible, stream_replaced
+from ferry.dynamo.stream import STREAM_RETENTION_HOURS, check_stream_compatible, stream_replaced
 from ferry.errors import BadInput, CannotContinue
 from ferry.state import MigrationState, StateStore
+from lambdas import journal
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
     if resumed and previous.target_identity and previous.target_identity != schema.identity(target):
         raise BadInput(
             f"target table {job.target!r} is not the table this migration's checkpoints were written for (it was "
-            "deleted and created again since): run again with --restart to copy the table afresh"
+            "deleted and created again since): run again with --restart (it copies everything again and its verification repairs what the copy cannot see)"
         )
     if target is not None and not resumed and not job.allow_nonempty and not (job.restart and previous):
         if not schema.is_empty(clients.target, job.target):
@@ -90,6 +92,10 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
             f"the stream of {job.source!r} changed since this migration started (it was disabled or "
             "re-enabled), so changes made in between are lost: run again with --restart"
         )
+
+    if resumed and job.live_sync == "poller":
+        check_retention_covers(job, previous)
+        check_no_lambda_applying(job, previous)
 
     notes: list[str] = []
     if resumed:
@@ -118,6 +124,32 @@ def check_capacity_shares(job: TableJob, source: dict, target: dict) -> None:
                            f"on-demand: give --max-{side}-units instead")
 
 
+def check_retention_covers(job: TableJob, previous) -> None:
+    """A poller run resumed after a pause: the stream only holds the last 24 hours, so if the poller
+    last proved itself caught up longer ago than that, changes made in between may have expired
+    unread (shards come and go every few hours: no checkpointed one need be missing to show it)."""
+    if previous.read_through is None:
+        return
+    paused = time.time() - previous.read_through
+    if paused > STREAM_RETENTION_HOURS * 3600:
+        raise BadInput(
+            f"live sync of {job.source} into {job.target} last read the stream {paused / 3600:.0f} h ago, longer than "
+            "its 24-hour retention: changes made in between may be lost; run 'ferry table SOURCE TARGET --restart' "
+            "(it copies everything again and repairs what the copy cannot see)")
+
+
+LAMBDA_ACTIVE_SECONDS = 900  # a Lambda that applied a batch this recently is taken to be running
+
+
+def check_no_lambda_applying(job: TableJob, migration: MigrationState) -> None:
+    """A poller beside the live-sync Lambda would be a second applier (the Lambda holds no lease)."""
+    live = migration.live_sync
+    if live is not None and live.mode == "lambda" and live.since() < LAMBDA_ACTIVE_SECONDS:
+        raise BadInput(
+            f"the live-sync Lambda applies the stream of {job.source} into {job.target} (its last batch "
+            f"{live.since():.0f} s ago): disable its event source mapping first, or keep it and skip the poller")
+
+
 def preflight_table(job: TableJob, clients: TableClients, state: StateStore, holder: str) -> TablePlan:
     """Check everything, then take the live-sync lease for `holder` (this run: its poller renews it),
     prepare the target and the state record. Safe to rerun."""
@@ -138,6 +170,8 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore, hol
             state.markers_cleared(job.migration_id)
         else:  # an earlier run's live sync marked keys: this run's backfill leaves them out
             plan.check_versions = True
+    if job.restart and previous and previous.stream_arn and stream_replaced(checked.source, previous.stream_arn):
+        journal.clear(state.client, state.table_name, job.migration_id)  # another stream's sequence numbers
     target_identity = schema.identity(target)
     if plan.resumed:
         previous.runs += 1
@@ -175,6 +209,8 @@ def check_syncable(job: TableJob, clients: TableClients, state: StateStore) -> s
                          f"run 'ferry table {job.source} {job.target}' first")
     if other := lease.held_by_another(state, job.migration_id):
         raise BadInput(lease.already_running(job.source, job.target, other))
+    check_retention_covers(job, migration)
+    check_no_lambda_applying(job, migration)
     source = schema.require_table(clients.source, job.source, "source")
     schema.require_table(clients.target, job.target, "target")
     if stream_replaced(source, migration.stream_arn):

@@ -288,7 +288,7 @@ def shard_iterator(streams_client, stream_arn: str, shard_id: str, after: str | 
         if error.response["Error"]["Code"] == "TrimmedDataAccessException":
             raise CannotContinue(
                 f"stream records of shard {shard_id} after the last applied one have expired (24 h "
-                "retention): changes may be missing; run again with --restart to copy the table afresh"
+                "retention): changes may be missing; run again with --restart (it copies everything again and its verification repairs what the copy cannot see)"
             ) from error
         raise
 

@@ -24,7 +24,7 @@ import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from hashlib import blake2b
 
 from botocore.exceptions import ClientError
@@ -42,9 +42,12 @@ SAMPLE_SEGMENTS = 1000
 RECHECK_DELAYS = (0.5, 2.0)  # seconds; longer than live sync's lag
 
 
+TTL_IGNORED_AFTER_SECONDS = 5 * 365 * 86_400  # DynamoDB's TTL never deletes items expired longer ago
+
+
 @dataclass(frozen=True)
 class Expiry:
-    """The source's TTL attribute (None: no TTL) and the moment the verification compares at."""
+    """The tables' TTL attribute (None: no TTL) and the moment the verification compares at."""
 
     attribute: str | None = None
     at: float = 0.0
@@ -54,9 +57,16 @@ class Expiry:
         if not value or "N" not in value:  # DynamoDB's TTL ignores anything but a number
             return False
         try:
-            return float(value["N"]) <= self.at
+            expires = float(value["N"])
         except ValueError:
             return False
+        return self.at - TTL_IGNORED_AFTER_SECONDS < expires <= self.at
+
+    def now(self) -> "Expiry":
+        """The same rule at the current moment: a re-read must not call an item present that expired
+        since (DynamoDB may have deleted it on one side meanwhile). A later cutoff only removes
+        candidates, so it agrees with the digests."""
+        return replace(self, at=time.time()) if self.attribute else self
 
 
 NO_EXPIRY = Expiry()
@@ -247,8 +257,9 @@ def confirm(source_client, target_client, source: str, target: str, keys: list[d
             break
         if delay:
             sleep(delay)
-        now_in_source = consistent_get(source_client, source, pending, expiry)
-        now_in_target = consistent_get(target_client, target, pending, expiry)
+        at_this_read = expiry.now()  # the same moment for both sides
+        now_in_source = consistent_get(source_client, source, pending, at_this_read)
+        now_in_target = consistent_get(target_client, target, pending, at_this_read)
         found = [classify(key, now_in_source.get(key_identity(key)), now_in_target.get(key_identity(key)))
                  for key in pending]
         differences = [d for d in found if d is not None]
@@ -307,8 +318,9 @@ def repair(source_client, target_client, source: str, target: str, differences: 
                 if error.response["Error"]["Code"] not in ITEM_ERRORS:
                     raise
                 return False  # the target refuses this item: it stays a difference, reported by the re-check
-            state = consistent_get(source_client, source, [difference.key], expiry).get(key_identity(difference.key))
-            now = consistent_get(target_client, target, [difference.key], expiry).get(key_identity(difference.key))
+            at_this_read = expiry.now()
+            state = consistent_get(source_client, source, [difference.key], at_this_read).get(key_identity(difference.key))
+            now = consistent_get(target_client, target, [difference.key], at_this_read).get(key_identity(difference.key))
             if same_item(state, now):
                 return True
         return False
