@@ -11,7 +11,9 @@ import boto3
 
 class LiveWriter(threading.Thread):
     """Writes to `table` until stopped: inserts of new keys, updates and deletes of existing keys
-    anywhere in the key space (so of items the backfill has copied and of items it has not)."""
+    anywhere in the key space (so of items the backfill has copied and of items it has not), an
+    update of a deleted key bringing it back (delete-then-reinsert), and now and then the delete of
+    the key it inserted last (insert-then-delete)."""
 
     def __init__(self, table: str, existing: int, rate_per_second: float = 150, seed: int = 5):
         super().__init__(daemon=True)
@@ -23,12 +25,16 @@ class LiveWriter(threading.Thread):
     def run(self) -> None:
         client = boto3.client("dynamodb")
         n = 0
+        last_inserted = None
         while not self.stopping.is_set():
             n += 1
             action = self.rng.choice(["insert", "update", "update", "delete"])
             key = {"pk": {"S": f"k{self.rng.randrange(self.existing):07d}"}}
+            if action == "delete" and last_inserted and self.rng.random() < 0.25:
+                key, last_inserted = last_inserted, None  # inserted a moment ago
             if action == "insert":
                 client.put_item(TableName=self.table, Item={"pk": {"S": f"live{n:06d}"}, "v": {"N": str(n)}})
+                last_inserted = {"pk": {"S": f"live{n:06d}"}}
             elif action == "update":
                 client.update_item(TableName=self.table, Key=key, UpdateExpression="SET v = :v",
                                    ExpressionAttributeValues={":v": {"N": str(n)}})
