@@ -112,15 +112,13 @@ class LiveWrites:
 
 class JournalWrites:
     """The keys the live-sync Lambda (another process) noted in the state table's journal
-    (lambdas/journal.py), for a backfill beside it: the LiveWrites protocol, read from the journal.
+    (lambdas/journal.py), for a backfill beside it: what copy_segment asks of LiveWrites, read from
+    the journal (the Lambda writes the notes itself).
     Without a shared clock, every key ever noted counts, not only those noted since the page began:
     rewriting one more key under the rule is harmless (it lands only over an older state)."""
 
     def __init__(self, state_client, state_table: str, migration_id: str):
         self.state_client, self.state_table, self.migration_id = state_client, state_table, migration_id
-
-    def note(self, changes: list[tuple[dict, str]]) -> None:  # the Lambda notes, in the journal
-        raise NotImplementedError("the Lambda notes its writes in the journal itself")
 
     def page_begins(self) -> float:
         return 0.0
@@ -186,7 +184,7 @@ def copy_segment(
     progress: SegmentProgress,
     checkpoint: Callable[[SegmentProgress], None],
     key_names: list[str],
-    live_writes: LiveWrites,
+    live_writes: LiveWrites | JournalWrites,
     hold_lease: Callable[[], None],
     check_versions: bool = False,
     page_size: int | None = None,
