@@ -28,7 +28,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, LiveSyncMode, TableJob
-from tasks.backfill import backfill_segment
+from tasks.backfill import backfill_segment, rewrite_lambda_writes
 from tasks.lambda_sync import deploy_live_sync, start_lambda_sync, wait_for_lambda_catch_up
 from tasks.preflight import preflight
 from tasks.stream import (clear_write_markers, end_backfill_guard, enable_source_stream, follow_source_stream,
@@ -98,6 +98,8 @@ def migrate_table(
     if job.live_sync == "lambda":
         deployment = deploy_live_sync(job, stream_arn)
         start_lambda_sync(job, deployment)  # at once: it notes its writes in the journal for the backfill
+        if plan.check_versions:  # resuming beside an earlier live sync: a killed page may have erased its write
+            rewrite_lambda_writes(job)
         outcomes = backfill(job, plan)
         wait_for_lambda_catch_up(job, stream_arn)  # the gate: plain writes from now, every change so far applied
         comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)

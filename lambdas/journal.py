@@ -95,6 +95,17 @@ def read(client, table: str, migration_id: str, keys: list[dict], field: str = "
     return found
 
 
+def all_noted(client, table: str, migration_id: str) -> list[tuple[dict, str]]:
+    """Every (key, noted sequence number) in the journal."""
+    found = []
+    for page in client.get_paginator("query").paginate(
+            TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
+            FilterExpression="attribute_exists(noted)", ConsistentRead=True,
+            ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}}):
+        found += [(item["key"]["M"], item["noted"]["S"].lstrip("0") or "0") for item in page["Items"]]
+    return found
+
+
 def forget_noted(client, table: str, migration_id: str) -> int:
     """Remove the `noted` numbers (the markers are cleared: no backfill reads them any more); the
     `applied` numbers stay for later gates. Returns how many were removed. Safe to rerun."""

@@ -29,11 +29,12 @@ state again under live sync's sequence number: if the batch had replaced live sy
 puts a state at least as new back; if live sync's write landed after the batch (or a newer one did),
 the condition refuses it. Every condition is checked by DynamoDB atomically with its write, so this
 holds for any interleaving; a kill at any moment leaves the page unconfirmed, and the rerun writes
-it again under the same rule (leaving out the keys the killed run's live sync marked). One window
-is left: a kill between a page's batch and the end of its rewrite, for a key deleted from the source
-in between, leaves that key's older image in the target (the rerun's scan no longer sees the key);
-verification names it as extra and `ferry verify table --repair` removes it. Errors in that window
-are retried in place instead of redoing the page.
+it again under the same rule (leaving out the keys the killed run's live sync marked). A kill
+between a page's batch and the end of its rewrite may leave the batch's older image over a live
+write whose key the rerun's scan no longer sees (deleted since): so a run that resumes a backfill
+beside an earlier live sync replays the whole stream under the rule (the poller), or writes every
+key in the journal again first (the Lambda), which puts each such key back to its newest state.
+Errors in that window are retried in place instead of redoing the page.
 
 What a reader of the target sees meanwhile: each key's state is one the source had since the copy
 began (briefly, while live sync replays changes older than the moment the backfill scanned that

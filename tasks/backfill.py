@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from ferry import lease
 from ferry.config import TableJob
-from ferry.dynamo.backfill import JournalWrites, copy_segment
+from ferry.dynamo.backfill import JournalWrites, copy_segment, rewrite_journal
 from ferry.dynamo.preflight import TablePlan
 from ferry.errors import CannotContinue
 from ferry.state import SegmentProgress, StateStore
@@ -57,6 +57,15 @@ def hold_live_sync_lease(job: TableJob, live_sync: LiveSync, holding: lease.Hold
                              "the backfill stops with it: rerun the same command to resume")
     if other := holding.confirm():
         raise CannotContinue(lease.already_running(job.source, job.target, other))
+
+
+@task(name="rewrite-lambda-writes", task_run_name="rewrite what the Lambda wrote into {job.target}", **RETRYING)
+def rewrite_lambda_writes(job: TableJob) -> int:
+    """Before a resumed backfill in Lambda mode: the keys the Lambda noted, written again under the rule."""
+    clients = table_clients(job)
+    state = state_store(job, clients)
+    return rewrite_journal(clients.source, clients.target, job.source, job.target, state.client, state.table_name,
+                           job.migration_id)
 
 
 @task(

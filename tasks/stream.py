@@ -86,6 +86,15 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
     state = state_store(job, clients)
     migration = state.load(job.migration_id)
     sync.guarded = sync.guarded and not migration.backfilled  # a retry after the switch stays plain
+    # Resuming a backfill that an earlier live sync wrote beside (killed, perhaps between a page's
+    # batch and its rewrite, which erased that live write): replay the whole stream under the rule,
+    # so every change is applied again after whatever the batch left (write_rule.py).
+    replay_whole = sync.guarded and state.markers_noted(job.migration_id)
+    checkpoints = {} if replay_whole else dict(migration.shards)
+    finished = set() if replay_whole else migration.finished_shards
+    if replay_whole:
+        get_run_logger().info("the backfill of %s resumes beside an earlier live sync: replaying the whole stream",
+                              job.source)
     markers_noted = False
 
     def apply(records: list[dict]) -> int:
@@ -128,10 +137,10 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
     with stop_on_signals(sync), live_sync_lease(state, job, sync), \
             ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply") as writers:
         return follow_stream(
-            clients.source_streams, stream_arn, dict(migration.shards), apply,
+            clients.source_streams, stream_arn, checkpoints, apply,
             save_checkpoint=lambda shard, sequence: state.save_shard(job.migration_id, shard, sequence,
                                                                      migration.generation),
-            finished_shards=migration.finished_shards,
+            finished_shards=finished,
             on_shard_finished=lambda shard: state.save_shard_finished(job.migration_id, shard, migration.generation),
             idle_seconds=idle_seconds, stop=sync.stop, on_position=on_position, on_batch=on_batch,
         )

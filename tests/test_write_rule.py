@@ -206,3 +206,20 @@ def test_a_page_whose_rewrite_fails_once_retries_the_rewrite_and_no_deleted_key_
     assert done.done and done.items == 5 and notes.failed
     assert visible(target.get_item(TableName="dst", Key=deleted, ConsistentRead=True).get("Item")) is None
     assert len([i for i in map(visible, scan_all(target, "dst")) if i]) == 4
+
+
+def test_a_resumed_backfill_beside_the_lambda_rewrites_every_key_it_noted(target):
+    from ferry.dynamo.backfill import rewrite_journal
+
+    create_table(target, "src")
+    StateStore(target, "ferry-state").ensure_table()
+    target.put_item(TableName="src", Item=image("kept"))
+    gone = {"pk": {"S": "gone"}}
+    journal.note(target, "ferry-state", "table:src>dst", [(KEY, "40"), (gone, "41")])
+    target.put_item(TableName="dst", Item=image("erased by a batch"))  # both written by a killed page's batch
+    target.put_item(TableName="dst", Item={**gone, "v": {"S": "older"}})
+
+    assert rewrite_journal(target, target, "src", "dst", target, "ferry-state", "table:src>dst") == 2
+
+    assert visible(target_state(target)) == image("kept")
+    assert visible(target.get_item(TableName="dst", Key=gone, ConsistentRead=True).get("Item")) is None

@@ -108,3 +108,35 @@ def test_a_change_to_a_key_not_reached_yet_is_in_the_target_while_the_backfill_r
     target = scan_all(dynamodb, "dst")
     assert by_key(target, "pk") == by_key(scan_all(dynamodb, "src"), "pk")  # and no markers left behind
     assert not any(name in item for item in target for name in (VERSION, DELETED))
+
+
+def test_a_delete_erased_by_a_killed_runs_batch_before_its_rewrite_is_applied_again_on_resume(dynamodb, run_ferry):
+    """As a `kill -9` between a page's batch and its rewrite leaves it: live sync applied the delete
+    of `gone` (and checkpointed it), the page's batch then wrote `gone`'s older image back, and the
+    process died before the rewrite. The rerun's scan no longer sees the key; the replay must."""
+    create_table(dynamodb, "src", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    create_table(dynamodb, "dst")
+    put_items(dynamodb, "src", simple_items(20))
+    gone = {"pk": {"S": "gone"}, "v": {"S": "scanned before its delete"}}
+    dynamodb.put_item(TableName="src", Item=gone)
+    dynamodb.delete_item(TableName="src", Key={"pk": gone["pk"]})
+    dynamodb.put_item(TableName="dst", Item=gone)  # the batch's older image, over the tombstone
+    stream_arn = dynamodb.describe_table(TableName="src")["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams")
+    [shard] = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"],
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    last = streams.get_records(ShardIterator=iterator)["Records"][-1]["dynamodb"]["SequenceNumber"]
+    state = StateStore(dynamodb, "ferry-state")
+    state.ensure_table()
+    state.begin(MIGRATION, "src", "dst", total_segments=1)
+    migration = state.load(MIGRATION)
+    migration.stream_arn = stream_arn
+    state.set_phase(migration, migration.phase)
+    state.save_shard(MIGRATION, shard["ShardId"], last)  # the delete was applied: checkpointed past it
+    state.note_markers(MIGRATION)
+
+    resumed = run_ferry("table", "src", "dst", "--json")
+
+    assert resumed.returncode == 0 and resumed.json["verified"] is True, resumed.stderr[-2000:]
+    assert "Item" not in dynamodb.get_item(TableName="dst", Key={"pk": gone["pk"]}, ConsistentRead=True)

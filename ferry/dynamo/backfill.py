@@ -176,6 +176,16 @@ def rewrite_live_written(source_client, target_client, source_table: str, target
         write_limit.pay(written_now.units if written_now.units is not None else write_units(item or key))
 
 
+def rewrite_journal(source_client, target_client, source_table: str, target_table: str, state_client,
+                    state_table: str, migration_id: str) -> int:
+    """A run resuming a backfill beside the Lambda: every key the Lambda noted is written again under
+    the rule, once, before the backfill goes on, in case a killed run's batch erased that write and
+    died before its rewrite. Returns how many keys were rewritten."""
+    noted = journal.all_noted(state_client, state_table, migration_id)
+    rewrite_live_written(source_client, target_client, source_table, target_table, noted)
+    return len(noted)
+
+
 def copy_segment(
     source_client,
     target_client,
