@@ -85,7 +85,7 @@ def read(client, table: str, migration_id: str, keys: list[dict], field: str = "
             response = client.batch_get_item(RequestItems=pending)
             for item in response["Responses"].get(table, []):
                 if field in item:
-                    found[key_identity(item["key"]["M"])] = item[field]["S"].lstrip("0") or "0"
+                    found[key_identity(item["key"]["M"])] = _sequence(item[field])
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
@@ -95,43 +95,43 @@ def read(client, table: str, migration_id: str, keys: list[dict], field: str = "
     return found
 
 
-def all_noted(client, table: str, migration_id: str) -> list[tuple[dict, str]]:
-    """Every (key, noted sequence number) in the journal."""
-    found = []
+def records(client, table: str, migration_id: str, noted_only: bool = False):
+    """The migration's journal records, read consistently (only those with a `noted` number, if asked)."""
+    args = {"FilterExpression": "attribute_exists(noted)"} if noted_only else {}
     for page in client.get_paginator("query").paginate(
             TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
-            FilterExpression="attribute_exists(noted)", ConsistentRead=True,
-            ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}}):
-        found += [(item["key"]["M"], item["noted"]["S"].lstrip("0") or "0") for item in page["Items"]]
-    return found
+            ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}}, ConsistentRead=True, **args):
+        yield from page["Items"]
+
+
+def all_noted(client, table: str, migration_id: str) -> list[tuple[dict, str]]:
+    """Every (key, noted sequence number) in the journal."""
+    return [(item["key"]["M"], _sequence(item["noted"])) for item in records(client, table, migration_id, True)]
 
 
 def forget_noted(client, table: str, migration_id: str) -> int:
     """Remove the `noted` numbers (the markers are cleared: no backfill reads them any more); the
     `applied` numbers stay for later gates. Returns how many were removed. Safe to rerun."""
     removed = 0
-    paginator = client.get_paginator("query")
-    for page in paginator.paginate(TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
-                                   FilterExpression="attribute_exists(noted)",
-                                   ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}},
-                                   ProjectionExpression="migration, part", ConsistentRead=True):
-        for item in page["Items"]:
-            client.update_item(TableName=table, Key=item, UpdateExpression="REMOVE noted")
-            removed += 1
+    for item in records(client, table, migration_id, noted_only=True):
+        client.update_item(TableName=table, Key={"migration": item["migration"], "part": item["part"]},
+                           UpdateExpression="REMOVE noted")
+        removed += 1
     return removed
 
 
 def clear(client, table: str, migration_id: str) -> int:
     """Delete the whole journal (a --restart onto a new stream: the numbers are another stream's)."""
     deleted = 0
-    for page in client.get_paginator("query").paginate(
-            TableName=table, KeyConditionExpression="migration = :m AND begins_with(part, :p)",
-            ExpressionAttributeValues={":m": {"S": migration_id}, ":p": {"S": PREFIX}},
-            ProjectionExpression="migration, part", ConsistentRead=True):
-        for item in page["Items"]:
-            client.delete_item(TableName=table, Key=item)
-            deleted += 1
+    for item in records(client, table, migration_id):
+        client.delete_item(TableName=table, Key={"migration": item["migration"], "part": item["part"]})
+        deleted += 1
     return deleted
+
+
+def _sequence(value: dict) -> str:
+    """A stored (zero-padded) sequence number as the stream writes it."""
+    return value["S"].lstrip("0") or "0"
 
 
 def phase(client, table: str, migration_id: str) -> str | None:
