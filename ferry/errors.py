@@ -5,7 +5,8 @@
 - `CannotContinue` (exit 3): a run that has started writing meets a state it must not paper over
   (a stream that expired under it, a table replaced since its checkpoints). Never retried: waiting
   does not change the answer. The message names the remedy; reruns are safe.
-- `DifferencesRemain` (exit 1): a verification found differences it did not, or could not, repair.
+- `DifferencesRemain` (exit 1): a verification found differences it did not, or could not, repair
+  (also: a cutover gate failed). `NotApproved` (exit 1): a person declined a cutover.
 
 Anything else is a runtime failure (throttling, a lost connection, a bug): it propagates, Prefect
 retries it, and the CLI exits 3 if it survives the retries. The CLI turns each of these into one
@@ -27,3 +28,7 @@ class CannotContinue(FerryError):
 
 class DifferencesRemain(FerryError):
     """A verification ended with differences between source and target."""
+
+
+class NotApproved(FerryError):
+    """A cutover was rejected (in the UI or on the terminal): nothing was switched."""

@@ -348,6 +348,25 @@ class StateStore:
     def markers_cleared(self, migration_id: str) -> None:
         self.client.delete_item(TableName=self.table_name, Key={"migration": _s(migration_id), "part": _s("markers")})
 
+    # --- plain records: a plan's cutover steps and parameters, holds (ferry/cutover.py) ---------
+    def put_record(self, partition: str, part: str, fields: dict[str, str | None]) -> None:
+        """One whole-item put of string fields (None: left out): safe to repeat."""
+        item = {"migration": _s(partition), "part": _s(part), "updated_at": _s(now_iso())}
+        item |= {name: _s(value) for name, value in fields.items() if value is not None}
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def get_record(self, partition: str, part: str) -> dict[str, str] | None:
+        if not self.exists():
+            return None
+        item = self.client.get_item(TableName=self.table_name, ConsistentRead=True,
+                                    Key={"migration": _s(partition), "part": _s(part)}).get("Item")
+        if item is None:
+            return None
+        return {name: value["S"] for name, value in item.items() if "S" in value and name not in ("migration", "part")}
+
+    def delete_record(self, partition: str, part: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key={"migration": _s(partition), "part": _s(part)})
+
     def forget_stale(self, migration_id: str, generation: int) -> int:
         """Delete the checkpoints of generations other than `generation` (after a --restart; they are
         ignored already, so a kill in here changes nothing). Returns how many were deleted."""

@@ -142,10 +142,41 @@ def bucket_counters_name(source: str, target: str) -> str:
 def stop_on_signals(sync: LiveSync):
     """Run alone (the poller), Ctrl-C and SIGTERM stop live sync after the batch in hand. Prefect
     installs its own SIGTERM handler when a flow starts, so this one goes in after it, and out again."""
+    if threading.current_thread() is not threading.main_thread():  # one of several: stop_all_on_signals stops it
+        with _running_lock:
+            _running[id(sync)] = sync
+        try:
+            yield
+        finally:
+            with _running_lock:
+                _running.pop(id(sync), None)
+        return
+    stop = lambda signum, frame: sync.stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_running: dict[int, LiveSync] = {}  # live syncs running in threads of this process (a plan's)
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def stop_all_on_signals():
+    """Several live syncs in threads (`ferry sync plan`): Ctrl-C and SIGTERM stop every one after
+    the batch in hand. Only the main thread can receive signals, so it installs the handler."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stop = lambda signum, frame: sync.stop.set()  # noqa: E731
+
+    def stop(signum, frame):
+        with _running_lock:
+            for sync in _running.values():
+                sync.stop.set()
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield

@@ -55,6 +55,11 @@ def enable_bucket_events(job: BucketJob) -> str:
     return url
 
 
+@task(name="find-bucket-queue", task_run_name="find the event queue of {job.source} -> {job.target}", **retrying)
+def find_bucket_queue(job: BucketJob) -> str:
+    return events.find_queue(client(job.source_aws, "sqs"), job.source, job.target)
+
+
 @task(name="deploy-bucket-live-sync", task_run_name="deploy live-sync Lambda {job.source} -> {job.target}",
       **retrying)
 def deploy_bucket_live_sync(job: BucketJob, queue_url: str):

@@ -191,14 +191,18 @@ def live_sync_lease(state, job: TableJob, sync: LiveSync):
 
 
 @task(name="catch-up-gate", task_run_name="wait for {job.target} to catch up", cache_policy=NO_CACHE)
-def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
+def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS, backfill_done: bool = True) -> float:
     """The catch-up gate: return once this run's live sync has applied every change made before the
     gate began (every shard read past that moment; see follow_stream); fail at once, with the
-    poller's own error, if the poller stops for good first."""
+    poller's own error, if the poller stops for good first. Returns live sync's lag then (seconds).
+    `backfill_done`: the migration moves to its catch-up phase (a cutover's gate leaves it as it is)."""
     began = time.time()
-    state = state_store(job, table_clients(job))
-    state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
-    this_run(live_sync_name(job.migration_id), LiveSync).wait_until_applied(began, timeout)
+    if backfill_done:
+        state = state_store(job, table_clients(job))
+        state.set_phase(state.load(job.migration_id), Phase.CATCH_UP)
+    sync = this_run(live_sync_name(job.migration_id), LiveSync)
+    sync.wait_until_applied(began, timeout)
+    return sync.lag_seconds
 
 
 @task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)

@@ -13,8 +13,8 @@ import sys
 import typer
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 
-from ferry.cli import bucket, status, table
-from ferry.errors import BadInput, CannotContinue, DifferencesRemain
+from ferry.cli import bucket, plan, status, table
+from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -37,6 +37,13 @@ app.command("table")(table.migrate)
 verify_app.command("table")(table.verify)
 sync_app.command("table")(table.sync)
 status_app.command("table")(status.table)
+
+app.command("run")(plan.run)
+sync_app.command("plan")(plan.sync)
+app.command("cutover")(plan.cutover)
+app.command("rollback")(plan.rollback)
+status_app.command("plan")(plan.status)
+app.command("deploy")(plan.deploy)
 
 app.command("bucket")(bucket.migrate)
 verify_app.command("bucket")(bucket.verify)
@@ -67,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_BAD_INPUT
     except DifferencesRemain as error:
         fail(f"different: {error}")
+        code = EXIT_DIFFERENT
+    except NotApproved as error:
+        fail(f"not approved: {error}")
         code = EXIT_DIFFERENT
     except CannotContinue as error:
         fail(f"failed: {error}")

@@ -186,3 +186,44 @@ def bucket_sync_status(status) -> None:
     shown.add_row("applied by", "Lambda (" + ", ".join(status.lambda_mappings) + ")" if status.lambda_mappings
                   else "the poller (ferry sync bucket)")
     out.print(shown)
+
+
+# --- plans ---------------------------------------------------------------------------------------
+def plan_run(payload: dict, elapsed: float) -> None:
+    table = Table(title=f"plan {payload['plan']}", title_justify="left")
+    for column in ("kind", "source", "target", "copied", "verified"):
+        table.add_column(column)
+    for r in payload["resources"]:
+        table.add_row(r["kind"], r["source"], r["target"], f"{r['copied']:,}", "yes" if r["verified"] else "NO")
+    out.print(table)
+    verdict = "every resource verified" if payload["verified"] else "differences remain"
+    out.print(f"{verdict} in {duration(elapsed)}; keep them in step with 'ferry sync plan PLAN', then "
+              "'ferry cutover PLAN'", highlight=False)
+
+
+def plan_cutover(payload: dict) -> None:
+    table = Table(title=f"cutover of {payload['plan']}", title_justify="left")
+    for column in ("kind", "pair", "gate", "result", "detail"):
+        table.add_column(column)
+    for g in payload["gates"]:
+        table.add_row(g["kind"], f"{g['source']} -> {g['target']}", g["gate"], "passed" if g["passed"] else "FAILED",
+                      g["detail"])
+    out.print(table)
+    for name, change in payload["parameters"].items():
+        out.print(f"switched {name}: {change['old']} -> {change['new']}", highlight=False)
+    out.print("reverse sync runs: keep it going with 'ferry sync plan PLAN'; 'ferry rollback PLAN' goes back"
+              if payload["reverse_sync"] else "switched (no reverse sync)", highlight=False)
+
+
+def plan_status(payload: dict) -> None:
+    table = Table(title=f"plan {payload['plan']}: live sync {payload['direction']}"
+                        f"{' (cutover: ' + ', '.join(payload['cutover_steps']) + ')' if payload['cutover_steps'] else ''}",
+                  title_justify="left")
+    for column in ("kind", "source", "target", "phase", "progress", "direction", "lag", "verified"):
+        table.add_column(column)
+    for r in payload["resources"]:
+        lag = f"{r['lag_seconds']:.1f} s" if r.get("lag_seconds") is not None else (
+            f"{r['pending_events']} pending" if r.get("pending_events") is not None else "-")
+        verified = {True: "yes", False: "NO", None: "-"}[r["verified"]]
+        table.add_row(r["kind"], r["source"], r["target"], r["phase"], r["progress"], r["direction"], lag, verified)
+    out.print(table)

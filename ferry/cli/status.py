@@ -1,4 +1,4 @@
-"""`ferry status table|bucket`: what a migration has done and how its live sync is, read-only.
+"""`ferry status table|bucket|PLAN`: what a migration has done and how its live sync is, read-only.
 
 The older form `ferry status [SOURCE TARGET] [--bucket]` still works: `StatusGroup` reads it as
 `ferry status table ...` (or `bucket` with --bucket).
@@ -20,13 +20,15 @@ from ferry.errors import BadInput
 from ferry.state import StateStore
 
 EXIT_OK, EXIT_UNHEALTHY = 0, 1
-KINDS = ("table", "bucket")
+KINDS = ("table", "bucket", "plan")
 
 
 class StatusGroup(TyperGroup):
     """`ferry status table|bucket ...`, and the older `ferry status [SOURCE TARGET] [--bucket]`."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0].endswith((".yaml", ".yml")):  # `ferry status PLAN`
+            args = ["plan", *args]
         if not args or args[0] not in KINDS and args[0] not in ("--help", "-h"):
             args = ["bucket", *without_state_table(a for a in args if a != "--bucket")] if "--bucket" in args \
                 else ["table", *args]

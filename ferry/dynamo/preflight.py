@@ -19,6 +19,7 @@ from ferry import lease
 from ferry.dynamo.backfill import choose_segments, clear_markers
 from ferry.dynamo.capacity import provisioned_units
 from ferry.dynamo.stream import STREAM_RETENTION_HOURS, check_stream_compatible, stream_replaced
+from ferry.cutover import check_not_held
 from ferry.errors import BadInput, CannotContinue
 from ferry.state import MigrationState, StateStore
 from lambdas import journal
@@ -207,6 +208,7 @@ def check_syncable(job: TableJob, clients: TableClients, state: StateStore) -> s
     if migration is None or not migration.stream_arn:
         raise BadInput(f"no migration of {job.source} into {job.target} is recorded in {job.state_table!r}: "
                          f"run 'ferry table {job.source} {job.target}' first")
+    check_not_held(state, job.migration_id, job.source, job.target)
     if other := lease.held_by_another(state, job.migration_id):
         raise BadInput(lease.already_running(job.source, job.target, other))
     check_retention_covers(job, migration)

@@ -92,6 +92,24 @@ def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
     return True
 
 
+def disable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
+    """Remove Ferry's entry for `queue_arn` from the bucket's notifications, and nothing else.
+    Returns False if it was not there (a rerun)."""
+    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
+    configuration.pop("ResponseMetadata", None)
+    queues = configuration.get("QueueConfigurations", [])
+    kept = [q for q in queues if not (q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn)]
+    if len(kept) == len(queues):
+        return False
+    configuration["QueueConfigurations"] = kept
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+    return True
+
+
+def queue_arn(sqs, queue_url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
 def queue_is_empty(sqs, queue_url: str) -> bool:
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -108,7 +126,7 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     """
     import time
 
-    counts = {"messages": 0, "failed": 0}
+    counts = {"messages": 0, "failed": 0, "lag_seconds": 0.0}  # lag: the last batch's oldest event, when applied
     began_ms = time.time() * 1000
     idle_since = time.monotonic()
     while not (stop and stop.is_set()):
@@ -133,6 +151,7 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
         if done:
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
         counts["messages"] += len(done)
+        counts["lag_seconds"] = max(0.0, time.time() - min(int(m["Attributes"]["SentTimestamp"]) for m in messages) / 1000)
         if until_caught_up and all(int(m["Attributes"]["SentTimestamp"]) > began_ms for m in messages):
             break
     return counts

@@ -1,0 +1,1 @@
+"""How Ferry's flows are deployed: prefect.yaml for single resources, plan.py for a plan."""

@@ -1,0 +1,151 @@
+"""A plan's cutover and rollback, as recorded steps: a kill anywhere, a rerun, the same end state.
+
+The switch is a set of SSM parameters (the names the service reads its resources from). Each is
+written at most once per cutover: before writing, its previous value is recorded in the state table;
+a rerun that finds the parameter already holding the new value (killed between the write and its
+record) records it as written instead of writing again. Rollback writes the recorded previous value
+back the same way (or deletes a parameter that did not exist before).
+
+The records live in the state table on the plan's target side, partition `plan:NAME`:
+
+    part = "cutover"      direction ("forward"|"reverse"), the last step done, the gates' results
+    part = "param#NAME"   type, old (absent: the parameter did not exist), new, written, restored
+
+and one `hold` record in the partition of a migration whose live sync must not run now (the
+forward one after the switch, the reverse one before it): `ferry sync table` refuses it by name.
+
+Order, and why it loses nothing (forward = old home -> new, reverse = new -> old):
+  cutover:  gates -> approval -> capture the new home's changes (stream, bucket events) -> switch
+            -> drain forward to its end -> stop forward -> reverse catches up, and runs from then on
+  rollback: capture the old home's bucket events again -> restore the parameters -> drain reverse to
+            its end -> stop reverse -> forward resumes from its checkpoint (its stream holds what
+            reverse sync wrote, in order: replaying it ends where the old home is)
+Changes are captured before the switch sends the service to the other side, and each direction is
+drained to its end before the other one applies: the two never write at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
+
+from ferry.errors import BadInput
+from ferry.state import StateStore
+
+FORWARD, REVERSE = "forward", "reverse"
+
+# The steps of a cutover, in order; a rerun continues after the last one recorded.
+GATES_PASSED, APPROVED, REVERSE_PREPARED, SWITCHED, FORWARD_STOPPED, REVERSE_STARTED = (
+    "gates-passed", "approved", "reverse-prepared", "switched", "forward-stopped", "reverse-started")
+CUTOVER_STEPS = [GATES_PASSED, APPROVED, REVERSE_PREPARED, SWITCHED, FORWARD_STOPPED, REVERSE_STARTED]
+# ... and of a rollback
+FORWARD_CAPTURED, RESTORED, REVERSE_STOPPED, FORWARD_RESUMED = (
+    "forward-captured", "restored", "reverse-stopped", "forward-resumed")
+ROLLBACK_STEPS = [FORWARD_CAPTURED, RESTORED, REVERSE_STOPPED, FORWARD_RESUMED]
+
+
+@dataclass
+class Progress:
+    """Where a plan's cutover (or rollback) is: its direction now and the steps done."""
+
+    direction: str = FORWARD
+    steps: list[str] = field(default_factory=list)
+    gates: list[dict] = field(default_factory=list)
+
+    def done(self, step: str) -> bool:
+        return step in self.steps
+
+    @property
+    def switched(self) -> bool:
+        return self.done(SWITCHED)
+
+
+def read(state: StateStore, plan_id: str) -> Progress:
+    record = state.get_record(plan_id, "cutover")
+    if record is None:
+        return Progress()
+    return Progress(direction=record.get("direction", FORWARD), steps=json.loads(record.get("steps", "[]")),
+                    gates=json.loads(record.get("gates", "[]")))
+
+
+def record(state: StateStore, plan_id: str, progress: Progress, step: str | None = None) -> Progress:
+    """Add `step` to the steps done (once) and save the whole record in one put."""
+    if step and step not in progress.steps:
+        progress.steps.append(step)
+    state.put_record(plan_id, "cutover", {"direction": progress.direction, "steps": json.dumps(progress.steps),
+                                          "gates": json.dumps(progress.gates)})
+    return progress
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+def current_value(ssm, name: str) -> tuple[str | None, str]:
+    """(value, type) of a parameter now; (None, "String") when it does not exist."""
+    try:
+        parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ParameterNotFound":
+            return None, "String"
+        raise
+    return parameter["Value"], parameter["Type"]
+
+
+def switch_parameter(ssm, state: StateStore, plan_id: str, name: str, new: str) -> dict:
+    """Write `new` to parameter `name`, at most once: {"old", "new"} (old None: it did not exist)."""
+    part = f"param#{name}"
+    recorded = state.get_record(plan_id, part)
+    if recorded and recorded.get("written"):
+        return {"old": recorded.get("old"), "new": recorded["new"]}
+    value, kind = current_value(ssm, name)
+    if recorded is None:  # before the write: what to restore
+        recorded = {"type": kind, "old": value, "new": new}
+        state.put_record(plan_id, part, recorded)
+    if value != new:  # else written already, by a run killed before it could record so
+        ssm.put_parameter(Name=name, Value=new, Type=recorded.get("type", "String"), Overwrite=True)
+    state.put_record(plan_id, part, {**recorded, "written": "yes"})
+    return {"old": recorded.get("old"), "new": new}
+
+
+def restore_parameter(ssm, state: StateStore, plan_id: str, name: str) -> tuple[bool, str | None]:
+    """Put back the value recorded before the switch (delete a parameter that did not exist), at most
+    once. Returns (whether the switch had recorded it, the value restored)."""
+    part = f"param#{name}"
+    recorded = state.get_record(plan_id, part)
+    if recorded is None:
+        return False, None
+    old = recorded.get("old")
+    if not recorded.get("restored"):
+        value, _ = current_value(ssm, name)
+        if value != old:
+            if old is None:
+                ssm.delete_parameter(Name=name)
+            else:
+                ssm.put_parameter(Name=name, Value=old, Type=recorded.get("type", "String"), Overwrite=True)
+        state.put_record(plan_id, part, {**recorded, "restored": "yes"})
+    return True, old
+
+
+def forget_parameters(state: StateStore, plan_id: str, names: list[str]) -> None:
+    """After a finished rollback: the next cutover records the values of its own moment."""
+    for name in names:
+        state.delete_record(plan_id, f"param#{name}")
+
+
+# --- holds: which direction's live sync may run -------------------------------------------------
+
+def hold(state: StateStore, migration_id: str, plan_name: str, why: str) -> None:
+    state.put_record(migration_id, "hold", {"plan": plan_name, "why": why})
+
+
+def release(state: StateStore, migration_id: str) -> None:
+    state.delete_record(migration_id, "hold")
+
+
+def check_not_held(state: StateStore, migration_id: str, source: str, target: str) -> None:
+    """A live sync of a direction the plan has stopped would write the other way from the service."""
+    held = state.get_record(migration_id, "hold")
+    if held:
+        raise BadInput(f"live sync of {source} into {target} is stopped by plan {held['plan']!r} ({held['why']}): "
+                       f"run 'ferry sync plan PLAN' for the direction that runs now")

@@ -1,0 +1,168 @@
+"""Step 5, cutover: the recorded steps of a plan's switch and its way back (ferry/cutover.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import get_run_logger, pause_flow_run, task
+from prefect.cache_policies import NO_CACHE
+from prefect.input import RunInput
+
+from ferry import cutover
+from ferry.aws import shared_client as client
+from ferry.config import BucketJob, TableJob
+from ferry.dynamo import lambda_sync
+from ferry.dynamo.stream import enable_stream
+from ferry.errors import CannotContinue
+from ferry.plan import Plan
+from ferry.s3 import events
+from ferry.state import Phase, SegmentProgress, StateStore
+from tasks.common import RETRYING, state_store, table_clients
+
+Approval = Literal["ui", "given", "terminal"]
+
+
+def plan_state(plan: Plan) -> StateStore:
+    """The plan's own records live in its state table on the target side."""
+    return StateStore(client(plan.target.aws(), "dynamodb"), plan.state_table)
+
+
+@task(name="read-cutover", task_run_name="read the cutover of {plan.name}", **RETRYING)
+def read_progress(plan: Plan) -> cutover.Progress:
+    return cutover.read(plan_state(plan), plan.state_id)
+
+
+@task(name="record-step", task_run_name="record {step} of {plan.name}", **RETRYING)
+def record_step(plan: Plan, progress: cutover.Progress, step: str | None = None) -> cutover.Progress:
+    state = plan_state(plan)
+    state.ensure_table()
+    return cutover.record(state, plan.state_id, progress, step)
+
+
+class CutoverApproval(RunInput):
+    """The form a person fills in the Prefect UI to let the switch go ahead (or not)."""
+
+    approve: bool = False
+    reason: str = ""
+
+
+def gates_markdown(plan: Plan, gates: list[dict]) -> str:
+    rows = "\n".join(f"| {g['kind']} | {g['source']} -> {g['target']} | {g['gate']} | "
+                     f"{'passed' if g['passed'] else 'FAILED'} | {g['detail']} |" for g in gates)
+    switch = "\n".join(f"- `{p.name}` -> `{p.value}`" for p in plan.cutover.parameters) or "- (no parameters)"
+    return (f"## Cutover of {plan.name}\n\n| kind | pair | gate | result | detail |\n|---|---|---|---|---|\n{rows}\n\n"
+            f"Approving writes:\n{switch}\n\nReverse sync afterwards: {'yes' if plan.cutover.reverse_sync else 'no'}")
+
+
+def ask_for_approval(plan: Plan, gates: list[dict], approval: Approval) -> tuple[bool, str]:
+    """(approved, who/why). In the UI: the run pauses with the gates' results and waits for the form."""
+    if approval == "given":
+        return True, "approved in advance (--yes)"
+    if approval == "terminal":
+        from rich.console import Console
+        from rich.prompt import Confirm
+
+        console = Console(stderr=True)
+        console.print(gates_markdown(plan, gates), markup=False, highlight=False)
+        return Confirm.ask("Switch now?", console=console, default=False), "answered on the terminal"
+    answer = pause_flow_run(wait_for_input=CutoverApproval.with_initial_data(
+        description=gates_markdown(plan, gates), approve=False), timeout=plan.cutover.approval_timeout_seconds)
+    return answer.approve, answer.reason or "answered in the Prefect UI"
+
+
+# --- per resource ----------------------------------------------------------------------------------
+
+@task(name="prepare-reverse-table", task_run_name="capture the changes of {job.source}", **RETRYING)
+def prepare_reverse_table(job: TableJob, plan_name: str) -> str:
+    """Before the switch sends the service to the new table: its stream on, and a record of the
+    reverse migration (nothing to backfill: the tables are equal), held until the forward one stops."""
+    clients = table_clients(job)
+    state = state_store(job, clients)
+    state.ensure_table()
+    cutover.hold(state, job.migration_id, plan_name, "the plan has not cut over yet")
+    stream_arn = enable_stream(clients.source, clients.source_streams, job.source)
+    migration = state.load(job.migration_id)
+    if migration is None or migration.stream_arn != stream_arn:
+        state.begin(job.migration_id, job.source, job.target, total_segments=1)
+        state.save_segment(job.migration_id, SegmentProgress(0, 1, done=True))  # no history: writes stay plain
+        migration = state.load(job.migration_id)
+        migration.stream_arn = stream_arn
+        state.set_phase(migration, Phase.DONE)
+    return stream_arn
+
+
+@task(name="hold-table-sync", task_run_name="stop live sync {job.source} -> {job.target}", **RETRYING)
+def hold_table_sync(job: TableJob, plan_name: str, why: str) -> None:
+    """From now on this direction's live sync refuses to run (its last catch-up ran just before)."""
+    clients = table_clients(job)
+    cutover.hold(state_store(job, clients), job.migration_id, plan_name, why)
+    if job.live_sync == "lambda":
+        set_lambda_mapping(job, enabled=False)
+
+
+@task(name="release-table-sync", task_run_name="allow live sync {job.source} -> {job.target}", **RETRYING)
+def release_table_sync(job: TableJob) -> None:
+    clients = table_clients(job)
+    cutover.release(state_store(job, clients), job.migration_id)
+    if job.live_sync == "lambda":
+        set_lambda_mapping(job, enabled=True)
+
+
+def set_lambda_mapping(job: TableJob, enabled: bool) -> None:
+    lambda_client = client(job.source_aws, "lambda")
+    name = lambda_sync.resource_name(job.source, job.target)
+    for mapping in lambda_client.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
+
+
+@task(name="resume-bucket-events", task_run_name="route events of {job.source} again", **RETRYING)
+def resume_bucket_events(job: BucketJob) -> None:
+    """Ferry's notification entry for this pair back in place (and its Lambda's mapping on)."""
+    sqs = client(job.source_aws, "sqs")
+    name, dead_letter = events.queue_names(job.source, job.target)
+    url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
+    events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn)
+    if job.live_sync == "lambda":
+        set_queue_mappings(job, arn, enabled=True)
+
+
+def set_queue_mappings(job: BucketJob, queue_arn: str, enabled: bool) -> None:
+    lambda_client = client(job.source_aws, "lambda")
+    for mapping in lambda_client.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
+
+
+@task(name="stop-bucket-events", task_run_name="stop routing events of {job.source}", **RETRYING)
+def stop_bucket_events(job: BucketJob) -> bool:
+    """Remove only the notification entry Ferry added for this pair (the queue stays, to be drained)."""
+    sqs = client(job.source_aws, "sqs")
+    url = events.find_queue(sqs, job.source, job.target)
+    removed = events.disable_bucket_events(client(job.source_aws, "s3"), job.source, events.queue_arn(sqs, url))
+    if job.live_sync == "lambda":
+        set_queue_mappings(job, events.queue_arn(sqs, url), enabled=False)
+    return removed
+
+
+@task(name="table-stream", task_run_name="find the stream of {job.source}", **RETRYING)
+def recorded_stream(job: TableJob) -> str:
+    migration = state_store(job, table_clients(job)).load(job.migration_id)
+    if migration is None or not migration.stream_arn:
+        raise CannotContinue(f"no migration of {job.source} into {job.target} is recorded: run 'ferry run PLAN' first")
+    return migration.stream_arn
+
+
+@task(name="switch-parameter", task_run_name="switch {name}", **RETRYING)
+def switch_parameter(plan: Plan, name: str, value: str) -> dict:
+    switched = cutover.switch_parameter(client(plan.target.aws(), "ssm"), plan_state(plan), plan.state_id, name, value)
+    get_run_logger().info("parameter %s switched", name)
+    return switched
+
+
+@task(name="restore-parameter", task_run_name="restore {name}", **RETRYING)
+def restore_parameter(plan: Plan, name: str) -> tuple[bool, str | None]:
+    return cutover.restore_parameter(client(plan.target.aws(), "ssm"), plan_state(plan), plan.state_id, name)
+
+
+@task(name="forget-parameters", task_run_name="forget the switch of {plan.name}", cache_policy=NO_CACHE, retries=3)
+def forget_parameters(plan: Plan) -> None:
+    cutover.forget_parameters(plan_state(plan), plan.state_id, [p.name for p in plan.cutover.parameters])
