@@ -70,7 +70,7 @@ def migrate_bucket(
     drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
     # When nothing was copied, deleted or changed since the listings, their comparison is the proof.
     untouched = not (synced.planned or deleted or drained["messages"])
-    report = verify_bucket(job, compared=synced.comparison if untouched else None)
+    report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
         copied=synced.copied, deleted=deleted, bytes_copied=synced.bytes_copied,

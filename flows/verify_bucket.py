@@ -21,6 +21,7 @@ def verify_bucket(
     report_dir: str | None = None,
     fail_on_difference: bool = True,
     deep: bool = False,
+    live_sync_queue: str | None = None,
     multipart_threshold: int = MULTIPART_THRESHOLD,
     part_size: int = PART_SIZE,
     source_aws: AwsSide = AwsSide(),
@@ -29,7 +30,7 @@ def verify_bucket(
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size,
                     source_aws=source_aws, target_aws=target_aws)
-    report = verify_bucket_task(job, repair=repair, report_dir=report_dir, deep=deep)
+    report = verify_bucket_task(job, repair=repair, report_dir=report_dir, deep=deep, live_sync_queue=live_sync_queue)
     if fail_on_difference and not report.equal:
         raise DifferencesRemain(f"{report.count('missing')} missing, {report.count('extra')} extra, "
                                 f"{report.count('changed')} changed in {target}")

@@ -15,7 +15,7 @@ from ferry.s3 import events
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.copy import copy_objects, delete_keys
 from ferry.s3.sync import batches_to_copy
-from ferry.s3.verify import BucketReport, ReportBuilder, verify_buckets
+from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
 from lambdas.s3_compare import Listed
 from tasks.common import RETRYING as retrying
@@ -155,11 +155,16 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
 
 @task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)
 def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None = None, deep: bool = False,
-                  compared: BucketReport | None = None) -> BucketReport:
+                  compared: BucketReport | None = None, live_sync_queue: str | None = None) -> BucketReport:
     """List and compare both buckets (`deep`: additional checksums of every object), repair if asked,
-    publish the report. `compared`: a comparison made since the last change, which is the answer."""
+    publish the report. `compared`: a comparison made since the last change, which is the answer.
+    `live_sync_queue`: the service writes on; differences are read again after its queued events
+    are applied (ferry/s3/verify.reconfirm), so only those live sync does not explain remain."""
     source_s3, target_s3 = s3_clients(job)
     report = compared or verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
+    if live_sync_queue and not report.equal:
+        drain_bucket_events.fn(job, live_sync_queue, until_caught_up=True)
+        report = reconfirm(report, source_s3, target_s3)
     if repair and not report.equal:
         copied = copy_objects(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold,
                               job.part_size)

@@ -205,6 +205,16 @@ def wait_for_catch_up(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS, 
     return sync.lag_seconds
 
 
+@task(name="measure-lag", task_run_name="measure the live-sync lag of {job.target}", cache_policy=NO_CACHE)
+def measure_lag(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> float:
+    """Once caught up: how far behind the service this run's live sync keeps (the age of the oldest
+    change in the batches it applies until it has applied everything made before now; 0 when none)."""
+    sync = this_run(live_sync_name(job.migration_id), LiveSync)
+    sync.lag_seconds = 0.0
+    sync.wait_until_applied(time.time(), timeout)
+    return sync.lag_seconds
+
+
 @task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)
 def end_backfill_guard(job: TableJob) -> None:
     """The backfill is done: this run's live sync writes plainly from its next batch (the gate that

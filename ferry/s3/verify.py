@@ -11,7 +11,8 @@ import pandas as pd
 
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.listing import PAGE_SIZE
-from lambdas.s3_compare import Listed
+from lambdas.s3_apply import head
+from lambdas.s3_compare import Listed, same_object
 
 MAX_LISTED_KEYS = 100
 KINDS = ("missing", "extra", "changed")
@@ -96,6 +97,42 @@ def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str,
     """List and compare both buckets now. `deep`: read every object's additional checksums too."""
     comparisons = compare_buckets(s3_source, s3_target, source_bucket, target_bucket, prefix, deep, page_size)
     return report_from(comparisons, source_bucket, target_bucket, prefix)
+
+
+MAX_RECONFIRMED = 10_000  # beyond this many differences, a listing's answer stands
+
+
+def reconfirm(report: BucketReport, s3_source, s3_target) -> BucketReport:
+    """Keep only the differences that are still there now. A listing taken while live sync applies
+    the service's changes sees keys written a moment ago as missing or changed; the caller applies
+    the queued events first, then each differing key is read again on both sides (HEAD) and judged
+    by the same rule as the live sync (lambdas/s3_compare.same_object). A report whose key lists
+    were cut short, or that has too many differences to read again, is returned as it is."""
+    listed = sum(len(getattr(report, kind)) for kind in KINDS)
+    if report.equal or listed > MAX_RECONFIRMED or any(report.count(k) != len(getattr(report, k)) for k in KINDS):
+        return report
+    still: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    to_copy: list[Listed] = []
+    for key in sorted({key for kind in KINDS for key in getattr(report, kind)}):
+        source, target = head(s3_source, report.source, key), head(s3_target, report.target, key)
+        if source is None:
+            if target is not None:
+                still["extra"].append(key)
+            continue
+        if not same_object(source, target):
+            still["missing" if target is None else "changed"].append(key)
+            to_copy.append(Listed(key, source["ContentLength"], source["ETag"].strip('"'),
+                                  source.get("StorageClass", "STANDARD")))
+    by_prefix = report.by_prefix.copy()
+    if not by_prefix.empty:
+        for kind in KINDS:
+            by_prefix[kind] = 0
+    report.missing, report.extra, report.changed, report.to_copy = (still["missing"], still["extra"],
+                                                                    still["changed"], to_copy)
+    report.counts = {kind: len(keys) for kind, keys in still.items()}
+    report.equal = not any(report.counts.values())
+    report.by_prefix = by_prefix
+    return report
 
 
 def top_prefix(key: str, prefix: str) -> str:
