@@ -1,8 +1,13 @@
-"""`make demo`: migrate a live 20,000-item table on a local AWS (moto's server, in this process).
+"""`make demo`: the whole journey of a plan on a local AWS (moto's server, in this process).
 
-A writer thread keeps changing the source (inserts, updates, deletes) while the backfill runs; live
-sync applies those changes beside the backfill (the demo shows the first one reaching the target
-while the backfill is still copying), and the migration proves the copy exact with a checksum.
+A plan of one live 10,000-item table and one bucket (examples/demo-plan.yaml, written at the start):
+  1. `ferry run`       backfill and bulk copy while a writer keeps changing the source (live sync
+                       applies those changes beside the backfill), then both verified
+  2. `ferry sync plan` live sync carries changes made since
+  3. `ferry cutover`   gates (lag, final verification), the switch of two SSM parameters, reverse sync
+  4. reverse sync      a write to the new table and a new object in the new bucket reach the old ones
+  5. `ferry rollback`  the parameters restored, forward live sync resumed
+It uses a Prefect server of its own (started here) unless PREFECT_API_URL names one.
 """
 
 from __future__ import annotations
@@ -21,8 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-ITEMS = 20_000
+ITEMS = 10_000
 SOURCE, TARGET = "orders", "orders-v2"
+BUCKET, NEW_BUCKET = "media", "media-v2"
+OBJECTS = 300
+PLAN = f"""\
+name: demo
+tables:
+  - {{source: {SOURCE}, target: {TARGET}, create_target: true, page_size: 1000}}
+buckets:
+  - {{source: {BUCKET}, target: {NEW_BUCKET}}}
+cutover:
+  parameters:
+    - {{name: /demo/table, value: {TARGET}}}
+    - {{name: /demo/bucket, value: {NEW_BUCKET}}}
+  max_lag_seconds: 5
+  reverse_sync: true
+"""
 
 
 def demo_item(i: int) -> dict:
@@ -123,6 +143,53 @@ def watch_live_sync(stop: threading.Event, watched: dict) -> None:
         time.sleep(0.05)
 
 
+def seed_bucket(s3, ssm) -> None:
+    for bucket in (BUCKET, NEW_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    for i in range(OBJECTS):
+        s3.put_object(Bucket=BUCKET, Key=f"photos/{i:04d}.jpg", Body=os.urandom(512 + i), ContentType="image/jpeg",
+                      Metadata={"camera": f"demo-{i % 5}"})
+    ssm.put_parameter(Name="/demo/table", Value=SOURCE, Type="String")
+    ssm.put_parameter(Name="/demo/bucket", Value=BUCKET, Type="String")
+
+
+def start_prefect() -> subprocess.Popen | None:
+    """A Prefect server for the demo's commands (each would otherwise start a temporary one)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    import socket
+    import tempfile
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="ferry-demo-prefect-")
+    os.environ.update(PREFECT_HOME=home, PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+                      PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+            print(f"Prefect server (the UI) on http://127.0.0.1:{port}")
+            return server
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the Prefect server did not start")
+
+
+def ferry(*args: str) -> int:
+    """The installed CLI, in its own process, as users run it."""
+    print(f"\n$ ferry {' '.join(args)}", flush=True)
+    return subprocess.run([str(Path(sys.executable).parent / "ferry"), *args]).returncode
+
+
+def parameters(ssm) -> str:
+    return ", ".join(f"{name} = {ssm.get_parameter(Name=name)['Parameter']['Value']}"
+                     for name in ("/demo/table", "/demo/bucket"))
+
+
 def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request lines
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -133,21 +200,36 @@ def main() -> int:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     print(f"local AWS (moto) on http://{host}:{port}")
+    prefect = start_prefect()
+    plan = Path(__file__).resolve().parent / "demo-plan.yaml"
+    plan.write_text(PLAN)
 
     started = time.monotonic()
-    seed(boto3.client("dynamodb"))
-    print(f"source table {SOURCE!r}: {ITEMS:,} items of every attribute type ({time.monotonic() - started:.1f}s)")
+    dynamodb, s3, ssm = boto3.client("dynamodb"), boto3.client("s3"), boto3.client("ssm")
+    seed(dynamodb)
+    seed_bucket(s3, ssm)
+    print(f"source table {SOURCE!r}: {ITEMS:,} items of every attribute type; bucket {BUCKET!r}: {OBJECTS} objects; "
+          f"{parameters(ssm)} ({time.monotonic() - started:.1f}s)")
+    try:
+        code = journey(plan, dynamodb, s3, ssm)
+    finally:
+        if prefect:
+            prefect.terminate()
+        server.stop()
+    print(f"\ndemo: {'the journey is complete' if code == 0 else f'FAILED (exit {code})'} in "
+          f"{time.monotonic() - started:.0f}s")
+    return code
 
+
+def journey(plan: Path, dynamodb, s3, ssm) -> int:
     counts = {"insert": 0, "update": 0, "delete": 0}
     stop, watched = threading.Event(), {}
     writer = threading.Thread(target=keep_writing, args=(stop, counts, watched), daemon=True)
     writer.start()
     watcher = threading.Thread(target=watch_live_sync, args=(stop, watched), daemon=True)
     watcher.start()
-    print(f"running: ferry table {SOURCE} {TARGET} --create-target --page-size 1000  (a writer keeps changing {SOURCE})")
-    ferry = Path(sys.executable).parent / "ferry"  # the installed CLI, in its own process, as users run it
-    # Pages of 1,000 items, so that the progress bars move and the writer has a backfill to race.
-    code = subprocess.run([str(ferry), "table", SOURCE, TARGET, "--create-target", "--page-size", "1000"]).returncode
+    print(f"\n1. migrate the plan while a writer keeps changing {SOURCE}")
+    code = ferry("run", str(plan))
     stop.set()
     writer.join()
     print(f"changes written to the source during the backfill: {counts['insert']} inserts, "
@@ -156,9 +238,38 @@ def main() -> int:
         lag, copied, backfilled = watched["seen"]
         when = "after the backfill" if backfilled else f"while the backfill had copied {copied:,} of ~{ITEMS:,} items"
         print(f"live sync: the first change made during the backfill was in {TARGET} {lag:.1f}s later, {when}")
-    print("demo: migration verified: target equals source" if code == 0 else f"demo: FAILED (exit {code})")
-    server.stop()
-    return code
+    if code:
+        return code
+
+    print(f"\n2. the old home is still in use: live sync carries its changes")
+    dynamodb.put_item(TableName=SOURCE, Item=demo_item(ITEMS + 10_000))
+    s3.put_object(Bucket=BUCKET, Key="photos/new-before-cutover.jpg", Body=b"x" * 2048)
+    if code := ferry("sync", "plan", str(plan), "--until-idle", "2"):
+        return code
+
+    print("\n3. cut over: gates, approval (--yes), the switch, reverse sync")
+    if code := ferry("cutover", str(plan), "--yes"):
+        return code
+    print(f"parameters now: {parameters(ssm)}")
+
+    print(f"\n4. the service writes to the new home; reverse sync carries it back to the old one")
+    new_item = demo_item(ITEMS + 20_000)
+    dynamodb.put_item(TableName=TARGET, Item=new_item)
+    s3.put_object(Bucket=NEW_BUCKET, Key="photos/new-after-cutover.jpg", Body=b"y" * 4096)
+    if code := ferry("sync", "plan", str(plan), "--until-idle", "2"):
+        return code
+    key = {"customer": new_item["customer"], "order": new_item["order"]}
+    back_in_old = "Item" in dynamodb.get_item(TableName=SOURCE, Key=key, ConsistentRead=True)
+    object_back = s3.head_object(Bucket=BUCKET, Key="photos/new-after-cutover.jpg")["ContentLength"] == 4096
+    print(f"in the old table: {'yes' if back_in_old else 'NO'}; in the old bucket: {'yes' if object_back else 'NO'}")
+    if not (back_in_old and object_back):
+        return 1
+
+    print("\n5. roll back: the parameters restored, forward live sync resumed")
+    if code := ferry("rollback", str(plan), "--yes"):
+        return code
+    print(f"parameters now: {parameters(ssm)}")
+    return ferry("status", str(plan))
 
 
 if __name__ == "__main__":

@@ -317,3 +317,18 @@ def test_ferry_verify_table_leaves_out_what_both_tables_ttl_has_expired(dynamodb
     assert target_without_ttl.returncode == 1 and target_without_ttl.json["missing_count"] == 1  # it would stay
     assert result.returncode == 0, result.stderr
     assert result.json["equal"] is True and result.json["expired"] == {"source": 1, "target": 0}
+
+
+def test_a_verification_result_leaving_its_task_names_keys_and_holds_no_item(dynamodb, run_ferry):
+    """A flow's result may be persisted (result storage, PREFECT_RESULTS_PERSIST_BY_DEFAULT): it must
+    not carry the items the verification re-read for its repair."""
+    migrated_pair(dynamodb, 50)
+    dynamodb.put_item(TableName="dst", Item={**order(7), "status": {"S": "tampered"}})
+    dynamodb.delete_item(TableName="dst", Key={"pk": order(8)["pk"], "sk": order(8)["sk"]})
+    result = run_ferry.python("""
+from flows.verify_table import verify_table
+report = verify_table(source="src", target="dst", fail_on_difference=False)
+print(len(report.differences), sum(d.source_item is not None for d in report.differences))
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["2", "0"]

@@ -161,7 +161,7 @@ def status(plan_file: PlanFile, json_output: JsonOutput = False) -> int:
         rows.append({
             "kind": "table", "source": job.source, "target": job.target,
             "phase": migration.phase.value if migration else "not started",
-            "progress": f"{migration.copied:,} items, {migration.segments_done}/{migration.total_segments} segments"
+            "progress": f"{migration.copied:,} ({migration.segments_done}/{migration.total_segments})"
             if migration else "-",
             "direction": steps.REVERSE if reverse else steps.FORWARD,
             "lag_seconds": round(syncing.live_sync.lag_seconds, 1) if syncing and syncing.live_sync else None,
