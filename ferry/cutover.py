@@ -9,7 +9,7 @@ back the same way (or deletes a parameter that did not exist before).
 The records live in the state table on the plan's target side, partition `plan:NAME`:
 
     part = "cutover"      direction ("forward"|"reverse"), the last step done, the gates' results
-    part = "param#NAME"   type, old (absent: the parameter did not exist), new, written, restored
+    part = "param#EPOCH#NAME"  type, old (absent: the parameter did not exist), new, written, restored
 
 and one `hold` record in the partition of a migration whose live sync must not run now (the
 forward one after the switch, the reverse one before it): `ferry sync table` refuses it by name.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import BadInput
+from ferry.errors import BadInput, CannotContinue
 from ferry.state import StateStore
 
 FORWARD, REVERSE = "forward", "reverse"
@@ -48,11 +48,23 @@ ROLLBACK_STEPS = [FORWARD_CAPTURED, RESTORED, REVERSE_STOPPED, FORWARD_RESUMED]
 
 @dataclass
 class Progress:
-    """Where a plan's cutover (or rollback) is: its direction now and the steps done."""
+    """Where a plan's cutover (or rollback) is: its direction now and the steps done.
+
+    `epoch` numbers the cutovers of a plan (its parameter records are the epoch's own, so a later
+    cutover never mistakes an earlier one's for its own); `version` is the record's, so that two
+    runs of one plan cannot both go on (the slower one's next record fails: CannotContinue).
+    What the rollback must undo is recorded at the approval: the parameters and whether reverse
+    sync runs, whatever the plan file says later."""
 
     direction: str = FORWARD
     steps: list[str] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
+    epoch: int = 0
+    version: int = 0
+    parameters: list[str] = field(default_factory=list)
+    reverse_sync: bool = False
+    switching_at: float | None = None  # epoch seconds, just before the first parameter was written
+    restoring_at: float | None = None  # ... and just before the rollback's first restore
 
     def done(self, step: str) -> bool:
         return step in self.steps
@@ -61,21 +73,37 @@ class Progress:
     def switched(self) -> bool:
         return self.done(SWITCHED)
 
+    @property
+    def rolling_back(self) -> bool:
+        return any(step in self.steps for step in ROLLBACK_STEPS)
+
 
 def read(state: StateStore, plan_id: str) -> Progress:
     record = state.get_record(plan_id, "cutover")
     if record is None:
         return Progress()
     return Progress(direction=record.get("direction", FORWARD), steps=json.loads(record.get("steps", "[]")),
-                    gates=json.loads(record.get("gates", "[]")))
+                    gates=json.loads(record.get("gates", "[]")), epoch=int(record.get("epoch", 0)),
+                    version=int(record.get("version", 0)), parameters=json.loads(record.get("parameters", "[]")),
+                    reverse_sync=record.get("reverse_sync") == "yes",
+                    switching_at=float(record["switching_at"]) if record.get("switching_at") else None,
+                    restoring_at=float(record["restoring_at"]) if record.get("restoring_at") else None)
 
 
 def record(state: StateStore, plan_id: str, progress: Progress, step: str | None = None) -> Progress:
-    """Add `step` to the steps done (once) and save the whole record in one put."""
+    """Add `step` to the steps done (once) and save the whole record in one put, over the version
+    this run read: CannotContinue if another run of the plan recorded something meanwhile."""
     if step and step not in progress.steps:
         progress.steps.append(step)
-    state.put_record(plan_id, "cutover", {"direction": progress.direction, "steps": json.dumps(progress.steps),
-                                          "gates": json.dumps(progress.gates)})
+    fields = {"direction": progress.direction, "steps": json.dumps(progress.steps), "gates": json.dumps(progress.gates),
+              "epoch": str(progress.epoch), "parameters": json.dumps(progress.parameters),
+              "reverse_sync": "yes" if progress.reverse_sync else "",
+              "switching_at": f"{progress.switching_at:.3f}" if progress.switching_at else None,
+              "restoring_at": f"{progress.restoring_at:.3f}" if progress.restoring_at else None}
+    if not state.put_record(plan_id, "cutover", fields, version=progress.version):
+        raise CannotContinue(f"another cutover or rollback of {plan_id.removeprefix('plan:')!r} recorded a step "
+                             "meanwhile: let it finish, then rerun (it goes on from what was recorded)")
+    progress.version += 1
     return progress
 
 
@@ -84,7 +112,7 @@ def record(state: StateStore, plan_id: str, progress: Progress, step: str | None
 def current_value(ssm, name: str) -> tuple[str | None, str]:
     """(value, type) of a parameter now; (None, "String") when it does not exist."""
     try:
-        parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+        parameter = ssm.get_parameter(Name=name)["Parameter"]
     except ClientError as error:
         if error.response["Error"]["Code"] == "ParameterNotFound":
             return None, "String"
@@ -92,27 +120,46 @@ def current_value(ssm, name: str) -> tuple[str | None, str]:
     return parameter["Value"], parameter["Type"]
 
 
-def switch_parameter(ssm, state: StateStore, plan_id: str, name: str, new: str) -> dict:
-    """Write `new` to parameter `name`, at most once: {"old", "new"} (old None: it did not exist)."""
-    part = f"param#{name}"
-    recorded = state.get_record(plan_id, part)
+def check_parameters(ssm, names: list[str]) -> None:
+    """Before any is written: each parameter is a String (or absent). A SecureString would have its
+    value kept in the state table in the clear, and its key forgotten: Ferry does not switch those."""
+    for name in names:
+        _, kind = current_value(ssm, name)
+        if kind != "String":
+            raise BadInput(f"SSM parameter {name!r} is a {kind}: Ferry switches String parameters only "
+                           "(they name resources; keep secrets elsewhere)")
+
+
+def _part(epoch: int, name: str) -> str:
+    return f"param#{epoch}#{name}"
+
+
+def switch_parameter(ssm, state: StateStore, plan_id: str, epoch: int, name: str, new: str) -> dict:
+    """Write `new` to parameter `name`, at most once per cutover: {"old", "new"} (old None: it did
+    not exist)."""
+    recorded = state.get_record(plan_id, _part(epoch, name))
     if recorded and recorded.get("written"):
         return {"old": recorded.get("old"), "new": recorded["new"]}
     value, kind = current_value(ssm, name)
     if recorded is None:  # before the write: what to restore
         recorded = {"type": kind, "old": value, "new": new}
-        state.put_record(plan_id, part, recorded)
+        state.put_record(plan_id, _part(epoch, name), recorded)
     if value != new:  # else written already, by a run killed before it could record so
         ssm.put_parameter(Name=name, Value=new, Type=recorded.get("type", "String"), Overwrite=True)
-    state.put_record(plan_id, part, {**recorded, "written": "yes"})
+    state.put_record(plan_id, _part(epoch, name), {**recorded, "written": "yes"})
     return {"old": recorded.get("old"), "new": new}
 
 
-def restore_parameter(ssm, state: StateStore, plan_id: str, name: str) -> tuple[bool, str | None]:
+def switched_parameters(state: StateStore, plan_id: str, epoch: int, names: list[str]) -> dict[str, dict]:
+    """What the switch recorded, read only."""
+    found = {name: state.get_record(plan_id, _part(epoch, name)) for name in names}
+    return {name: {"old": r.get("old"), "new": r["new"]} for name, r in found.items() if r and r.get("written")}
+
+
+def restore_parameter(ssm, state: StateStore, plan_id: str, epoch: int, name: str) -> tuple[bool, str | None]:
     """Put back the value recorded before the switch (delete a parameter that did not exist), at most
     once. Returns (whether the switch had recorded it, the value restored)."""
-    part = f"param#{name}"
-    recorded = state.get_record(plan_id, part)
+    recorded = state.get_record(plan_id, _part(epoch, name))
     if recorded is None:
         return False, None
     old = recorded.get("old")
@@ -123,14 +170,8 @@ def restore_parameter(ssm, state: StateStore, plan_id: str, name: str) -> tuple[
                 ssm.delete_parameter(Name=name)
             else:
                 ssm.put_parameter(Name=name, Value=old, Type=recorded.get("type", "String"), Overwrite=True)
-        state.put_record(plan_id, part, {**recorded, "restored": "yes"})
+        state.put_record(plan_id, _part(epoch, name), {**recorded, "restored": "yes"})
     return True, old
-
-
-def forget_parameters(state: StateStore, plan_id: str, names: list[str]) -> None:
-    """After a finished rollback: the next cutover records the values of its own moment."""
-    for name in names:
-        state.delete_record(plan_id, f"param#{name}")
 
 
 # --- holds: which direction's live sync may run -------------------------------------------------

@@ -88,7 +88,8 @@ def _same_rules(kind: type[BaseModel], fields: dict) -> None:
 
 
 class Parameter(Strict):
-    """An SSM parameter the service reads a resource name from, and its value after the switch."""
+    """An SSM parameter the service reads a resource name from, and its value after the switch
+    (checked by SSM's own rules here, so that no switch stops half-way on a name SSM refuses)."""
 
     name: str
     value: str
@@ -96,9 +97,22 @@ class Parameter(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.\-/]{1,2048}", name):
-            raise ValueError(f"{name!r} is not an SSM parameter name: use letters, digits and _ . - /")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-/]{1,1011}", name):
+            raise ValueError(f"{name!r} is not an SSM parameter name: use up to 1011 letters, digits and _ . - /")
+        if "/" in name and not name.startswith("/"):
+            raise ValueError(f"{name!r}: a parameter name with '/' must start with '/' (a full path)")
+        if re.match(r"/?(aws|ssm)", name, re.IGNORECASE):
+            raise ValueError(f"{name!r}: names starting with 'aws' or 'ssm' are reserved by SSM")
+        if name.count("/") > 15:
+            raise ValueError(f"{name!r}: SSM allows at most 15 levels")
         return name
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        if not 1 <= len(value.encode()) <= 4096:
+            raise ValueError("an SSM parameter value is 1 to 4096 bytes")
+        return value
 
 
 class Cutover(Strict):
@@ -107,9 +121,9 @@ class Cutover(Strict):
     reverse_sync: bool = True
     approval_timeout_seconds: int = 24 * 3600  # how long a cutover run waits for a person in the UI
 
-    @field_validator("max_lag_seconds")
+    @field_validator("max_lag_seconds", "approval_timeout_seconds")
     @classmethod
-    def _lag(cls, seconds: float) -> float:
+    def _positive(cls, seconds: float) -> float:
         if seconds <= 0:
             raise ValueError(f"must be more than 0 seconds, got {seconds:g}")
         return seconds
@@ -124,9 +138,37 @@ class Schedules(Strict):
     @field_validator("resync", "verify")
     @classmethod
     def _cron(cls, cron: str | None) -> str | None:
-        if cron is not None and len(cron.split()) != 5:
-            raise ValueError(f"{cron!r} is not a cron expression of 5 fields (e.g. '*/10 * * * *')")
+        if cron is not None and not valid_cron(cron):
+            raise ValueError(f"{cron!r} is not a cron expression of 5 fields (minute hour day month weekday, "
+                             "e.g. '*/10 * * * *')")
         return cron
+
+
+CRON_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+CRON_NAMES = {3: "jan feb mar apr may jun jul aug sep oct nov dec".split(), 4: "sun mon tue wed thu fri sat".split()}
+
+
+def valid_cron(cron: str) -> bool:
+    """Five fields of `*`, numbers, ranges, steps and lists, each number within its field's range."""
+    fields = cron.split()
+    if len(fields) != 5:
+        return False
+    for n, (text, (low, high)) in enumerate(zip(fields, CRON_RANGES)):
+        for part in text.lower().split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit():
+                return False
+            if base == "*":
+                continue
+            ends = base.split("-")
+            if len(ends) > 2:
+                return False
+            for end in ends:
+                number = CRON_NAMES.get(n, []).index(end) + (n == 3) if end in CRON_NAMES.get(n, []) else \
+                    int(end) if end.isdigit() else None
+                if number is None or not low <= number <= high:
+                    return False
+    return True
 
 
 class Plan(Strict):
@@ -229,7 +271,15 @@ def _check_pairs(plan: Plan, path: Path, root) -> None:
     for kind, entries in (("tables", plan.tables), ("buckets", plan.buckets)):
         sources = {e.source for e in entries}
         seen: set[str] = set()
+        seen_sources: set[str] = set()
         for n, entry in enumerate(entries):
+            if entry.source in seen_sources:
+                raise BadInput(f"{path}:{_line(root, [kind, n, 'source'])}: {kind}[{n}].source: {entry.source!r} is "
+                               "the source of an earlier entry: migrate it once (to one target) per plan")
+            seen_sources.add(entry.source)
+            if kind == "tables" and plan.state_table in (entry.source, entry.target):
+                raise BadInput(f"{path}:{_line(root, [kind, n])}: {kind}[{n}]: {plan.state_table!r} is the plan's "
+                               "state_table: choose another state_table")
             where = f"{path}:{_line(root, [kind, n, 'target'])}: {kind}[{n}].target"
             if entry.target in seen:
                 raise BadInput(f"{where}: {entry.target!r} is the target of an earlier entry: give each its own")

@@ -349,11 +349,25 @@ class StateStore:
         self.client.delete_item(TableName=self.table_name, Key={"migration": _s(migration_id), "part": _s("markers")})
 
     # --- plain records: a plan's cutover steps and parameters, holds (ferry/cutover.py) ---------
-    def put_record(self, partition: str, part: str, fields: dict[str, str | None]) -> None:
-        """One whole-item put of string fields (None: left out): safe to repeat."""
+    def put_record(self, partition: str, part: str, fields: dict[str, str | None], version: int | None = None) -> bool:
+        """One whole-item put of string fields (None: left out): safe to repeat. With `version`, the
+        put lands only over that version of the record (0: none yet) and stores version + 1; returns
+        False when another writer got there first."""
         item = {"migration": _s(partition), "part": _s(part), "updated_at": _s(now_iso())}
         item |= {name: _s(value) for name, value in fields.items() if value is not None}
-        self.client.put_item(TableName=self.table_name, Item=item)
+        if version is None:
+            self.client.put_item(TableName=self.table_name, Item=item)
+            return True
+        item["version"] = _n(version + 1)
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item,
+                                 ConditionExpression="attribute_not_exists(part) OR version = :v",
+                                 ExpressionAttributeValues={":v": _n(version)})
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
 
     def get_record(self, partition: str, part: str) -> dict[str, str] | None:
         if not self.exists():
@@ -362,10 +376,20 @@ class StateStore:
                                     Key={"migration": _s(partition), "part": _s(part)}).get("Item")
         if item is None:
             return None
-        return {name: value["S"] for name, value in item.items() if "S" in value and name not in ("migration", "part")}
+        return {name: value.get("S", value.get("N")) for name, value in item.items()
+                if ("S" in value or "N" in value) and name not in ("migration", "part")}
 
     def delete_record(self, partition: str, part: str) -> None:
         self.client.delete_item(TableName=self.table_name, Key={"migration": _s(partition), "part": _s(part)})
+
+    def forget_stream_position(self, migration_id: str) -> int:
+        """Delete the shard checkpoints and the read-through moment: live sync then starts from the
+        oldest record the stream still holds (replaying what is there, in order)."""
+        stale = [item for item in self._query(migration_id)
+                 if item["part"]["S"].startswith("shard#") or item["part"]["S"] == "read-through"]
+        for item in stale:
+            self.client.delete_item(TableName=self.table_name, Key={"migration": item["migration"], "part": item["part"]})
+        return len(stale)
 
     def forget_stale(self, migration_id: str, generation: int) -> int:
         """Delete the checkpoints of generations other than `generation` (after a --restart; they are

@@ -19,6 +19,7 @@ from the first step not recorded, and each parameter is written once.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,18 +27,20 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry import cutover as steps
-from ferry.errors import BadInput, DifferencesRemain, NotApproved
+from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved
 from ferry.plan import Plan
 from flows.verify_bucket import verify_bucket
 from flows.verify_table import verify_table
-from tasks.cutover import (Approval, ask_for_approval, forget_parameters, hold_table_sync, prepare_reverse_table,
-                           read_progress, record_step, recorded_stream, release_table_sync, restore_parameter,
-                           resume_bucket_events, stop_bucket_events, switch_parameter)
+from tasks.cutover import (Approval, ask_for_approval, capture_bucket_events, check_parameters, hold_bucket_sync,
+                           hold_table_sync, prepare_reverse_table, read_progress, record_step, recorded_stream,
+                           release_bucket_sync, release_table_sync, restore_parameter, stop_bucket_events,
+                           switch_parameter, switched_parameters, table_held)
 from tasks.lambda_sync import wait_for_lambda_catch_up
 from tasks.s3 import drain_bucket_events, enable_bucket_events, find_bucket_queue
-from tasks.stream import follow_source_stream, measure_lag, stop_live_sync, wait_for_catch_up
+from tasks.stream import enter_switch_window, follow_source_stream, measure_lag, stop_live_sync, wait_for_catch_up
 
 MAX_THREADS = 64
+DRAIN_IDLE_SECONDS = 5.0  # S3 delivers events within seconds: a queue idle this long after routing stopped is drained
 
 
 @dataclass
@@ -83,11 +86,12 @@ def catch_up_table(job) -> float:
     return measure_lag(job)
 
 
-def catch_up_bucket(job) -> float:
+def catch_up_bucket(job, keep_target_changes_since: float | None = None) -> float:
     """The same for a bucket's queue: drained to now, then the lag of a second drain."""
     queue = find_bucket_queue(job)
-    drain_bucket_events(job, queue, until_caught_up=True)
-    return drain_bucket_events(job, queue, until_caught_up=True)["lag_seconds"]
+    drain_bucket_events(job, queue, until_caught_up=True, keep_target_changes_since=keep_target_changes_since)
+    return drain_bucket_events(job, queue, until_caught_up=True,
+                               keep_target_changes_since=keep_target_changes_since)["lag_seconds"]
 
 
 def check_gates(plan: Plan) -> list[dict]:
@@ -116,89 +120,128 @@ def check_gates(plan: Plan) -> list[dict]:
 @flow(name="cutover", flow_run_name="cutover {plan.name}", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
     progress = read_progress(plan)
-    reverse = plan.cutover.reverse_sync
+    if progress.rolling_back:
+        raise CannotContinue(f"a rollback of plan {plan.name!r} has not finished: run 'ferry rollback PLAN' again "
+                             "to finish it, then cut over")
+    if not progress.done(steps.APPROVED) and not plan.cutover.parameters:
+        raise BadInput(f"plan {plan.name!r} has no cutover.parameters: name the SSM parameters the service reads its "
+                       "resource names from, so that the switch is a step Ferry takes")
     if not progress.done(steps.FORWARD_STOPPED):
+        if progress.switching_at is not None:  # a rerun: the switch may have begun, so from the first batch
+            for job in plan.table_jobs():
+                enter_switch_window(job)
         with table_live_sync(plan.table_jobs()):
             if not progress.done(steps.APPROVED):
-                progress.gates = check_gates(plan)
-                failed = [g for g in progress.gates if not g["passed"]]
-                progress = record_step(plan, progress, None if failed else steps.GATES_PASSED)
-                if failed:
-                    raise DifferencesRemain("gate failed, nothing switched: " + "; ".join(
-                        f"{g['kind']} {g['source']} -> {g['target']}: {g['gate']} ({g['detail']})" for g in failed))
-                approved, why = ask_for_approval(plan, progress.gates, approval)
-                if not approved:
-                    raise NotApproved(f"the cutover of {plan.name} was not approved ({why}): nothing switched")
-                get_run_logger().info("cutover of %s approved (%s)", plan.name, why)
-                progress = record_step(plan, progress, steps.APPROVED)
+                progress = approve(plan, progress, approval)
+            reverse = progress.reverse_sync
             if reverse and not progress.done(steps.REVERSE_PREPARED):  # before the service can write there
                 for job in plan.table_jobs(reverse=True):
                     prepare_reverse_table(job, plan.name)
                 for job in plan.bucket_jobs(reverse=True):
-                    enable_bucket_events(job)
+                    capture_bucket_events(job)
+                    hold_bucket_sync(job, plan.name)
                 progress = record_step(plan, progress, steps.REVERSE_PREPARED)
             if not progress.done(steps.SWITCHED):
+                if progress.switching_at is None:
+                    progress.switching_at = time.time()
+                    progress = record_step(plan, progress)
+                for job in plan.table_jobs():  # from now on the service may write to the new home too
+                    enter_switch_window(job)
                 for parameter in plan.cutover.parameters:
-                    switch_parameter(plan, parameter.name, parameter.value)
+                    switch_parameter(plan, progress.epoch, parameter.name, parameter.value)
                 progress.direction = steps.REVERSE
                 progress = record_step(plan, progress, steps.SWITCHED)
-            for job in plan.bucket_jobs():  # no new events for the old side's queue ...
-                stop_bucket_events(job)
-            for job in plan.bucket_jobs():  # ... and what it holds is applied
-                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=2.0)
+            for job in plan.bucket_jobs():  # no new events for the old side's queue, then what it holds
+                stop_bucket_events(job, plan.name)
+                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
+                                    keep_target_changes_since=progress.switching_at)
             for job in plan.table_jobs():  # changes made before the switch
-                catch_up_table(job)
-                hold_table_sync(job, plan.name, "the plan has cut over to the new home")
+                if not table_held(job):
+                    catch_up_table(job)
+                    hold_table_sync(job, plan.name, "the plan has cut over to the new home")
         progress = record_step(plan, progress, steps.FORWARD_STOPPED)
-    if reverse and not progress.done(steps.REVERSE_STARTED):
+    if progress.reverse_sync and not progress.done(steps.REVERSE_STARTED):
         for job in plan.table_jobs(reverse=True):
             release_table_sync(job)
+            enter_switch_window(job)  # late writers may still write to the old home: theirs are kept
         with table_live_sync(plan.table_jobs(reverse=True)):
             for job in plan.table_jobs(reverse=True):
                 catch_up_table(job)
         for job in plan.bucket_jobs(reverse=True):
-            catch_up_bucket(job)
+            release_bucket_sync(job)
+            catch_up_bucket(job, keep_target_changes_since=progress.switching_at)
         progress = record_step(plan, progress, steps.REVERSE_STARTED)
-    parameters = {p.name: switch_parameter(plan, p.name, p.value) for p in plan.cutover.parameters}  # recorded: no write
-    return CutoverResult(plan.name, True, parameters, progress.gates, reverse)
+    parameters = switched_parameters(plan, progress.epoch, progress.parameters)
+    return CutoverResult(plan.name, True, parameters, progress.gates, progress.reverse_sync)
+
+
+def approve(plan: Plan, progress: steps.Progress, approval: Approval) -> steps.Progress:
+    """Steps 1 and 2 (again on a rerun until approved): the gates, then a person's answer. A new
+    cutover gets the next epoch, and what the rollback must undo is recorded with the approval."""
+    if not progress.steps:
+        progress.epoch += 1
+    check_parameters(plan)
+    progress.gates = check_gates(plan)
+    failed = [g for g in progress.gates if not g["passed"]]
+    progress = record_step(plan, progress, None if failed else steps.GATES_PASSED)
+    if failed:
+        raise DifferencesRemain("gate failed, nothing switched: " + "; ".join(
+            f"{g['kind']} {g['source']} -> {g['target']}: {g['gate']} ({g['detail']})" for g in failed))
+    approved, why = ask_for_approval(plan, progress.gates, approval)
+    if not approved:
+        raise NotApproved(f"the cutover of {plan.name} was not approved ({why}): nothing switched")
+    get_run_logger().info("cutover of %s approved (%s)", plan.name, why)
+    progress.parameters = [p.name for p in plan.cutover.parameters]
+    progress.reverse_sync = plan.cutover.reverse_sync
+    return record_step(plan, progress, steps.APPROVED)
 
 
 @flow(name="rollback", flow_run_name="rollback {plan.name}", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def rollback(plan: Plan) -> RollbackResult:
+    """What the approved cutover recorded is undone (its parameters, its reverse sync), whatever the
+    plan file says now."""
     progress = read_progress(plan)
     if not progress.done(steps.APPROVED):
         raise BadInput(f"plan {plan.name!r} has not cut over: nothing to roll back")
-    reverse = plan.cutover.reverse_sync and progress.done(steps.REVERSE_PREPARED)
+    reverse = progress.reverse_sync and progress.done(steps.REVERSE_PREPARED)
     if not progress.done(steps.FORWARD_CAPTURED):  # before the service writes to the old home again
         for job in plan.bucket_jobs():
-            resume_bucket_events(job)
+            capture_bucket_events(job)
         progress = record_step(plan, progress, steps.FORWARD_CAPTURED)
     restored = {}
-    for parameter in plan.cutover.parameters:
-        known, value = restore_parameter(plan, parameter.name)
-        if known:
-            restored[parameter.name] = value
-    if not progress.done(steps.RESTORED):
-        progress.direction = steps.FORWARD
-        progress = record_step(plan, progress, steps.RESTORED)
-    if reverse and not progress.done(steps.REVERSE_STOPPED):
-        for job in plan.bucket_jobs(reverse=True):
-            stop_bucket_events(job)
-            drain_bucket_events(job, find_bucket_queue(job), idle_seconds=2.0)
-        with table_live_sync(plan.table_jobs(reverse=True)):
-            for job in plan.table_jobs(reverse=True):
+    if progress.restoring_at is None:
+        progress.restoring_at = time.time()
+        progress = record_step(plan, progress)
+    for job in plan.table_jobs(reverse=True) + plan.table_jobs():
+        enter_switch_window(job)  # the service may write to either home from here until this ends
+    with table_live_sync(plan.table_jobs(reverse=True) if reverse and not progress.done(steps.REVERSE_STOPPED)
+                         else []):
+        for name in progress.parameters:
+            known, value = restore_parameter(plan, progress.epoch, name)
+            if known:
+                restored[name] = value
+        if not progress.done(steps.RESTORED):
+            progress.direction = steps.FORWARD
+            progress = record_step(plan, progress, steps.RESTORED)
+        if reverse and not progress.done(steps.REVERSE_STOPPED):
+            for job in plan.bucket_jobs(reverse=True):
+                stop_bucket_events(job, plan.name)
+                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
+                                    keep_target_changes_since=progress.restoring_at)
+            for job in plan.table_jobs(reverse=True):  # what the service wrote to the new home until now
                 catch_up_table(job)
                 hold_table_sync(job, plan.name, "the plan has rolled back to the old home")
+    if reverse and not progress.done(steps.REVERSE_STOPPED):
         progress = record_step(plan, progress, steps.REVERSE_STOPPED)
     if not progress.done(steps.FORWARD_RESUMED):
         for job in plan.table_jobs():
-            release_table_sync(job)
+            release_table_sync(job, replay_whole_stream=True)
         with table_live_sync(plan.table_jobs()):
             for job in plan.table_jobs():
                 catch_up_table(job)
         for job in plan.bucket_jobs():
-            catch_up_bucket(job)
+            release_bucket_sync(job)
+            catch_up_bucket(job, keep_target_changes_since=progress.restoring_at)
         progress = record_step(plan, progress, steps.FORWARD_RESUMED)
-    forget_parameters(plan)
-    record_step(plan, steps.Progress())  # forward, nothing cut over: a later cutover starts afresh
+    record_step(plan, steps.Progress(epoch=progress.epoch, version=progress.version))  # a later cutover starts afresh
     return RollbackResult(plan.name, restored)

@@ -20,7 +20,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.cutover import REVERSE, REVERSE_STARTED, SWITCHED
+from ferry.cutover import FORWARD_STOPPED, REVERSE, REVERSE_STARTED, SWITCHED
 from ferry.errors import CannotContinue
 from ferry.plan import Plan
 from flows.migrate_bucket import migrate_bucket, sync_bucket
@@ -81,10 +81,13 @@ def migrate_plan(plan: Plan) -> PlanResult:
 
 
 def direction(plan: Plan) -> bool:
-    """Whether live sync runs in reverse now (the plan has cut over); a cutover left half-way is not
-    a direction: it is finished first."""
+    """Whether live sync runs in reverse now (the plan has cut over). A cutover or rollback left
+    half-way is not a direction: it is finished first."""
     progress = read_progress(plan)
-    if progress.done(SWITCHED) and not progress.done(REVERSE_STARTED) and plan.cutover.reverse_sync:
+    if progress.rolling_back:
+        raise CannotContinue(f"the rollback of plan {plan.name!r} stopped half-way: run 'ferry rollback PLAN' again "
+                             "to finish it")
+    if progress.done(SWITCHED) and not progress.done(FORWARD_STOPPED if not progress.reverse_sync else REVERSE_STARTED):
         raise CannotContinue(f"the cutover of plan {plan.name!r} stopped half-way: run 'ferry cutover PLAN' again "
                              "to finish it (or 'ferry rollback PLAN')")
     return progress.direction == REVERSE
@@ -109,7 +112,7 @@ def sync_plan(plan: Plan, idle_seconds: float | None = None) -> list[dict]:
     """Every resource's live sync at once (each runs until idle, or until Ctrl-C/SIGTERM stops them all
     after the batch in hand). Tables with a live-sync Lambda are the Lambda's."""
     reverse = direction(plan)
-    if reverse and not plan.cutover.reverse_sync:
+    if reverse and not read_progress(plan).reverse_sync:
         return []
     chosen = [(kind, job) for kind, job in resources(plan, reverse) if reverse or kind == "bucket"
               or job.live_sync == "poller"]
@@ -121,13 +124,15 @@ def sync_plan(plan: Plan, idle_seconds: float | None = None) -> list[dict]:
 
 @flow(name="verify-plan", flow_run_name="verify-plan {plan.name}")
 def verify_plan(plan: Plan, repair: bool = False) -> PlanResult:
-    """Verify every resource (in its current direction's terms: source = the side the service uses)."""
+    """Verify every resource in the plan's current direction: the source is the side the service
+    uses (the old home before the cutover, the new one after it), so a repair copies its way."""
+    reverse = direction(plan)
     results = []
-    for job in plan.table_jobs():
+    for job in plan.table_jobs(reverse):
         report = verify_table(source=job.source, target=job.target, repair=repair, fail_on_difference=False,
                               state_table=job.state_table, source_aws=job.source_aws, target_aws=job.target_aws)
         results.append(ResourceResult("table", job.source, job.target, report.equal, 0))
-    for job in plan.bucket_jobs():
+    for job in plan.bucket_jobs(reverse):
         report = verify_bucket(source=job.source, target=job.target, prefix=job.prefix, repair=repair,
                                fail_on_difference=False, source_aws=job.source_aws, target_aws=job.target_aws)
         equal = report.equal if job.delete else not (report.count("missing") or report.count("changed"))

@@ -13,6 +13,10 @@ The same function runs in the deployed Lambda and in Ferry's local poller. Guara
   or set it aside (the poller). Any other error - access denied, expired credentials, a missing
   target, throttling that outlasted the retries - is about every item: it raises, so the applier
   stops (and retries) instead of dead-lettering the whole stream;
+- in a cutover's switch window (`only_over_unchanged`: the service may already write to the target),
+  a change lands only where the target still holds the state the source had before it (the first
+  record's old image, compared canonically): a key the service has changed in the target since keeps
+  the service's write (counted as `kept`). The check is a consistent read just before the write;
 - nothing of the item's contents is logged, only counts and sequence numbers.
 """
 
@@ -47,6 +51,7 @@ class ApplyResult:
     puts: int = 0
     deletes: int = 0
     superseded: int = 0  # keys already holding a newer state: nothing written
+    kept: int = 0  # switch window: keys the target's own service changed since; its write kept
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -76,6 +81,8 @@ class KeyChange:
     sequence_number: str
     image: dict | None  # None: deleted
     resolved: bool = True  # False: the stream carries no new image; read the source
+    before: dict | None = None  # the first record's old image (None: the key did not exist)
+    before_known: bool = False  # False: the stream carries no old image (not a NEW_AND_OLD_IMAGES stream)
 
     def change(self) -> Change:
         return Change(self.key, self.sequence_number, self.image)
@@ -90,10 +97,32 @@ def collapse(records: list[dict]) -> list[KeyChange]:
         previous = changes.pop(identity, None)
         first = previous.first_sequence_number if previous else change["SequenceNumber"]
         removed = record["eventName"] == "REMOVE"
+        if previous:
+            before, before_known = previous.before, previous.before_known
+        else:
+            before = change.get("OldImage")
+            before_known = record["eventName"] == "INSERT" or "OldImage" in change
         changes[identity] = KeyChange(change["Keys"], first, change["SequenceNumber"],
                                       None if removed else change.get("NewImage"),
-                                      resolved=removed or "NewImage" in change)
+                                      resolved=removed or "NewImage" in change, before=before,
+                                      before_known=before_known)
     return list(changes.values())
+
+
+def canonical(value):
+    """An item (or value) in one form whatever the order of its maps' keys and its sets' members."""
+    if isinstance(value, dict):
+        return {k: sorted(json.dumps(json_form(x)) for x in v) if k in ("SS", "NS", "BS") else canonical(v)
+                for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return json_form(value)
+
+
+def changed_since(client, table: str, change: KeyChange) -> bool:
+    """Whether the target's item is no longer the state the source had before this change."""
+    current = client.get_item(TableName=table, Key=change.key, ConsistentRead=True).get("Item")
+    return canonical(current) != canonical(change.before)
 
 
 def resolve_from_source(changes: list[KeyChange], source_client, source_table: str | None) -> None:
@@ -109,7 +138,7 @@ def resolve_from_source(changes: list[KeyChange], source_client, source_table: s
 
 
 def apply_stream_records(client, table: str, records: list[dict], guarded: bool, pool=None, source_client=None,
-                         source_table: str | None = None) -> ApplyResult:
+                         source_table: str | None = None, only_over_unchanged: bool = False) -> ApplyResult:
     """Make `table` reflect `records` (DynamoDB Streams records in boto3's client form, oldest first).
 
     `guarded`: the backfill may still write, so every write goes through the write rule's
@@ -121,8 +150,10 @@ def apply_stream_records(client, table: str, records: list[dict], guarded: bool,
     resolve_from_source(changes, source_client, source_table)
     result = ApplyResult(records=len(records))
 
-    def write(change: KeyChange) -> Rejected | bool:
+    def write(change: KeyChange) -> Rejected | bool | str:
         try:
+            if only_over_unchanged and change.before_known and changed_since(client, table, change):
+                return "kept"
             return apply_change(client, table, change.change(), guarded)
         except ClientError as error:
             code = error.response["Error"]["Code"]
@@ -135,12 +166,14 @@ def apply_stream_records(client, table: str, records: list[dict], guarded: bool,
     for change, outcome in zip(changes, outcomes):
         if isinstance(outcome, Rejected):
             result.rejected.append(outcome)
+        elif outcome == "kept":
+            result.kept += 1
         elif not outcome:
             result.superseded += 1
         elif change.image is None:
             result.deletes += 1
         else:
             result.puts += 1
-    log.info("applied %d stream records to %s: %d puts, %d deletes, %d superseded, %d rejected",
-             result.records, table, result.puts, result.deletes, result.superseded, len(result.rejected))
+    log.info("applied %d stream records to %s: %d puts, %d deletes, %d superseded, %d kept, %d rejected",
+             result.records, table, result.puts, result.deletes, result.superseded, result.kept, len(result.rejected))
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from prefect import get_run_logger, pause_flow_run, task
@@ -74,21 +75,29 @@ def ask_for_approval(plan: Plan, gates: list[dict], approval: Approval) -> tuple
 
 @task(name="prepare-reverse-table", task_run_name="capture the changes of {job.source}", **RETRYING)
 def prepare_reverse_table(job: TableJob, plan_name: str) -> str:
-    """Before the switch sends the service to the new table: its stream on, and a record of the
-    reverse migration (nothing to backfill: the tables are equal), held until the forward one stops."""
+    """Before the switch sends the service to the new table: its stream on, and a new generation of
+    the reverse migration's record (nothing to backfill: the tables are equal; no checkpoint of an
+    earlier cutover: it reads the stream from its oldest record, which replays, in order, what
+    forward sync wrote there - the old table's own states), held until the forward one stops."""
     clients = table_clients(job)
     state = state_store(job, clients)
     state.ensure_table()
     cutover.hold(state, job.migration_id, plan_name, "the plan has not cut over yet")
     stream_arn = enable_stream(clients.source, clients.source_streams, job.source)
+    previous = state.load(job.migration_id)
+    generation = previous.generation + 1 if previous else 0
+    state.begin(job.migration_id, job.source, job.target, total_segments=1, generation=generation)
+    state.save_segment(job.migration_id, SegmentProgress(0, 1, done=True, generation=generation))  # writes stay plain
+    state.forget_stale(job.migration_id, generation)
     migration = state.load(job.migration_id)
-    if migration is None or migration.stream_arn != stream_arn:
-        state.begin(job.migration_id, job.source, job.target, total_segments=1)
-        state.save_segment(job.migration_id, SegmentProgress(0, 1, done=True))  # no history: writes stay plain
-        migration = state.load(job.migration_id)
-        migration.stream_arn = stream_arn
-        state.set_phase(migration, Phase.DONE)
+    migration.stream_arn = stream_arn
+    state.set_phase(migration, Phase.DONE)
     return stream_arn
+
+
+@task(name="table-held", task_run_name="is live sync {job.source} -> {job.target} stopped", **RETRYING)
+def table_held(job: TableJob) -> bool:
+    return state_store(job, table_clients(job)).get_record(job.migration_id, "hold") is not None
 
 
 @task(name="hold-table-sync", task_run_name="stop live sync {job.source} -> {job.target}", **RETRYING)
@@ -101,11 +110,23 @@ def hold_table_sync(job: TableJob, plan_name: str, why: str) -> None:
 
 
 @task(name="release-table-sync", task_run_name="allow live sync {job.source} -> {job.target}", **RETRYING)
-def release_table_sync(job: TableJob) -> None:
+def release_table_sync(job: TableJob, replay_whole_stream: bool = False) -> None:
+    """This direction may run again. `replay_whole_stream`: its checkpoints may have aged out of the
+    stream (more than a day since they were written): start from the oldest record still there."""
     clients = table_clients(job)
-    cutover.release(state_store(job, clients), job.migration_id)
+    state = state_store(job, clients)
+    migration = state.load(job.migration_id)
+    if replay_whole_stream and migration and migration.read_through and \
+            time.time() - migration.read_through > REPLAY_AFTER_SECONDS:
+        state.forget_stream_position(job.migration_id)
+        get_run_logger().warning("live sync of %s into %s last ran over %.0f h ago: replaying its whole stream",
+                                 job.source, job.target, (time.time() - migration.read_through) / 3600)
+    cutover.release(state, job.migration_id)
     if job.live_sync == "lambda":
         set_lambda_mapping(job, enabled=True)
+
+
+REPLAY_AFTER_SECONDS = 20 * 3600  # well inside the stream's 24 hours
 
 
 def set_lambda_mapping(job: TableJob, enabled: bool) -> None:
@@ -115,15 +136,17 @@ def set_lambda_mapping(job: TableJob, enabled: bool) -> None:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
 
 
-@task(name="resume-bucket-events", task_run_name="route events of {job.source} again", **RETRYING)
-def resume_bucket_events(job: BucketJob) -> None:
-    """Ferry's notification entry for this pair back in place (and its Lambda's mapping on)."""
+@task(name="capture-bucket-events", task_run_name="route events of {job.source} to its queue", **RETRYING)
+def capture_bucket_events(job: BucketJob) -> str:
+    """Ferry's notification entry for this pair in place (and its Lambda's mapping on), whatever the
+    pair's hold says: the cutover captures a direction's events before it lets it apply them."""
     sqs = client(job.source_aws, "sqs")
     name, dead_letter = events.queue_names(job.source, job.target)
     url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
     events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn)
     if job.live_sync == "lambda":
         set_queue_mappings(job, arn, enabled=True)
+    return url
 
 
 def set_queue_mappings(job: BucketJob, queue_arn: str, enabled: bool) -> None:
@@ -133,14 +156,28 @@ def set_queue_mappings(job: BucketJob, queue_arn: str, enabled: bool) -> None:
 
 
 @task(name="stop-bucket-events", task_run_name="stop routing events of {job.source}", **RETRYING)
-def stop_bucket_events(job: BucketJob) -> bool:
-    """Remove only the notification entry Ferry added for this pair (the queue stays, to be drained)."""
+def stop_bucket_events(job: BucketJob, plan_name: str) -> bool:
+    """Hold this direction (its queue says so), then remove only the notification entry Ferry added
+    for the pair (the queue stays, to be drained)."""
     sqs = client(job.source_aws, "sqs")
     url = events.find_queue(sqs, job.source, job.target)
+    events.hold_queue(sqs, url, plan_name)
     removed = events.disable_bucket_events(client(job.source_aws, "s3"), job.source, events.queue_arn(sqs, url))
     if job.live_sync == "lambda":
         set_queue_mappings(job, events.queue_arn(sqs, url), enabled=False)
     return removed
+
+
+@task(name="hold-bucket-sync", task_run_name="hold live sync {job.source} -> {job.target}", **RETRYING)
+def hold_bucket_sync(job: BucketJob, plan_name: str) -> None:
+    sqs = client(job.source_aws, "sqs")
+    events.hold_queue(sqs, events.find_queue(sqs, job.source, job.target), plan_name)
+
+
+@task(name="release-bucket-sync", task_run_name="allow live sync {job.source} -> {job.target}", **RETRYING)
+def release_bucket_sync(job: BucketJob) -> None:
+    sqs = client(job.source_aws, "sqs")
+    events.release_queue(sqs, events.find_queue(sqs, job.source, job.target))
 
 
 @task(name="table-stream", task_run_name="find the stream of {job.source}", **RETRYING)
@@ -151,18 +188,30 @@ def recorded_stream(job: TableJob) -> str:
     return migration.stream_arn
 
 
+# --- parameters ----------------------------------------------------------------------------------
+
+def ssm_client(plan: Plan):
+    """The service's parameters live on the target side (where the service is going)."""
+    return client(plan.target.aws(), "ssm")
+
+
+@task(name="check-parameters", task_run_name="check the parameters of {plan.name}", **RETRYING)
+def check_parameters(plan: Plan) -> None:
+    cutover.check_parameters(ssm_client(plan), [p.name for p in plan.cutover.parameters])
+
+
 @task(name="switch-parameter", task_run_name="switch {name}", **RETRYING)
-def switch_parameter(plan: Plan, name: str, value: str) -> dict:
-    switched = cutover.switch_parameter(client(plan.target.aws(), "ssm"), plan_state(plan), plan.state_id, name, value)
+def switch_parameter(plan: Plan, epoch: int, name: str, value: str) -> dict:
+    switched = cutover.switch_parameter(ssm_client(plan), plan_state(plan), plan.state_id, epoch, name, value)
     get_run_logger().info("parameter %s switched", name)
     return switched
 
 
+@task(name="switched-parameters", task_run_name="read the switch of {plan.name}", **RETRYING)
+def switched_parameters(plan: Plan, epoch: int, names: list[str]) -> dict:
+    return cutover.switched_parameters(plan_state(plan), plan.state_id, epoch, names)
+
+
 @task(name="restore-parameter", task_run_name="restore {name}", **RETRYING)
-def restore_parameter(plan: Plan, name: str) -> tuple[bool, str | None]:
-    return cutover.restore_parameter(client(plan.target.aws(), "ssm"), plan_state(plan), plan.state_id, name)
-
-
-@task(name="forget-parameters", task_run_name="forget the switch of {plan.name}", cache_policy=NO_CACHE, retries=3)
-def forget_parameters(plan: Plan) -> None:
-    cutover.forget_parameters(plan_state(plan), plan.state_id, [p.name for p in plan.cutover.parameters])
+def restore_parameter(plan: Plan, epoch: int, name: str) -> tuple[bool, str | None]:
+    return cutover.restore_parameter(ssm_client(plan), plan_state(plan), plan.state_id, epoch, name)

@@ -49,7 +49,9 @@ def preflight_bucket(job: BucketJob) -> None:
 def enable_bucket_events(job: BucketJob) -> str:
     """Events from now on land in a durable queue; returns its URL."""
     name, dead_letter = events.queue_names(job.source, job.target)
-    url, arn = events.ensure_queue(client(job.source_aws, "sqs"), job.source, name, dead_letter)
+    sqs = client(job.source_aws, "sqs")
+    url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
+    events.check_not_held(sqs, url, job.source, job.target)  # a plan stopped this direction: it must stay stopped
     if events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn):
         get_run_logger().info("bucket %s now also sends object events to %s", job.source, name)
     return url
@@ -137,15 +139,16 @@ def delete_extras(job: BucketJob, keys: list[str]) -> int:
 
 @task(name="drain-bucket-events", task_run_name="apply queued events of {job.source}", **retrying)
 def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | None = 1.0,
-                        until_caught_up: bool = False) -> dict:
+                        until_caught_up: bool = False, keep_target_changes_since: float | None = None) -> dict:
     """Apply queued events with the live-sync handler's function: HEAD the source, make the target
-    match. Messages are deleted only once applied."""
+    match. Messages are deleted only once applied. `keep_target_changes_since`: a cutover's switch
+    moment (lambdas/s3_apply.sync_key keeps the service's newer writes to the target)."""
     _, target_s3 = s3_clients(job)
 
     def apply(body: str) -> None:
         for bucket, key in keys_in_message(body):
             if bucket == job.source and key.startswith(job.prefix):
-                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold)
+                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since)
 
     sync = this_run(f"bucket-live-sync:{job.source}>{job.target}", LiveSync)
     with stop_on_signals(sync):

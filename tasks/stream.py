@@ -106,7 +106,11 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
         if guarded:  # noted before the writes are sent: the backfill writes these keys again after its page
             sync.live_writes.note([(r["dynamodb"]["Keys"], r["dynamodb"]["SequenceNumber"]) for r in records])
         result = apply_stream_records(clients.target, job.target, records, guarded, pool=writers,
-                                      source_client=clients.source, source_table=job.source)
+                                      source_client=clients.source, source_table=job.source,
+                                      only_over_unchanged=sync.over_unchanged_only)
+        if result.kept:
+            get_run_logger().warning("%d changes to %s were not applied: the service had written those keys in %s "
+                                     "since the switch (its writes kept)", result.kept, job.source, job.target)
         for rejected in result.rejected:
             state.save_dead_letter(job.migration_id, rejected.sequence_number, rejected.key, rejected.error,
                                    migration.generation)
@@ -213,6 +217,13 @@ def measure_lag(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> flo
     sync.lag_seconds = 0.0
     sync.wait_until_applied(time.time(), timeout)
     return sync.lag_seconds
+
+
+@task(name="switch-window", task_run_name="keep the service's writes in {job.target}", cache_policy=NO_CACHE)
+def enter_switch_window(job: TableJob) -> None:
+    """The service is being switched to the target: from the next batch on, this run's live sync
+    writes only over keys the target has not changed since (lambdas/dynamo_apply.py)."""
+    this_run(live_sync_name(job.migration_id), LiveSync).over_unchanged_only = True
 
 
 @task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)

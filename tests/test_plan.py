@@ -115,6 +115,16 @@ BAD_PLANS = {
     "parameter twice": ("name: x\ntables:\n  - {source: orders, target: orders-v2}\ncutover:\n  parameters:\n"
                         "    - {name: /a, value: b}\n    - {name: /a, value: c}\n", 7, "cutover.parameters[1].name",
                         "twice"),
+    "same source twice": ("name: x\ntables:\n  - {source: orders, target: orders-v2}\n"
+                          "  - {source: orders, target: orders-v3}\n", 4, "tables[1].source", "earlier entry"),
+    "state table in the plan": ("name: x\nstate_table: orders-v2\ntables:\n  - {source: orders, target: orders-v2}\n",
+                                4, "tables[0]", "state_table"),
+    "bad cron": ("name: x\ntables:\n  - {source: orders, target: orders-v2}\nschedules: {resync: '99 * * * *'}\n",
+                 4, "schedules.resync", "cron"),
+    "reserved parameter name": ("name: x\ntables:\n  - {source: orders, target: orders-v2}\ncutover:\n  parameters:\n"
+                                "    - {name: /aws/x, value: b}\n", 6, "cutover.parameters[0].name", "reserved"),
+    "wrong bucket option type": ("name: x\nbuckets:\n  - {source: media, target: media-v2, delete: maybe}\n",
+                                 3, "buckets[0].delete", "boolean"),
     "not yaml": ("name: x\ntables: [\n", 3, "", "not valid YAML"),
     "nothing to move": ("name: x\n", 1, "", "no tables and no buckets"),
 }
@@ -182,8 +192,10 @@ def test_the_example_plan_runs_cuts_over_syncs_back_and_rolls_back(dynamodb, run
     dynamodb.delete_item(TableName="customers-v2", Key={"pk": {"S": "k0000003"}})
     boto3.client("s3").put_object(Bucket="media-v2", Key="2026/after-cutover.bin", Body=b"new home")
     boto3.client("s3").put_object(Bucket="invoices-v2", Key="2026/after-cutover.pdf", Body=b"new home")
-    forward = run_ferry("sync", "table", "orders", "orders-v2", "--until-idle", "1")
-    assert forward.returncode == 2 and "stopped by plan 'orders-service'" in forward.stderr
+    for forward in (("sync", "table", "orders", "orders-v2", "--until-idle", "1"), ("table", "orders", "orders-v2"),
+                    ("sync", "bucket", "media", "media-v2", "--until-idle", "1"), ("run", str(EXAMPLE))):
+        refused = run_ferry(*forward)  # the old direction stays stopped, however it is asked for
+        assert refused.returncode == 2 and "stopped by plan 'orders-service'" in refused.stderr, (forward, refused)
     synced = run_ferry("sync", "plan", str(EXAMPLE), "--until-idle", "2", "--json")
     assert synced.returncode == 0, synced.stderr
     assert {(r["source"], r["target"]) for r in synced.json["resources"]} == {
@@ -207,6 +219,17 @@ def test_the_example_plan_runs_cuts_over_syncs_back_and_rolls_back(dynamodb, run
     assert same_table(dynamodb, "orders", "orders-v2")
     assert keys("media-v2")["2026/after-rollback.bin"] == 8
     assert run_ferry("status", str(EXAMPLE), "--json").json["direction"] == "forward"
+    assert run_ferry("sync", "table", "orders-v2", "orders", "--until-idle", "1").returncode == 2  # reverse stopped
+
+    # and a second cutover after the rollback: the values of its own moment, reverse sync again
+    again = run_ferry("cutover", str(EXAMPLE), "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    assert again.json["parameters"] == {name: {"old": old, "new": new} for name, (old, new) in PARAMETERS.items()}
+    dynamodb.put_item(TableName="orders-v2", Item={"pk": {"S": "after-second-cutover"}, "n": {"N": "3"}})
+    assert run_ferry("sync", "plan", str(EXAMPLE), "--until-idle", "2").returncode == 0
+    assert same_table(dynamodb, "orders", "orders-v2")
+    for name, (_, new) in PARAMETERS.items():
+        assert parameter(name) == (new, 4)
 
 
 def test_a_corrupted_target_fails_the_gate_and_nothing_is_switched(dynamodb, run_ferry, tmp_path):

@@ -120,7 +120,8 @@ def sync(
     check_sides(job.source_aws, job.target_aws)
     from ferry.s3 import events
 
-    events.find_queue(client(source_aws, "sqs"), source, target)  # set up by `ferry bucket`, or BadInput
+    sqs = client(source_aws, "sqs")
+    events.check_not_held(sqs, events.find_queue(sqs, source, target), source, target)  # set up, and not stopped
     use_prefect(verbose)
     from flows.migrate_bucket import sync_bucket
 

@@ -110,6 +110,12 @@ def cutover(plan_file: PlanFile, yes: Yes = False, json_output: JsonOutput = Fal
     plan = read(plan_file)
     given = approval(yes)
     check_migrated(plan)
+    if not plan.cutover.parameters:
+        raise BadInput(f"{plan_file}: cutover.parameters is empty: name the SSM parameters the service reads its "
+                       "resource names from, so that the switch is a step Ferry takes")
+    from ferry import cutover as steps
+
+    steps.check_parameters(client(plan.target.aws(), "ssm"), [p.name for p in plan.cutover.parameters])
     use_prefect(verbose)
     from flows.cutover import cutover as cutover_flow
 

@@ -60,6 +60,7 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
     if job.state_table in (job.source, job.target):
         raise BadInput(f"--state-table {job.state_table!r} is also a table being migrated: choose another name")
 
+    check_not_held(state, job.migration_id, job.source, job.target)  # a plan switched the service the other way
     source = schema.require_table(clients.source, job.source, "source")
     check_stream_compatible(source)
     target = schema.describe_table(clients.target, job.target)

@@ -110,6 +110,25 @@ def queue_arn(sqs, queue_url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
+HOLD_TAG = "ferry:held-by"  # on a pair's queue: the plan that stopped this direction's live sync
+
+
+def hold_queue(sqs, queue_url: str, plan_name: str) -> None:
+    """This direction's live sync must not run (a plan has switched the other way): the queue says so."""
+    sqs.tag_queue(QueueUrl=queue_url, Tags={HOLD_TAG: plan_name})
+
+
+def release_queue(sqs, queue_url: str) -> None:
+    sqs.untag_queue(QueueUrl=queue_url, TagKeys=[HOLD_TAG])
+
+
+def check_not_held(sqs, queue_url: str, source: str, target: str) -> None:
+    plan = sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(HOLD_TAG)
+    if plan:
+        raise BadInput(f"live sync of bucket {source} into {target} is stopped by plan {plan!r} (it has switched the "
+                       "service the other way): run 'ferry sync plan PLAN' for the direction that runs now")
+
+
 def queue_is_empty(sqs, queue_url: str) -> bool:
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
