@@ -8,7 +8,8 @@ explicitly (boto3's managed copy() drops them on this path), parts copied in par
 UploadPartCopy, every part pinned to the ETag read at the start (CopySourceIfMatch) so an object
 that changes mid-copy fails the copy instead of mixing versions; the caller retries it. A multipart
 copy also carries `ferry-source-etag` in its user metadata: its own ETag differs from the source's,
-and this is what lets a later comparison see that the bytes are the same.
+and this is what lets a later comparison see that the bytes are the same. So does a single copy of
+an object whose ETags are not MD5s (uploaded in parts, SSE-KMS, SSE-C): see record_source_etag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from lambdas.s3_compare import RECORDED_ETAG
+from botocore.exceptions import ClientError
+
+from lambdas.s3_compare import ENCRYPTED_ETAGS, RECORDED_ETAG, is_md5_etag
 
 MULTIPART_THRESHOLD = 256 * 2**20
 PART_SIZE = 128 * 2**20
@@ -52,7 +55,34 @@ def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
         CopySourceIfMatch=f'"{etag.strip(chr(34))}"', MetadataDirective="COPY", TaggingDirective="COPY",
         StorageClass=storage_class or "STANDARD",
     )
-    return CopyResult(key, size, etag.strip('"'), response["CopyObjectResult"]["ETag"].strip('"'), False)
+    target_etag = response["CopyObjectResult"]["ETag"].strip('"')
+    if not is_md5_etag(etag.strip('"')) or target_etag != etag.strip('"') or response.get("ServerSideEncryption") \
+            in ENCRYPTED_ETAGS or response.get("SSECustomerAlgorithm"):
+        target_etag = record_source_etag(s3, source_bucket, key, target_bucket, etag, storage_class)
+    return CopyResult(key, size, etag.strip('"'), target_etag, False)
+
+
+def record_source_etag(s3, source_bucket: str, key: str, target_bucket: str, etag: str,
+                       storage_class: str | None) -> str:
+    """After a single CopyObject whose two ETags cannot be compared as MD5s (a source uploaded in parts,
+    or SSE-KMS / SSE-C objects, whose ETags are not MD5s of the bytes): put the source's ETag in the
+    copy's metadata (`ferry-source-etag`, rule step 3c), by copying the target onto itself with the
+    source's headers and metadata, so a later comparison sees they are the same bytes instead of
+    copying them again on every run. The source is read pinned to the ETag that was copied: if it
+    changed since, nothing is recorded (the copy then compares as different and is made again)."""
+    try:
+        head = s3.head_object(Bucket=source_bucket, Key=key, IfMatch=f'"{etag.strip(chr(34))}"')
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("412", "PreconditionFailed", "404", "NoSuchKey", "NotFound"):
+            return ""
+        raise
+    headers = {name: head[name] for name in HEADERS if name in head}
+    response = s3.copy_object(
+        Bucket=target_bucket, Key=key, CopySource={"Bucket": target_bucket, "Key": key},
+        MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')},
+        TaggingDirective="COPY", StorageClass=storage_class or head.get("StorageClass", "STANDARD"), **headers,
+    )
+    return response["CopyObjectResult"]["ETag"].strip('"')
 
 
 def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int) -> CopyResult:

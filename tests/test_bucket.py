@@ -255,3 +255,28 @@ def test_event_queue_setup_is_idempotent_and_brings_an_older_queue_up_to_date(aw
     assert attributes["QueueArn"] == arn and attributes["MessageRetentionPeriod"] == "1209600"
     assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith(":ferry-old-dlq")
     assert json.loads(attributes["Policy"])["Statement"][0]["Resource"] == arn
+
+
+def upload_in_parts(s3, key: str, parts: int = 2, **extra) -> None:
+    """As `aws s3 cp` uploads any file above 8 MB: a multipart upload (its ETag is not an MD5)."""
+    upload = s3.create_multipart_upload(Bucket="src-bucket", Key=key, **extra)["UploadId"]
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="src-bucket", Key=key, UploadId=upload, PartNumber=n,
+                                                     Body=os.urandom(5 * MIB))["ETag"]} for n in range(1, parts + 1)]
+    s3.complete_multipart_upload(Bucket="src-bucket", Key=key, UploadId=upload, MultipartUpload={"Parts": done})
+
+
+def test_objects_uploaded_in_parts_below_the_copy_threshold_verify_and_are_not_copied_again(s3, run_ferry):
+    """Default thresholds: a 10 MiB object uploaded in parts is copied with one CopyObject, so the
+    two ETags differ in kind; the source's ETag recorded on the copy is what proves them equal."""
+    upload_in_parts(s3, "videos/a.mp4", ContentType="video/mp4", Metadata={"camera": "x"})
+    upload_in_parts(s3, "videos/b.mp4")
+    put(s3, "small.txt")
+    assert "-" in s3.head_object(Bucket="src-bucket", Key="videos/a.mp4")["ETag"]
+    first = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert first.returncode == 0, first.stderr
+    assert first.json["verified"] is True and first.json["copied"] == 3
+    again = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert again.returncode == 0 and again.json["verified"] is True and again.json["copied"] == 0
+    assert described(s3, "dst-bucket", "videos/a.mp4") == described(s3, "src-bucket", "videos/a.mp4")
+    deep = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--deep", "--json")
+    assert deep.returncode == 0 and deep.json["equal"] is True
