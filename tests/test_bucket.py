@@ -280,3 +280,28 @@ def test_objects_uploaded_in_parts_below_the_copy_threshold_verify_and_are_not_c
     assert described(s3, "dst-bucket", "videos/a.mp4") == described(s3, "src-bucket", "videos/a.mp4")
     deep = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--deep", "--json")
     assert deep.returncode == 0 and deep.json["equal"] is True
+
+
+def test_bucket_names_with_dots_get_valid_queue_names_and_migrate(aws, run_ferry):
+    s3 = boto3.client("s3")
+    for bucket in ("media.example.com", "media-v2.example.com"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="media.example.com", Key="index.html", Body=b"<html/>")
+    ran = run_ferry("bucket", "media.example.com", "media-v2.example.com", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.json["verified"] is True and ran.json["copied"] == 1
+    s3.put_object(Bucket="media.example.com", Key="new.html", Body=b"<html/>")
+    assert run_ferry("sync", "bucket", "media.example.com", "media-v2.example.com", "--until-idle", "1").returncode == 0
+    assert "new.html" in keys(s3, "media-v2.example.com")
+    status = run_ferry("status", "bucket", "media.example.com", "media-v2.example.com", "--json")
+    assert status.returncode == 0 and status.json["events_routed"] is True
+
+
+def test_names_of_pairs_are_valid_unique_and_unchanged_where_they_were_valid():
+    from ferry.names import pair_name
+
+    assert pair_name("media", "media-v2", 76) == "ferry-sync-media-media-v2"  # what earlier versions created
+    dotted = pair_name("a.b", "c", 76)
+    assert "." not in dotted and dotted != pair_name("a-b", "c", 76) != pair_name("a.b", "c.d", 76)
+    long = [pair_name("x" * 63, target, 64) for target in ("y" * 63, "y" * 62 + "z")]
+    assert len(set(long)) == 2 and all(len(n) <= 64 for n in long)

@@ -26,6 +26,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from ferry.dynamo.stream import last_changes_before
+from ferry.names import pair_name
 from ferry.errors import CannotContinue
 from ferry.state import StateStore
 from lambdas import journal
@@ -50,9 +51,8 @@ class LiveSyncDeployment:
 
 
 def resource_name(source: str, target: str, suffix: str = "") -> str:
-    """ferry-sync-SOURCE-TARGET, within Lambda's and IAM's 64-character limits."""
-    base = f"ferry-sync-{source}-{target}"[: 64 - len(suffix)]
-    return base + suffix
+    """ferry-sync-SOURCE-TARGET (ferry/names.py), within Lambda's and IAM's 64-character limits."""
+    return pair_name(source, target, 64 - len(suffix)) + suffix
 
 
 def package() -> bytes:

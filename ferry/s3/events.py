@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from ferry.errors import BadInput, CannotContinue
+from ferry.names import pair_name
 
 CONFIGURATION_ID = "ferry-live-sync"
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
@@ -22,7 +23,8 @@ MAX_RECEIVES = 5
 
 
 def queue_names(source: str, target: str) -> tuple[str, str]:
-    base = f"ferry-sync-{source}-{target}"[:70]
+    """The pair's event queue and its dead-letter queue (SQS: 80 characters of [A-Za-z0-9_-])."""
+    base = pair_name(source, target, 76)
     return base, f"{base}-dlq"
 
 
