@@ -85,9 +85,34 @@ def record_source_etag(s3, source_bucket: str, key: str, target_bucket: str, eta
     return response["CopyObjectResult"]["ETag"].strip('"')
 
 
+MAX_PARTS = 10_000  # S3's limit per upload
+
+
+def fitting_part_size(size: int, part_size: int) -> int:
+    """`part_size`, or the smallest whole number of MiB that fits `size` into 10,000 parts."""
+    if -(-size // part_size) <= MAX_PARTS:
+        return part_size
+    mib, smallest = 2**20, -(-size // MAX_PARTS)
+    return -(-smallest // mib) * mib
+
+
+def abort_unfinished(s3, bucket: str, key: str) -> int:
+    """Abort the incomplete uploads of `key` (a copy killed mid-way leaves one, billed until aborted):
+    the copy about to start replaces whatever they held."""
+    aborted = 0
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+        for upload in page.get("Uploads", []):
+            if upload["Key"] == key:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+    return aborted
+
+
 def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int) -> CopyResult:
     head = s3.head_object(Bucket=source_bucket, Key=key)
     etag, size = head["ETag"], head["ContentLength"]
+    part_size = fitting_part_size(size, part_size)
+    abort_unfinished(s3, target_bucket, key)
     tags = s3.get_object_tagging(Bucket=source_bucket, Key=key)["TagSet"]
     create = {name: head[name] for name in HEADERS if name in head}
     # The source's ETag goes with the copy: a multipart copy's own ETag differs from its source's,

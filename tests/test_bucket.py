@@ -305,3 +305,34 @@ def test_names_of_pairs_are_valid_unique_and_unchanged_where_they_were_valid():
     assert "." not in dotted and dotted != pair_name("a-b", "c", 76) != pair_name("a.b", "c.d", 76)
     long = [pair_name("x" * 63, target, 64) for target in ("y" * 63, "y" * 62 + "z")]
     assert len(set(long)) == 2 and all(len(n) <= 64 for n in long)
+
+
+def test_parts_are_sized_to_fit_s3s_ten_thousand_and_a_killed_copys_upload_is_aborted(s3, run_ferry):
+    from lambdas.s3_copy import MAX_PARTS, PART_SIZE, fitting_part_size
+
+    for size in (10 * MIB, PART_SIZE * MAX_PARTS, PART_SIZE * MAX_PARTS + 1, 5 * 2**40):
+        part = fitting_part_size(size, PART_SIZE)
+        assert -(-size // part) <= MAX_PARTS and part % MIB == 0 and (part == PART_SIZE or part > PART_SIZE)
+    put(s3, "big.bin", os.urandom(11 * MIB))
+    left = s3.create_multipart_upload(Bucket="dst-bucket", Key="big.bin")["UploadId"]  # a copy killed mid-way
+    ran = run_ferry("bucket", "src-bucket", "dst-bucket", *SMALL_THRESHOLD, "--json")
+    assert ran.returncode == 0 and ran.json["verified"] is True, ran.stderr
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="dst-bucket").get("Uploads", [])] == [], left
+
+
+def test_the_event_queue_takes_the_buckets_events_only_and_outlasts_the_lambdas_timeout(s3, run_ferry):
+    from ferry.s3.events import queue_names
+    from ferry.s3.lambda_sync import FUNCTION_TIMEOUT_SECONDS, execution_policy
+
+    put(s3, "a.txt")
+    assert run_ferry("bucket", "src-bucket", "dst-bucket").returncode == 0
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_names("src-bucket", "dst-bucket")[0])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert int(attributes["VisibilityTimeout"]) >= FUNCTION_TIMEOUT_SECONDS
+    condition = json.loads(attributes["Policy"])["Statement"][0]["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == attributes["QueueArn"].split(":")[4]
+    assert condition["ArnLike"]["aws:SourceArn"] == "arn:aws:s3:::src-bucket"
+    policy = execution_policy(attributes["QueueArn"], "src-bucket", "dst-bucket", "", "arn:aws:logs:x")
+    on_target_objects = [s["Action"] for s in policy["Statement"] if s["Resource"] == ["arn:aws:s3:::dst-bucket/*"]]
+    assert "s3:GetObject" in on_target_objects[0]  # the handler HEADs the target

@@ -20,6 +20,10 @@ from ferry.names import pair_name
 CONFIGURATION_ID = "ferry-live-sync"
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 MAX_RECEIVES = 5
+# At least the bucket Lambda's timeout (AWS refuses the mapping otherwise); 6x it, as AWS advises. A
+# poller that fails to apply a message makes it visible again at once instead (drain_queue).
+VISIBILITY_TIMEOUT_SECONDS = 6 * 300
+RETRY_FAILED_AFTER_SECONDS = 5
 
 
 def queue_names(source: str, target: str) -> tuple[str, str]:
@@ -35,10 +39,13 @@ def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str) -> t
     dead_url = sqs.create_queue(QueueName=dead_letter_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     arn = f"{dead_arn.rsplit(':', 1)[0]}:{name}"
+    account = arn.split(":")[4]  # bucket names are global: the bucket must also be this account's
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"}}}]}
+        "Resource": arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"},
+                                       "StringEquals": {"aws:SourceAccount": account}}}]}
     attributes = {"Policy": json.dumps(policy), "MessageRetentionPeriod": "1209600",
+                  "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
                   "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)})}
     try:
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
@@ -169,6 +176,8 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
                 done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
             except Exception:  # left on the queue: retried, then dead-lettered by the redrive policy
                 counts["failed"] += 1
+                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=RETRY_FAILED_AFTER_SECONDS)
         if done:
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
         counts["messages"] += len(done)

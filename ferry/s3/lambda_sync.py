@@ -4,7 +4,8 @@ The queue already exists (enable_bucket_events) with its dead-letter queue behin
 takes it through an SQS event source mapping with partial batch failure reporting, so a failing key
 is retried alone and, after the queue's redrive limit, dead-lettered. The role may: consume this one
 queue; HEAD/GET objects and tags of the source (and list it, so a missing key reads as 404 rather
-than 403); put, tag and delete objects in the target; write its own log group. S3 object actions
+than 403); HEAD, put, tag and delete objects in the target (and list it and its uploads); write its
+own log group. S3 object actions
 need an object ARN pattern (`bucket/prefix*`), the one place a policy here holds a wildcard.
 """
 
@@ -15,6 +16,7 @@ from ferry.dynamo.lambda_sync import LiveSyncDeployment, ensure_function, ensure
 
 HANDLER = "lambdas.s3_handler.handler"
 BATCH_SIZE = 10
+FUNCTION_TIMEOUT_SECONDS = 300  # AWS requires the queue's visibility timeout to be at least this (events.py)
 
 
 def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str) -> dict:
@@ -24,8 +26,11 @@ def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_
         {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{source}"]},
         {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"],
          "Resource": [f"arn:aws:s3:::{source}/{prefix}*"]},
-        {"Sid": "WriteTargetObjects", "Effect": "Allow",
-         "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+        {"Sid": "ListTarget", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+         "Resource": [f"arn:aws:s3:::{target}"]},
+        {"Sid": "WriteTargetObjects", "Effect": "Allow",  # GetObject: the handler HEADs the target to compare
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject",
+                    "s3:AbortMultipartUpload"],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [log_group_arn]},
@@ -42,7 +47,7 @@ def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, q
     role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn))
     function_arn = ensure_function(lambda_client, name, role_arn, {"TARGET_BUCKET": target}, package(),
                                    handler=HANDLER, description="Ferry live sync (S3 events -> target bucket)",
-                                   timeout=300)
+                                   timeout=FUNCTION_TIMEOUT_SECONDS)
     settings = {"BatchSize": BATCH_SIZE, "MaximumBatchingWindowInSeconds": 1,
                 "FunctionResponseTypes": ["ReportBatchItemFailures"]}
     existing = lambda_client.list_event_source_mappings(FunctionName=name, EventSourceArn=queue_arn)["EventSourceMappings"]
