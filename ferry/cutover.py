@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from ferry.dynamo.stream import STREAM_VIEW
 from ferry.errors import BadInput, CannotContinue
 from ferry.state import StateStore
 
@@ -61,7 +62,7 @@ class Progress:
     gates: list[dict] = field(default_factory=list)
     epoch: int = 0
     version: int = 0
-    parameters: list[str] = field(default_factory=list)
+    parameters: list[list[str]] = field(default_factory=list)  # [name, value] as approved
     reverse_sync: bool = False
     switching_at: float | None = None  # epoch seconds, just before the first parameter was written
     restoring_at: float | None = None  # ... and just before the rollback's first restore
@@ -105,6 +106,27 @@ def record(state: StateStore, plan_id: str, progress: Progress, step: str | None
                              "meanwhile: let it finish, then rerun (it goes on from what was recorded)")
     progress.version += 1
     return progress
+
+
+# --- what a cutover needs ------------------------------------------------------------------------
+
+def check_ready(plan, dynamodb_for) -> None:
+    """Read-only, before a cutover writes anything (BadInput otherwise): every resource synced by the
+    poller (the switch window's rule runs in the poller; the Lambdas' mappings are not switched yet),
+    and every table's stream, and the new table's if it has one, carrying old images (the rule
+    compares each change's old image with the new home's item). `dynamodb_for(side)`: a client."""
+    for kind, entries in (("table", plan.tables), ("bucket", plan.buckets)):
+        for entry in entries:
+            if entry.live_sync != "poller":
+                raise BadInput(f"{kind} {entry.source} -> {entry.target} is live-synced by a Lambda: a cutover "
+                               "switches poller-synced resources only; set live_sync: poller for it and rerun "
+                               "'ferry run PLAN' (it resumes), then cut over")
+    for job in plan.table_jobs():
+        for side, name in ((job.source_aws, job.source), (job.target_aws, job.target)):
+            spec = dynamodb_for(side).describe_table(TableName=name)["Table"].get("StreamSpecification") or {}
+            if spec.get("StreamEnabled") and spec.get("StreamViewType") != STREAM_VIEW:
+                raise BadInput(f"the stream of {name!r} is {spec.get('StreamViewType')}: a cutover needs "
+                               f"{STREAM_VIEW} (each change's old image), so disable and re-enable it with that view")
 
 
 # --- parameters ---------------------------------------------------------------------------------

@@ -387,6 +387,7 @@ class StateStore:
         oldest record the stream still holds (replaying what is there, in order)."""
         stale = [item for item in self._query(migration_id)
                  if item["part"]["S"].startswith("shard#") or item["part"]["S"] == "read-through"]
+        stale.sort(key=lambda item: item["part"]["S"] == "read-through")  # last: a kill in between is redone
         for item in stale:
             self.client.delete_item(TableName=self.table_name, Key={"migration": item["migration"], "part": item["part"]})
         return len(stale)

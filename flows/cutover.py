@@ -27,11 +27,11 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry import cutover as steps
-from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved
+from ferry.errors import BadInput, DifferencesRemain, NotApproved
 from ferry.plan import Plan
 from flows.verify_bucket import verify_bucket
 from flows.verify_table import verify_table
-from tasks.cutover import (Approval, ask_for_approval, capture_bucket_events, check_parameters, hold_bucket_sync,
+from tasks.cutover import (Approval, ask_for_approval, capture_bucket_events, check_ready, hold_bucket_sync,
                            hold_table_sync, prepare_reverse_table, read_progress, record_step, recorded_stream,
                            release_bucket_sync, release_table_sync, restore_parameter, stop_bucket_events,
                            switch_parameter, switched_parameters, table_held)
@@ -121,11 +121,13 @@ def check_gates(plan: Plan) -> list[dict]:
 def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
     progress = read_progress(plan)
     if progress.rolling_back:
-        raise CannotContinue(f"a rollback of plan {plan.name!r} has not finished: run 'ferry rollback PLAN' again "
-                             "to finish it, then cut over")
-    if not progress.done(steps.APPROVED) and not plan.cutover.parameters:
-        raise BadInput(f"plan {plan.name!r} has no cutover.parameters: name the SSM parameters the service reads its "
-                       "resource names from, so that the switch is a step Ferry takes")
+        raise BadInput(f"a rollback of plan {plan.name!r} has not finished: run 'ferry rollback PLAN' again to "
+                       "finish it, then cut over")
+    if not progress.done(steps.APPROVED):
+        if not plan.cutover.parameters:
+            raise BadInput(f"plan {plan.name!r} has no cutover.parameters: name the SSM parameters the service reads "
+                           "its resource names from, so that the switch is a step Ferry takes")
+        check_ready(plan)
     if not progress.done(steps.FORWARD_STOPPED):
         if progress.switching_at is not None:  # a rerun: the switch may have begun, so from the first batch
             for job in plan.table_jobs():
@@ -133,8 +135,7 @@ def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
         with table_live_sync(plan.table_jobs()):
             if not progress.done(steps.APPROVED):
                 progress = approve(plan, progress, approval)
-            reverse = progress.reverse_sync
-            if reverse and not progress.done(steps.REVERSE_PREPARED):  # before the service can write there
+            if progress.reverse_sync and not progress.done(steps.REVERSE_PREPARED):  # before the service goes there
                 for job in plan.table_jobs(reverse=True):
                     prepare_reverse_table(job, plan.name)
                 for job in plan.bucket_jobs(reverse=True):
@@ -147,8 +148,8 @@ def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
                     progress = record_step(plan, progress)
                 for job in plan.table_jobs():  # from now on the service may write to the new home too
                     enter_switch_window(job)
-                for parameter in plan.cutover.parameters:
-                    switch_parameter(plan, progress.epoch, parameter.name, parameter.value)
+                for name, value in progress.parameters:  # as approved, whatever the plan file says now
+                    switch_parameter(plan, progress.epoch, name, value)
                 progress.direction = steps.REVERSE
                 progress = record_step(plan, progress, steps.SWITCHED)
             for job in plan.bucket_jobs():  # no new events for the old side's queue, then what it holds
@@ -160,38 +161,42 @@ def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
                     catch_up_table(job)
                     hold_table_sync(job, plan.name, "the plan has cut over to the new home")
         progress = record_step(plan, progress, steps.FORWARD_STOPPED)
-    if progress.reverse_sync and not progress.done(steps.REVERSE_STARTED):
+    if progress.reverse_sync and not progress.done(steps.REVERSE_STARTED):  # from the home the service uses
         for job in plan.table_jobs(reverse=True):
             release_table_sync(job)
-            enter_switch_window(job)  # late writers may still write to the old home: theirs are kept
         with table_live_sync(plan.table_jobs(reverse=True)):
             for job in plan.table_jobs(reverse=True):
                 catch_up_table(job)
         for job in plan.bucket_jobs(reverse=True):
             release_bucket_sync(job)
-            catch_up_bucket(job, keep_target_changes_since=progress.switching_at)
+            catch_up_bucket(job)
         progress = record_step(plan, progress, steps.REVERSE_STARTED)
-    parameters = switched_parameters(plan, progress.epoch, progress.parameters)
+    parameters = switched_parameters(plan, progress.epoch, [name for name, _ in progress.parameters])
     return CutoverResult(plan.name, True, parameters, progress.gates, progress.reverse_sync)
 
 
 def approve(plan: Plan, progress: steps.Progress, approval: Approval) -> steps.Progress:
     """Steps 1 and 2 (again on a rerun until approved): the gates, then a person's answer. A new
-    cutover gets the next epoch, and what the rollback must undo is recorded with the approval."""
+    cutover gets the next epoch, and what the rollback must undo is recorded with the approval: the
+    parameters and their values, and whether reverse sync runs. A failed gate or a rejection leaves
+    no step recorded (the plan is as before the cutover was asked for)."""
     if not progress.steps:
         progress.epoch += 1
-    check_parameters(plan)
     progress.gates = check_gates(plan)
     failed = [g for g in progress.gates if not g["passed"]]
-    progress = record_step(plan, progress, None if failed else steps.GATES_PASSED)
     if failed:
+        progress.steps = []
+        record_step(plan, progress)
         raise DifferencesRemain("gate failed, nothing switched: " + "; ".join(
             f"{g['kind']} {g['source']} -> {g['target']}: {g['gate']} ({g['detail']})" for g in failed))
+    progress = record_step(plan, progress, steps.GATES_PASSED)
     approved, why = ask_for_approval(plan, progress.gates, approval)
     if not approved:
+        progress.steps = []
+        record_step(plan, progress)
         raise NotApproved(f"the cutover of {plan.name} was not approved ({why}): nothing switched")
     get_run_logger().info("cutover of %s approved (%s)", plan.name, why)
-    progress.parameters = [p.name for p in plan.cutover.parameters]
+    progress.parameters = [[p.name, p.value] for p in plan.cutover.parameters]
     progress.reverse_sync = plan.cutover.reverse_sync
     return record_step(plan, progress, steps.APPROVED)
 
@@ -199,41 +204,52 @@ def approve(plan: Plan, progress: steps.Progress, approval: Approval) -> steps.P
 @flow(name="rollback", flow_run_name="rollback {plan.name}", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
 def rollback(plan: Plan) -> RollbackResult:
     """What the approved cutover recorded is undone (its parameters, its reverse sync), whatever the
-    plan file says now."""
+    plan file says now. Reverse sync catches up before the parameters are restored (the old home is
+    current when the service comes back to it) and drains after, in the window."""
     progress = read_progress(plan)
     if not progress.done(steps.APPROVED):
         raise BadInput(f"plan {plan.name!r} has not cut over: nothing to roll back")
-    reverse = progress.reverse_sync and progress.done(steps.REVERSE_PREPARED)
-    if not progress.done(steps.FORWARD_CAPTURED):  # before the service writes to the old home again
-        for job in plan.bucket_jobs():
-            capture_bucket_events(job)
-        progress = record_step(plan, progress, steps.FORWARD_CAPTURED)
+    reverse_ran = progress.reverse_sync and progress.done(steps.REVERSE_PREPARED) and progress.switching_at is not None
+    reverse_jobs = plan.table_jobs(reverse=True) if reverse_ran and not progress.done(steps.REVERSE_STOPPED) else []
+    if progress.restoring_at is not None:  # a rerun: the restore may have begun
+        for job in reverse_jobs:
+            enter_switch_window(job)
     restored = {}
-    if progress.restoring_at is None:
-        progress.restoring_at = time.time()
-        progress = record_step(plan, progress)
-    for job in plan.table_jobs(reverse=True) + plan.table_jobs():
-        enter_switch_window(job)  # the service may write to either home from here until this ends
-    with table_live_sync(plan.table_jobs(reverse=True) if reverse and not progress.done(steps.REVERSE_STOPPED)
-                         else []):
-        for name in progress.parameters:
+    with table_live_sync(reverse_jobs):
+        if not progress.done(steps.RESTORED):
+            for job in reverse_jobs:  # the old home current before the service comes back to it
+                catch_up_table(job)
+            if reverse_ran:
+                for job in plan.bucket_jobs(reverse=True):
+                    catch_up_bucket(job)
+        if not progress.done(steps.FORWARD_CAPTURED):  # before the service writes to the old home again
+            for job in plan.bucket_jobs():
+                capture_bucket_events(job)
+            progress = record_step(plan, progress, steps.FORWARD_CAPTURED)
+        if progress.restoring_at is None:
+            progress.restoring_at = time.time()
+            progress = record_step(plan, progress)
+        for job in reverse_jobs:  # from now on the service may write to the old home too
+            enter_switch_window(job)
+        for name, _ in progress.parameters:
             known, value = restore_parameter(plan, progress.epoch, name)
             if known:
                 restored[name] = value
         if not progress.done(steps.RESTORED):
             progress.direction = steps.FORWARD
             progress = record_step(plan, progress, steps.RESTORED)
-        if reverse and not progress.done(steps.REVERSE_STOPPED):
+        if progress.reverse_sync and progress.done(steps.REVERSE_PREPARED) and not progress.done(steps.REVERSE_STOPPED):
             for job in plan.bucket_jobs(reverse=True):
                 stop_bucket_events(job, plan.name)
-                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
-                                    keep_target_changes_since=progress.restoring_at)
-            for job in plan.table_jobs(reverse=True):  # what the service wrote to the new home until now
+                if reverse_ran:
+                    drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
+                                        keep_target_changes_since=progress.restoring_at)
+            for job in reverse_jobs:  # what the service wrote to the new home until now
                 catch_up_table(job)
                 hold_table_sync(job, plan.name, "the plan has rolled back to the old home")
-    if reverse and not progress.done(steps.REVERSE_STOPPED):
+    if progress.reverse_sync and not progress.done(steps.REVERSE_STOPPED):
         progress = record_step(plan, progress, steps.REVERSE_STOPPED)
-    if not progress.done(steps.FORWARD_RESUMED):
+    if not progress.done(steps.FORWARD_RESUMED):  # from the home the service uses again
         for job in plan.table_jobs():
             release_table_sync(job, replay_whole_stream=True)
         with table_live_sync(plan.table_jobs()):
@@ -241,7 +257,7 @@ def rollback(plan: Plan) -> RollbackResult:
                 catch_up_table(job)
         for job in plan.bucket_jobs():
             release_bucket_sync(job)
-            catch_up_bucket(job, keep_target_changes_since=progress.restoring_at)
+            catch_up_bucket(job)
         progress = record_step(plan, progress, steps.FORWARD_RESUMED)
     record_step(plan, steps.Progress(epoch=progress.epoch, version=progress.version))  # a later cutover starts afresh
     return RollbackResult(plan.name, restored)

@@ -20,8 +20,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.cutover import FORWARD_STOPPED, REVERSE, REVERSE_STARTED, SWITCHED
-from ferry.errors import CannotContinue
+from ferry.cutover import FORWARD_STOPPED, REVERSE, REVERSE_STARTED
+from ferry.errors import BadInput
 from ferry.plan import Plan
 from flows.migrate_bucket import migrate_bucket, sync_bucket
 from flows.migrate_table import migrate_table
@@ -81,15 +81,16 @@ def migrate_plan(plan: Plan) -> PlanResult:
 
 
 def direction(plan: Plan) -> bool:
-    """Whether live sync runs in reverse now (the plan has cut over). A cutover or rollback left
-    half-way is not a direction: it is finished first."""
+    """Whether live sync runs in reverse now (the plan has cut over). While a cutover or a rollback
+    is under way (or stopped half-way) there is no direction to sync: it is finished first."""
     progress = read_progress(plan)
+    finished = progress.done(REVERSE_STARTED) or (progress.done(FORWARD_STOPPED) and not progress.reverse_sync)
     if progress.rolling_back:
-        raise CannotContinue(f"the rollback of plan {plan.name!r} stopped half-way: run 'ferry rollback PLAN' again "
-                             "to finish it")
-    if progress.done(SWITCHED) and not progress.done(FORWARD_STOPPED if not progress.reverse_sync else REVERSE_STARTED):
-        raise CannotContinue(f"the cutover of plan {plan.name!r} stopped half-way: run 'ferry cutover PLAN' again "
-                             "to finish it (or 'ferry rollback PLAN')")
+        raise BadInput(f"a rollback of plan {plan.name!r} is under way or stopped half-way: let it finish, or run "
+                       "'ferry rollback PLAN' again")
+    if progress.steps and not finished:
+        raise BadInput(f"a cutover of plan {plan.name!r} is under way or stopped half-way: let it finish, or run "
+                       "'ferry cutover PLAN' again (or 'ferry rollback PLAN')")
     return progress.direction == REVERSE
 
 

@@ -15,8 +15,9 @@ The same function runs in the deployed Lambda and in Ferry's local poller. Guara
   stops (and retries) instead of dead-lettering the whole stream;
 - in a cutover's switch window (`only_over_unchanged`: the service may already write to the target),
   a change lands only where the target still holds the state the source had before it (the first
-  record's old image, compared canonically): a key the service has changed in the target since keeps
-  the service's write (counted as `kept`). The check is a consistent read just before the write;
+  record's old image, compared canonically, then checked again by the write's own condition:
+  write_rule.apply_over_unchanged): a key the service has changed in the target since keeps the
+  service's write (counted as `kept`);
 - nothing of the item's contents is logged, only counts and sequence numbers.
 """
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from lambdas.write_rule import Change, apply_change
+from lambdas.write_rule import Change, apply_change, apply_over_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,21 @@ def collapse(records: list[dict]) -> list[KeyChange]:
     return list(changes.values())
 
 
-def canonical(value):
-    """An item (or value) in one form whatever the order of its maps' keys and its sets' members."""
-    if isinstance(value, dict):
-        return {k: sorted(json.dumps(json_form(x)) for x in v) if k in ("SS", "NS", "BS") else canonical(v)
-                for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return json_form(value)
+def canonical(item: dict | None):
+    """An item in one form whatever the order of its maps' keys and its sets' members."""
+    return None if item is None else {name: canonical_value(value) for name, value in sorted(item.items())}
+
+
+def canonical_value(value: dict):
+    """One attribute value ({type: value}), by its type tag."""
+    (tag, inner), = value.items()
+    if tag in ("SS", "NS", "BS"):
+        return tag, sorted(json.dumps(json_form(member)) for member in inner)
+    if tag == "M":
+        return tag, canonical(inner)
+    if tag == "L":
+        return tag, [canonical_value(member) for member in inner]
+    return tag, json_form(inner)
 
 
 def changed_since(client, table: str, change: KeyChange) -> bool:
@@ -152,8 +160,10 @@ def apply_stream_records(client, table: str, records: list[dict], guarded: bool,
 
     def write(change: KeyChange) -> Rejected | bool | str:
         try:
-            if only_over_unchanged and change.before_known and changed_since(client, table, change):
-                return "kept"
+            if only_over_unchanged and change.before_known:
+                if changed_since(client, table, change):
+                    return "kept"
+                return apply_over_unchanged(client, table, change.change(), change.before) or "kept"
             return apply_change(client, table, change.change(), guarded)
         except ClientError as error:
             code = error.response["Error"]["Code"]

@@ -47,18 +47,19 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
 
     `keep_target_changes_since` (a cutover's switch moment, epoch seconds): the service may already
     write to the target, so a target object written after the source's (or, for a key the source no
-    longer has, after that moment) is the service's newer write and is kept."""
+    longer has, after that moment) is the service's newer write and is kept; so is one written in
+    the same second (S3 keeps LastModified to the second: the new home's write is preferred)."""
     source = head(s3, source_bucket, key)
     target = head(s3, target_bucket, key) if source is None and keep_target_changes_since else None
-    if source is None:
-        if target is not None and target["LastModified"].timestamp() > keep_target_changes_since:
+    if source is None:  # LastModified has whole seconds: a write in the switch's own second is kept
+        if target is not None and target["LastModified"].timestamp() >= int(keep_target_changes_since):
             return "kept"
         s3.delete_object(Bucket=target_bucket, Key=key)
         return "deleted"
     target = head(s3, target_bucket, key)
     if same_object(source, target):
         return "unchanged"
-    if keep_target_changes_since and target is not None and target["LastModified"] > source["LastModified"]:
+    if keep_target_changes_since and target is not None and target["LastModified"] >= source["LastModified"]:
         return "kept"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
     copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],

@@ -134,6 +134,37 @@ def apply_change(client, table: str, change: Change, guarded: bool) -> Written:
     return _put(client, table, marked, NEWER_CONDITION, {":sequence": version(change.sequence_number)})
 
 
+MAX_COMPARED_ATTRIBUTES = 200  # a condition expression holds at most 4 KB
+
+
+def apply_over_unchanged(client, table: str, change: Change, before: dict | None) -> bool:
+    """A cutover's switch window (the service may already write to this table): write the change only
+    if the key still holds `before`, the state the source had before it (None: absent). DynamoDB
+    checks each attribute of `before` atomically with the write (`=` compares whole maps, lists and
+    sets); the caller has just compared whole items, so an attribute the service added between that
+    read and this write is the one change this cannot see. False: the service changed the key first,
+    and its write is kept."""
+    if before is None:
+        condition, names, values = "attribute_not_exists(#k)", {"#k": next(iter(change.key))}, None
+    else:
+        compared = list(before.items())[:MAX_COMPARED_ATTRIBUTES]
+        condition = " AND ".join(f"#a{n} = :a{n}" for n in range(len(compared)))
+        names = {f"#a{n}": name for n, (name, _) in enumerate(compared)}
+        values = {f":a{n}": value for n, (_, value) in enumerate(compared)}
+    conditional = {"ConditionExpression": condition, "ExpressionAttributeNames": names,
+                   **({"ExpressionAttributeValues": values} if values else {})}
+    try:
+        if change.image is None:
+            client.delete_item(TableName=table, Key=change.key, **conditional)
+        else:
+            client.put_item(TableName=table, Item=change.image, **conditional)
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] == REFUSED:
+            return False
+        raise
+
+
 def clear_marker(client, table: str, key: dict, marker: dict, tombstone: bool) -> bool:
     """Remove one key's markers, only if they are still the ones read (`marker`, the version
     attribute as read): a tombstone is deleted, a versioned item loses its marker. False when

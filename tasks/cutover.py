@@ -195,8 +195,10 @@ def ssm_client(plan: Plan):
     return client(plan.target.aws(), "ssm")
 
 
-@task(name="check-parameters", task_run_name="check the parameters of {plan.name}", **RETRYING)
-def check_parameters(plan: Plan) -> None:
+@task(name="check-cutover", task_run_name="check {plan.name} can cut over", **RETRYING)
+def check_ready(plan: Plan) -> None:
+    """Every read-only check of a cutover (ferry/cutover.py), before it writes anything."""
+    cutover.check_ready(plan, lambda side: client(side, "dynamodb"))
     cutover.check_parameters(ssm_client(plan), [p.name for p in plan.cutover.parameters])
 
 

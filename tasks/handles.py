@@ -58,6 +58,7 @@ class LiveSync:
     stop: threading.Event = field(default_factory=threading.Event)
     guarded: bool = True  # the backfill may still write: every write goes through the write rule's conditions
     over_unchanged_only: bool = False  # a cutover's switch window: the target's service may write too
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)  # held while a batch is applied
     applied_to: float = float("-inf")  # wall-clock time: every change made before it has been applied
     failure: BaseException | None = None  # why the poller stopped for good, if it did
     records: int = 0

@@ -105,9 +105,10 @@ def _follow(job: TableJob, stream_arn: str, idle_seconds: float | None, sync: Li
             markers_noted = True
         if guarded:  # noted before the writes are sent: the backfill writes these keys again after its page
             sync.live_writes.note([(r["dynamodb"]["Keys"], r["dynamodb"]["SequenceNumber"]) for r in records])
-        result = apply_stream_records(clients.target, job.target, records, guarded, pool=writers,
-                                      source_client=clients.source, source_table=job.source,
-                                      only_over_unchanged=sync.over_unchanged_only)
+        with sync.batch_lock:  # enter_switch_window waits for the batch in hand
+            result = apply_stream_records(clients.target, job.target, records, guarded, pool=writers,
+                                          source_client=clients.source, source_table=job.source,
+                                          only_over_unchanged=sync.over_unchanged_only)
         if result.kept:
             get_run_logger().warning("%d changes to %s were not applied: the service had written those keys in %s "
                                      "since the switch (its writes kept)", result.kept, job.source, job.target)
@@ -223,7 +224,10 @@ def measure_lag(job: TableJob, timeout: float = CATCH_UP_TIMEOUT_SECONDS) -> flo
 def enter_switch_window(job: TableJob) -> None:
     """The service is being switched to the target: from the next batch on, this run's live sync
     writes only over keys the target has not changed since (lambdas/dynamo_apply.py)."""
-    this_run(live_sync_name(job.migration_id), LiveSync).over_unchanged_only = True
+    sync = this_run(live_sync_name(job.migration_id), LiveSync)
+    sync.over_unchanged_only = True
+    with sync.batch_lock:  # a batch applied plainly before the flag was set has finished when this returns
+        pass
 
 
 @task(name="end-backfill-guard", task_run_name="plain live-sync writes into {job.target}", cache_policy=NO_CACHE)

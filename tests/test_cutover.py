@@ -117,3 +117,41 @@ def test_two_runs_of_one_plan_cannot_both_record_a_step(dynamodb):
         cutover.record(state, "plan:p", second, cutover.GATES_PASSED)
     cutover.record(state, "plan:p", first, cutover.APPROVED)  # the run that read the latest goes on
     assert cutover.read(state, "plan:p").steps == [cutover.GATES_PASSED, cutover.APPROVED]
+
+
+def test_items_compare_by_type_tag_whatever_their_attributes_are_called():
+    from lambdas.dynamo_apply import canonical
+
+    a = {"pk": {"S": "k"}, "SS": {"S": "one"}, "m": {"M": {"NS": {"NS": ["2", "1"]}, "x": {"B": b"\x00"}}}}
+    b = {"pk": {"S": "k"}, "SS": {"S": "two"}, "m": {"M": {"NS": {"NS": ["1", "2"]}, "x": {"B": b"\x00"}}}}
+    assert canonical(a) != canonical(b)  # an attribute named SS is not a set
+    assert canonical(a) == canonical({**a, "m": {"M": {"x": {"B": b"\x00"}, "NS": {"NS": ["1", "2"]}}}})
+    assert canonical({"n": {"L": [{"S": "1"}]}}) != canonical({"n": {"L": [{"N": "1"}]}})
+
+
+def test_the_switch_windows_write_is_refused_when_the_key_changed_after_it_was_read(dynamodb):
+    from lambdas.write_rule import Change, apply_over_unchanged
+
+    create_table(dynamodb, "new-home")
+    dynamodb.put_item(TableName="new-home", Item=item("k", "service"))  # written between the read and the write
+    key = {"pk": {"S": "k"}}
+    assert apply_over_unchanged(dynamodb, "new-home", Change(key, "1", item("k", "old-home")), item("k", "v0")) is False
+    assert apply_over_unchanged(dynamodb, "new-home", Change(key, "2", None), item("k", "v0")) is False
+    assert apply_over_unchanged(dynamodb, "new-home", Change({"pk": {"S": "j"}}, "3", item("j", "x")), None) is True
+    assert apply_over_unchanged(dynamodb, "new-home", Change({"pk": {"S": "j"}}, "4", item("j", "y")), None) is False
+    assert dynamodb.get_item(TableName="new-home", Key=key)["Item"]["v"] == {"S": "service"}
+    assert apply_over_unchanged(dynamodb, "new-home", Change(key, "5", None), item("k", "service")) is True
+
+
+def test_a_cutover_refuses_lambda_synced_resources_and_streams_without_old_images(dynamodb):
+    from ferry.plan import Plan
+
+    create_table(dynamodb, "orders")
+    create_table(dynamodb, "orders-v2")
+    dynamodb.update_table(TableName="orders", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    plan = Plan(name="p", tables=[{"source": "orders", "target": "orders-v2"}])
+    with pytest.raises(BadInput, match="NEW_IMAGE: a cutover needs NEW_AND_OLD_IMAGES"):
+        cutover.check_ready(plan, lambda side: dynamodb)
+    lambda_plan = Plan(name="p", tables=[{"source": "orders", "target": "orders-v2", "live_sync": "lambda"}])
+    with pytest.raises(BadInput, match="live-synced by a Lambda"):
+        cutover.check_ready(lambda_plan, lambda side: dynamodb)

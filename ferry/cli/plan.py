@@ -115,6 +115,7 @@ def cutover(plan_file: PlanFile, yes: Yes = False, json_output: JsonOutput = Fal
                        "resource names from, so that the switch is a step Ferry takes")
     from ferry import cutover as steps
 
+    steps.check_ready(plan, lambda side: client(side, "dynamodb"))
     steps.check_parameters(client(plan.target.aws(), "ssm"), [p.name for p in plan.cutover.parameters])
     use_prefect(verbose)
     from flows.cutover import cutover as cutover_flow
