@@ -20,6 +20,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import AwsSide, BucketJob, LiveSyncMode
+from ferry.s3.sync import listing_is_proof
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 from tasks.s3 import (delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
                       preflight_bucket, sync_objects, verify_bucket)
@@ -68,8 +69,8 @@ def migrate_bucket(
     deleted = delete_extras(job, synced.to_delete) if delete and synced.to_delete else 0
 
     drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
-    # When nothing was copied, deleted or changed since the listings, their comparison is the proof.
-    untouched = not (synced.planned or deleted or drained["messages"])
+    # When nothing was copied, deleted, changed or failed since the listings, their comparison is the proof.
+    untouched = listing_is_proof(synced.planned, deleted, drained)
     report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,

@@ -4,6 +4,12 @@ An event is only a hint that a key may have changed: the key is decoded (S3 URL-
 events: `red flower.jpg` arrives as `red+flower.jpg`), then the source is read (HEAD) and the target
 made to match: copied (server-side) if different, deleted if the source no longer has it. Order,
 duplicates and missing sequencers therefore do not matter. Nothing of the object's body is read.
+
+The rule of every destructive step (this delete, `--delete`, a repair's delete): the source is read
+just before the delete and again just after; a key the source has by then (created in between, its
+copy perhaps made by another applier whose event is already consumed) is copied back. S3's own
+conditional deletes cannot say "only if another bucket lacks this key", and the second read is
+enough: whatever the interleaving, the last step taken for a key the source has is a copy.
 """
 
 from __future__ import annotations
@@ -55,8 +61,12 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         if target is not None and target["LastModified"].timestamp() >= int(keep_target_changes_since):
             return "kept"
         s3.delete_object(Bucket=target_bucket, Key=key)
-        return "deleted"
-    target = head(s3, target_bucket, key)
+        source = head(s3, source_bucket, key)  # read again: created since the first read, it is copied back
+        if source is None:
+            return "deleted"
+        target = None
+    else:
+        target = head(s3, target_bucket, key)
     if same_object(source, target):
         return "unchanged"
     if keep_target_changes_since and target is not None and target["LastModified"] >= source["LastModified"]:

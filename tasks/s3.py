@@ -13,7 +13,7 @@ from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.s3 import events
 from ferry.s3.compare import RangeComparison, compare_buckets
-from ferry.s3.copy import copy_objects, delete_keys
+from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
 from ferry.s3.sync import batches_to_copy
 from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
 from lambdas.s3_apply import keys_in_message, sync_key
@@ -134,7 +134,7 @@ def copy_batch(job: BucketJob, number: int, objects: list[Listed]) -> tuple[int,
 
 @task(name="delete-extras", task_run_name="delete keys only in {job.target}", **retrying)
 def delete_extras(job: BucketJob, keys: list[str]) -> int:
-    return delete_keys(s3_clients(job)[1], job.target, keys)
+    return delete_absent_keys(s3_clients(job)[1], job.source, job.target, keys, job.multipart_threshold, job.part_size)
 
 
 @task(name="drain-bucket-events", task_run_name="apply queued events of {job.source}", **retrying)
@@ -171,7 +171,8 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
     if repair and not report.equal:
         copied = copy_objects(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold,
                               job.part_size)
-        deleted = delete_keys(target_s3, job.target, report.extra) if job.delete else 0
+        deleted = delete_absent_keys(target_s3, job.source, job.target, report.extra, job.multipart_threshold,
+                                     job.part_size) if job.delete else 0
         repaired = len(copied) + deleted
         report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
         if not job.delete:

@@ -336,3 +336,62 @@ def test_the_event_queue_takes_the_buckets_events_only_and_outlasts_the_lambdas_
     policy = execution_policy(attributes["QueueArn"], "src-bucket", "dst-bucket", "", "arn:aws:logs:x")
     on_target_objects = [s["Action"] for s in policy["Statement"] if s["Resource"] == ["arn:aws:s3:::dst-bucket/*"]]
     assert "s3:GetObject" in on_target_objects[0]  # the handler HEADs the target
+
+
+class WritesBeforeDeleting:
+    """An S3 client that, just before a delete reaches S3, lets `meanwhile` run: the interleaving in
+    which the service creates the key in the source and live sync copies it, after the applier read
+    the source and before its delete (its event is consumed by then)."""
+
+    def __init__(self, client, meanwhile):
+        self.client, self.meanwhile, self.ran = client, meanwhile, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name not in ("delete_object", "delete_objects"):
+            return attribute
+
+        def deleting(**kwargs):
+            if not self.ran:
+                self.ran += 1
+                self.meanwhile()
+            return attribute(**kwargs)
+        return deleting
+
+
+def create_and_copy(s3, key: str, body: bytes):
+    def meanwhile():
+        s3.put_object(Bucket="src-bucket", Key=key, Body=body)
+        s3.copy_object(Bucket="dst-bucket", Key=key, CopySource={"Bucket": "src-bucket", "Key": key})
+    return meanwhile
+
+
+def test_delete_extras_never_leaves_deleted_a_key_the_source_has_at_the_moment_of_the_delete(s3):
+    from ferry.s3.copy import delete_extras
+
+    s3.put_object(Bucket="dst-bucket", Key="extra", Body=b"only in the target")
+    s3.put_object(Bucket="dst-bucket", Key="recreated", Body=b"old")
+    racing = WritesBeforeDeleting(s3, create_and_copy(s3, "recreated", b"created meanwhile"))
+    assert delete_extras(racing, "src-bucket", "dst-bucket", ["extra", "recreated"]) == 1
+    assert racing.ran == 1 and keys(s3, "dst-bucket") == {"recreated"}
+    assert s3.get_object(Bucket="dst-bucket", Key="recreated")["Body"].read() == b"created meanwhile"
+
+
+def test_a_live_sync_delete_decided_on_a_stale_read_is_undone_by_the_read_after_it(s3):
+    from lambdas.s3_apply import sync_key
+
+    s3.put_object(Bucket="dst-bucket", Key="k", Body=b"deleted in the source")
+    racing = WritesBeforeDeleting(s3, create_and_copy(s3, "k", b"newer copy"))
+    assert sync_key(racing, "src-bucket", "dst-bucket", "k") == "copied"
+    assert racing.ran == 1
+    assert s3.get_object(Bucket="dst-bucket", Key="k")["Body"].read() == b"newer copy"
+    assert sync_key(s3, "src-bucket", "dst-bucket", "gone") == "deleted"  # nothing to restore: a plain delete
+
+
+def test_the_listing_is_the_proof_only_when_every_event_applied():
+    from ferry.s3.sync import listing_is_proof
+
+    assert listing_is_proof(0, 0, {"messages": 0, "failed": 0}) is True
+    assert listing_is_proof(0, 0, {"messages": 0, "failed": 1}) is False  # a queued change that did not apply
+    assert listing_is_proof(0, 0, {"messages": 2, "failed": 0}) is False
+    assert listing_is_proof(3, 0, {"messages": 0, "failed": 0}) is False

@@ -61,3 +61,27 @@ def delete_keys(s3, bucket: str, keys: list[str]) -> int:
             first = response["Errors"][0]
             raise RuntimeError(f"{len(response['Errors'])} deletes failed in {bucket}, first {first['Code']}")
     return len(keys)
+
+
+HEAD_THREADS = 16
+
+
+def delete_extras(s3, source_bucket: str, target_bucket: str, keys: list[str],
+                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> int:
+    """Delete target keys the source does not have, by the rule every destructive step follows
+    (lambdas/s3_apply.py): the source is read just before the delete (a key it has now is left
+    alone) and again just after (a key it has by then was written, and perhaps copied by live sync,
+    in between: it is copied back), so no key the source has at the moment of the delete stays
+    deleted. Returns how many keys stay deleted."""
+    from lambdas.s3_apply import head
+
+    if not keys:
+        return 0
+    with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
+        before = list(pool.map(lambda key: head(s3, source_bucket, key), keys))
+        absent = [key for key, found in zip(keys, before) if found is None]
+        delete_keys(s3, target_bucket, absent)
+        after = list(pool.map(lambda key: head(s3, source_bucket, key), absent))
+    back = [Listed.from_head(key, found) for key, found in zip(absent, after) if found is not None]
+    copy_objects(s3, source_bucket, target_bucket, back, multipart_threshold, part_size)
+    return len(absent) - len(back)

@@ -32,3 +32,10 @@ def batches_to_copy(comparisons: Iterable[RangeComparison], seen: Callable[[Rang
             waiting = waiting[batch_size:]
     if waiting:
         yield waiting
+
+
+def listing_is_proof(planned: int, deleted: int, drained: dict) -> bool:
+    """Whether the bulk sync's comparison still proves the buckets equal after the drain: only if it
+    found nothing to copy or delete and the drain applied no event and failed none (a failed event is
+    a change that may not be in the target)."""
+    return not (planned or deleted or drained["messages"] or drained["failed"])
