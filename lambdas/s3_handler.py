@@ -1,6 +1,7 @@
 """Lambda handler: S3 events (through SQS) -> make each named target key match its source.
 
-Environment: TARGET_BUCKET (required). Failures are reported per message (ReportBatchItemFailures),
+Environment: TARGET_BUCKET (required), PREFIX (the migration's; keys outside it are not its to
+touch, and are skipped rather than failed: the route only sends keys under it anyway). Failures are reported per message (ReportBatchItemFailures),
 so one failing key is retried alone and, after the queue's redrive limit, lands in the dead-letter
 queue without holding back the others.
 """
@@ -17,12 +18,13 @@ from lambdas.s3_apply import keys_in_message, sync_key
 log = logging.getLogger(__name__)
 
 
-def handle(event: dict, s3, target_bucket: str) -> dict:
+def handle(event: dict, s3, target_bucket: str, prefix: str = "") -> dict:
     failures = []
     for message in event.get("Records", []):
         try:
             for source_bucket, key in keys_in_message(message["body"]):
-                sync_key(s3, source_bucket, target_bucket, key)
+                if key.startswith(prefix):
+                    sync_key(s3, source_bucket, target_bucket, key)
         except Exception as error:  # reported, retried by SQS, then dead-lettered
             log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
             failures.append({"itemIdentifier": message["messageId"]})
@@ -30,4 +32,4 @@ def handle(event: dict, s3, target_bucket: str) -> dict:
 
 
 def handler(event, context):
-    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"])
+    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""))

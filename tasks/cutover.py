@@ -143,7 +143,8 @@ def capture_bucket_events(job: BucketJob) -> str:
     sqs = client(job.source_aws, "sqs")
     name, dead_letter = events.queue_names(job.source, job.target)
     url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
-    events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn)
+    events.remember_prefix(sqs, url, job.prefix)
+    events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn, job.prefix)
     if job.live_sync == "lambda":
         set_queue_mappings(job, arn, enabled=True)
     return url

@@ -153,13 +153,8 @@ def stop_on_signals(sync: LiveSync):
             with _running_lock:
                 _running.pop(id(sync), None)
         return
-    stop = lambda signum, frame: sync.stop.set()  # noqa: E731
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with handling_signals(lambda signum, frame: sync.stop.set()):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 _running: dict[int, LiveSync] = {}  # live syncs running in threads of this process (a plan's)
@@ -179,9 +174,16 @@ def stop_all_on_signals():
             for sync in _running.values():
                 sync.stop.set()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with handling_signals(stop):
+        yield
+
+
+@contextmanager
+def handling_signals(handler):
+    """`handler` for SIGTERM and SIGINT while the block runs (in the main thread), then the previous ones."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)

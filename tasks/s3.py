@@ -52,7 +52,8 @@ def enable_bucket_events(job: BucketJob) -> str:
     sqs = client(job.source_aws, "sqs")
     url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
     events.check_not_held(sqs, url, job.source, job.target)  # a plan stopped this direction: it must stay stopped
-    if events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn):
+    events.remember_prefix(sqs, url, job.prefix)
+    if events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn, job.prefix):
         get_run_logger().info("bucket %s now also sends object events to %s", job.source, name)
     return url
 

@@ -395,3 +395,29 @@ def test_the_listing_is_the_proof_only_when_every_event_applied():
     assert listing_is_proof(0, 0, {"messages": 0, "failed": 1}) is False  # a queued change that did not apply
     assert listing_is_proof(0, 0, {"messages": 2, "failed": 0}) is False
     assert listing_is_proof(3, 0, {"messages": 0, "failed": 0}) is False
+
+
+def test_a_prefixed_migrations_live_sync_touches_only_keys_under_its_prefix(s3, run_ferry):
+    put(s3, "photos/a.jpg")
+    put(s3, "other/keep.txt")
+    s3.put_object(Bucket="dst-bucket", Key="other/keep.txt", Body=b"the target's own")
+    assert run_ferry("bucket", "src-bucket", "dst-bucket", "--prefix", "photos/").returncode == 0
+    routed = s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"]
+    assert routed[0]["Filter"]["Key"]["FilterRules"] == [{"Name": "Prefix", "Value": "photos/"}] or \
+        routed[0]["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "photos/"}]
+    put(s3, "photos/b.jpg")
+    put(s3, "other/new.txt")
+    s3.delete_object(Bucket="src-bucket", Key="other/keep.txt")
+    synced = run_ferry("sync", "bucket", "src-bucket", "dst-bucket", "--until-idle", "2", "--json")  # no --prefix
+    assert synced.returncode == 0, synced.stderr
+    assert keys(s3, "dst-bucket") == {"photos/a.jpg", "photos/b.jpg", "other/keep.txt"}
+    assert run_ferry("status", "bucket", "src-bucket", "dst-bucket").returncode == 0  # nothing dead-lettered
+    wrong = run_ferry("sync", "bucket", "src-bucket", "dst-bucket", "--prefix", "other/", "--until-idle", "1")
+    assert wrong.returncode == 2 and "was made with --prefix 'photos/'" in wrong.stderr
+
+
+def test_the_bucket_lambda_skips_keys_outside_its_prefix_instead_of_failing(s3):
+    body = json.dumps({"Records": [{"s3": {"bucket": {"name": "src-bucket"}, "object": {"key": "other/x"}}}]})
+    put(s3, "other/x")
+    assert handle({"Records": [{"messageId": "1", "body": body}]}, s3, "dst-bucket", "photos/") == {"batchItemFailures": []}
+    assert keys(s3, "dst-bucket") == set()

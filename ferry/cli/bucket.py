@@ -108,6 +108,8 @@ def sync(
     source: SourceBucket,
     target: TargetBucket,
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
+    prefix: Annotated[Optional[str], typer.Option("--prefix", help="The migration's prefix (default: the one it "
+                                                  "was made with).")] = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -116,12 +118,18 @@ def sync(
     """Apply the source bucket's queued events to the target (the local poller for buckets)."""
     if until_idle is not None and until_idle < 0:
         raise BadInput(f"--until-idle must be zero or more seconds, got {until_idle}")
-    job = build_job(BucketJob, source=source, target=target, source_aws=source_aws, target_aws=target_aws)
-    check_sides(job.source_aws, job.target_aws)
+    check_sides(source_aws, target_aws)
     from ferry.s3 import events
 
     sqs = client(source_aws, "sqs")
-    events.check_not_held(sqs, events.find_queue(sqs, source, target), source, target)  # set up, and not stopped
+    queue = events.find_queue(sqs, source, target)
+    events.check_not_held(sqs, queue, source, target)  # set up, and not stopped
+    recorded = events.recorded_prefix(sqs, queue)
+    if prefix is not None and recorded is not None and prefix != recorded:
+        raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
+                       "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
+                    source_aws=source_aws, target_aws=target_aws)
     use_prefect(verbose)
     from flows.migrate_bucket import sync_bucket
 

@@ -86,17 +86,32 @@ def clash(bucket: str, configuration: dict) -> str | None:
             "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)")
 
 
-def enable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
+def ours(queue_arn: str, prefix: str) -> dict:
+    """Ferry's entry in a bucket's notification configuration: the pair's queue, and with a prefix
+    only the events of keys under it (so no applier ever sees, or dead-letters, another key)."""
+    entry = {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}
+    if prefix:
+        entry["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+    return entry
+
+
+def _same_entry(found: dict, wanted: dict) -> bool:
+    rules = lambda entry: sorted((r["Name"].lower(), r["Value"]) for r in  # noqa: E731
+                                 entry.get("Filter", {}).get("Key", {}).get("FilterRules", []))
+    return found.get("Id") == wanted["Id"] and found["QueueArn"] == wanted["QueueArn"] and rules(found) == rules(wanted)
+
+
+def enable_bucket_events(s3, bucket: str, queue_arn: str, prefix: str = "") -> bool:
     """Add Ferry's queue to the bucket's notifications (merging). Returns False if it was already there."""
     configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
     configuration.pop("ResponseMetadata", None)
     queues = configuration.get("QueueConfigurations", [])
-    if any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn for q in queues):
+    wanted = ours(queue_arn, prefix)
+    if any(_same_entry(q, wanted) for q in queues):
         return False
     if problem := clash(bucket, configuration):  # preflight found none: one was added since
         raise CannotContinue(problem)
-    configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [
-        {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}]
+    configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [wanted]
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
     return True
 
@@ -120,6 +135,17 @@ def queue_arn(sqs, queue_url: str) -> str:
 
 
 HOLD_TAG = "ferry:held-by"  # on a pair's queue: the plan that stopped this direction's live sync
+PREFIX_TAG = "ferry:prefix"  # on a pair's queue: the prefix its migration was made with
+
+
+def remember_prefix(sqs, queue_url: str, prefix: str) -> None:
+    sqs.tag_queue(QueueUrl=queue_url, Tags={PREFIX_TAG: prefix or "/"})  # a tag value cannot be empty on AWS
+
+
+def recorded_prefix(sqs, queue_url: str) -> str | None:
+    """The prefix the pair was migrated with (None: recorded by no Ferry yet)."""
+    value = sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(PREFIX_TAG)
+    return None if value is None else ("" if value == "/" else value)
 
 
 def hold_queue(sqs, queue_url: str, plan_name: str) -> None:

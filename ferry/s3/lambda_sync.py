@@ -45,7 +45,8 @@ def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, q
     account = queue_arn.split(":")[4]
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, account, name)
     role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn))
-    function_arn = ensure_function(lambda_client, name, role_arn, {"TARGET_BUCKET": target}, package(),
+    environment = {"TARGET_BUCKET": target, **({"PREFIX": prefix} if prefix else {})}
+    function_arn = ensure_function(lambda_client, name, role_arn, environment, package(),
                                    handler=HANDLER, description="Ferry live sync (S3 events -> target bucket)",
                                    timeout=FUNCTION_TIMEOUT_SECONDS)
     settings = {"BatchSize": BATCH_SIZE, "MaximumBatchingWindowInSeconds": 1,
