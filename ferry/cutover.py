@@ -71,10 +71,6 @@ class Progress:
         return step in self.steps
 
     @property
-    def switched(self) -> bool:
-        return self.done(SWITCHED)
-
-    @property
     def rolling_back(self) -> bool:
         return any(step in self.steps for step in ROLLBACK_STEPS)
 

@@ -140,11 +140,8 @@ def set_lambda_mapping(job: TableJob, enabled: bool) -> None:
 def capture_bucket_events(job: BucketJob) -> str:
     """Ferry's notification entry for this pair in place (and its Lambda's mapping on), whatever the
     pair's hold says: the cutover captures a direction's events before it lets it apply them."""
-    sqs = client(job.source_aws, "sqs")
-    name, dead_letter = events.queue_names(job.source, job.target)
-    url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
-    events.remember_prefix(sqs, url, job.prefix)
-    events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn, job.prefix)
+    url, arn, _ = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
+                                        job.target, job.prefix, respect_hold=False)
     if job.live_sync == "lambda":
         set_queue_mappings(job, arn, enabled=True)
     return url

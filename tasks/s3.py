@@ -48,13 +48,10 @@ def preflight_bucket(job: BucketJob) -> None:
 @task(name="enable-bucket-events", task_run_name="route events of {job.source} to a queue", **retrying)
 def enable_bucket_events(job: BucketJob) -> str:
     """Events from now on land in a durable queue; returns its URL."""
-    name, dead_letter = events.queue_names(job.source, job.target)
-    sqs = client(job.source_aws, "sqs")
-    url, arn = events.ensure_queue(sqs, job.source, name, dead_letter)
-    events.check_not_held(sqs, url, job.source, job.target)  # a plan stopped this direction: it must stay stopped
-    events.remember_prefix(sqs, url, job.prefix)
-    if events.enable_bucket_events(client(job.source_aws, "s3"), job.source, arn, job.prefix):
-        get_run_logger().info("bucket %s now also sends object events to %s", job.source, name)
+    url, _, added = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
+                                          job.target, job.prefix)  # a direction a plan stopped stays stopped
+    if added:
+        get_run_logger().info("bucket %s now also sends object events to Ferry's queue", job.source)
     return url
 
 

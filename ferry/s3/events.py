@@ -164,6 +164,18 @@ def check_not_held(sqs, queue_url: str, source: str, target: str) -> None:
                        "service the other way): run 'ferry sync plan PLAN' for the direction that runs now")
 
 
+def route_to_queue(sqs, s3, source: str, target: str, prefix: str, respect_hold: bool = True) -> tuple[str, str, bool]:
+    """The pair's queue in place, remembering its prefix, and the bucket's events routed to it:
+    (queue URL, queue ARN, whether the route was added now). `respect_hold`: refuse a direction a
+    plan has stopped (a cutover itself captures a direction's events before letting it apply them)."""
+    name, dead_letter = queue_names(source, target)
+    url, arn = ensure_queue(sqs, source, name, dead_letter)
+    if respect_hold:
+        check_not_held(sqs, url, source, target)
+    remember_prefix(sqs, url, prefix)
+    return url, arn, enable_bucket_events(s3, source, arn, prefix)
+
+
 def queue_is_empty(sqs, queue_url: str) -> bool:
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
