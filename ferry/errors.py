@@ -32,3 +32,19 @@ class DifferencesRemain(FerryError):
 
 class NotApproved(FerryError):
     """A cutover was rejected (in the UI or on the terminal): nothing was switched."""
+
+
+def failure_line(error: BaseException) -> str:
+    """A runtime failure in one line without customer data: the step it stopped in (set by the task
+    that failed; its name names the resource) and, for an AWS error, only its code and operation -
+    AWS's own message can quote the request."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts")
+        what = f"AWS answered {error.response.get('Error', {}).get('Code', 'an error')} to {error.operation_name}"
+        what += f" (after {retries} retries)" if retries else ""
+    else:
+        what = f"{type(error).__name__}: {error}"
+    step = getattr(error, "ferry_step", None)
+    return f"{step}: {what}" if step else what

@@ -70,7 +70,7 @@ def rewrite_lambda_writes(job: TableJob) -> int:
 
 @task(
     name="backfill-segment",
-    task_run_name="backfill {job.source} segment {segment}",
+    task_run_name="backfill {job.source} -> {job.target} segment {segment}",
     **RETRYING,
 )
 def backfill_segment(job: TableJob, plan: TablePlan, segment: int, artifact_id: UUID | None = None) -> SegmentOutcome:

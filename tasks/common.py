@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import os
+
 from ferry.aws import TableClients
 from ferry.aws import table_clients as shared_table_clients
 from ferry.config import TableJob
-from ferry.errors import FerryError
+from ferry.errors import BadInput, FerryError
 from ferry.state import StateStore
 
 from prefect.cache_policies import NO_CACHE
 
 RETRIES = 3
-RETRY_DELAYS = [2, 10, 30]
+DEFAULT_RETRY_DELAYS = "2,10,30"
+
+
+def retry_delays() -> list[float]:
+    """Seconds between a task's attempts: FERRY_RETRY_DELAYS (comma-separated), else 2, 10 and 30."""
+    text = os.environ.get("FERRY_RETRY_DELAYS", DEFAULT_RETRY_DELAYS)
+    try:
+        delays = [float(part) for part in text.split(",")]
+    except ValueError:
+        delays = []
+    if len(delays) != RETRIES or any(d < 0 or d != d for d in delays):
+        raise BadInput(f"FERRY_RETRY_DELAYS must be {RETRIES} comma-separated seconds, zero or more "
+                       f"(like {DEFAULT_RETRY_DELAYS}), got {text!r}")
+    return delays
+
+
+def name_the_step(task, task_run, state) -> None:
+    """After a task's last attempt: mark its error with the step (the task run's name, which names
+    the resource), so the CLI's one line says where the run stopped."""
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, BaseException) and not getattr(error, "ferry_step", None):
+        error.ferry_step = task_run.name
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
@@ -39,8 +62,8 @@ def will_be_retried(error: BaseException) -> bool:
 
 # Every task: retried on runtime failures (not on the user's mistakes), and never cached by Prefect:
 # resuming is the state table's job, and tasks have side effects.
-RETRYING = dict(retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_unless_user_error,
-                cache_policy=NO_CACHE)
+RETRYING = dict(retries=RETRIES, retry_delay_seconds=retry_delays(), retry_condition_fn=retry_unless_user_error,
+                cache_policy=NO_CACHE, on_failure=[name_the_step])
 
 
 def table_clients(job: TableJob) -> TableClients:

@@ -45,6 +45,14 @@ def this_run(name: str, kind: Callable[[], Handle]) -> Handle:
         return _by_run[key]
 
 
+def existing(name: str) -> object | None:
+    """The flow run's object called `name` if one of its tasks made it already, else None."""
+    if flow_run.id is None:
+        return None
+    with _lock:
+        return _by_run.get((str(flow_run.id), name))
+
+
 def newest(name: str) -> object | None:
     """The object called `name` of the latest flow run that asked for one (None before any did)."""
     with _lock:

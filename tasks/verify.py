@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -14,6 +15,8 @@ from ferry.dynamo.schema import key_schema, require_table, ttl_attribute
 from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
 from ferry.state import Phase
 from tasks.common import RETRYING, state_store, table_clients
+from tasks.handles import LiveSync, existing, live_sync_name
+from tasks.stream import CATCH_UP_TIMEOUT_SECONDS
 
 
 def artifact_key(*parts: str) -> str:
@@ -44,6 +47,15 @@ def shared_ttl(clients, job: TableJob) -> str | None:
     return source_ttl
 
 
+def live_sync_settle(job: TableJob):
+    """When this flow run's poller follows the stream beside the check: a wait for it to apply every
+    change made before the call, for the re-reads of differences (None otherwise: fixed delays)."""
+    sync = existing(live_sync_name(job.migration_id))
+    if not isinstance(sync, LiveSync):
+        return None
+    return lambda: sync.wait_until_applied(time.time(), CATCH_UP_TIMEOUT_SECONDS)
+
+
 @task(
     name="verify-table",
     task_run_name="verify {job.source} = {job.target}",
@@ -61,7 +73,7 @@ def verify_table(job: TableJob, segments: int, repair: bool = False, sample: flo
         report = sample_tables(clients.source, clients.target, job.source, job.target, key_names, sample)
     else:
         report = verify_tables(clients.source, clients.target, job.source, job.target, key_names, segments, fix=repair,
-                               ttl_attribute=shared_ttl(clients, job))
+                               ttl_attribute=shared_ttl(clients, job), settle=live_sync_settle(job))
     if migration:
         state.set_phase(migration, Phase.DONE if report.equal else Phase.DIFFERENT)
     get_run_logger().info(reports.headline(report))

@@ -93,25 +93,57 @@ def prefect_api(tmp_path_factory):
     stop(server)
 
 
+# The issue's production mix: 10% throttles, 2% 5xx, 1% dropped connections, 10% of batch entries unprocessed
+PRODUCTION_FAULTS = {"throttle": 0.10, "server_error": 0.02, "drop": 0.01, "unprocessed": 0.10}
+
+
+class AwsProxy:
+    """Control of tests/aws_proxy.py: realistic DynamoDB capacity, and faults injected on request."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def consumed(self) -> dict[str, float]:
+        return json.loads(urllib.request.urlopen(f"{self.url}/proxy-api/consumed").read())
+
+    def inject(self, **faults) -> None:
+        """Set the faults (seed, throttle, server_error, drop, unprocessed, latency_ms); none: no faults."""
+        request = urllib.request.Request(f"{self.url}/proxy-api/faults", data=json.dumps(faults).encode(),
+                                         method="POST")
+        urllib.request.urlopen(request).read()
+
+    def injected(self) -> dict[str, int]:
+        """How many of each fault were injected since the last `inject`, and how many requests passed."""
+        return json.loads(urllib.request.urlopen(f"{self.url}/proxy-api/faults").read())
+
+    def env(self) -> dict[str, str]:
+        """The environment that sends every AWS call of a `ferry` run through the proxy."""
+        return {"AWS_ENDPOINT_URL": self.url}
+
+
 @pytest.fixture(scope="session")
-def capacity_proxy(moto_endpoint):
-    """moto's server behind tests/aws_proxy.py: DynamoDB reports the capacity AWS would charge.
-    Point a `ferry` run at it with AWS_ENDPOINT_URL_DYNAMODB; `consumed()` reads what it reported."""
+def aws_proxy_server(moto_endpoint):
     port = free_port()
     proxy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "aws_proxy.py"), str(port),
                               moto_endpoint.rsplit(":", 1)[1]])
     endpoint = f"http://127.0.0.1:{port}"
     wait_for(f"{endpoint}/proxy-api/consumed", 30, proxy)
-
-    class CapacityProxy:
-        url = endpoint
-
-        @staticmethod
-        def consumed() -> dict[str, float]:
-            return json.loads(urllib.request.urlopen(f"{endpoint}/proxy-api/consumed").read())
-
-    yield CapacityProxy
+    yield AwsProxy(endpoint)
     proxy.kill()
+
+
+@pytest.fixture
+def aws_proxy(aws_proxy_server, aws):
+    """moto's server behind tests/aws_proxy.py, with no faults until the test asks for them (and none after)."""
+    aws_proxy_server.inject()
+    yield aws_proxy_server
+    aws_proxy_server.inject()
+
+
+@pytest.fixture
+def capacity_proxy(aws_proxy):
+    """The proxy as a capacity meter: point a `ferry` run at it with AWS_ENDPOINT_URL_DYNAMODB."""
+    return aws_proxy
 
 
 @pytest.fixture

@@ -166,6 +166,46 @@ def test_a_difference_that_heals_before_the_recheck_is_not_reported(dynamodb):
     assert differences == [] and dismissed == 1
 
 
+def test_a_difference_live_sync_is_slow_to_heal_waits_for_live_sync_not_a_fixed_delay(dynamodb):
+    items = migrated_pair(dynamodb, 20)
+    dynamodb.put_item(TableName="dst", Item={**items[2], "status": {"S": "lagging"}})
+    settled = []
+
+    def live_sync_catches_up():  # a lag far beyond the fixed delays: it applies only when waited for
+        settled.append(True)
+        dynamodb.put_item(TableName="dst", Item=items[2])
+
+    slow = verify.confirm(dynamodb, dynamodb, "src", "dst", [key(items[2])], sleep=lambda seconds: None)
+    healed = verify.confirm(dynamodb, dynamodb, "src", "dst", [key(items[2])], sleep=lambda seconds: None,
+                            settle=live_sync_catches_up)
+
+    assert len(slow[0]) == 1  # without waiting for live sync, the lag looks like a difference
+    assert healed == ([], 1) and settled == [True]
+
+
+def test_a_key_the_service_keeps_writing_is_read_until_its_source_holds_still(dynamodb):
+    items = migrated_pair(dynamodb, 20)
+    hot, stale = items[2], items[5]
+    dynamodb.put_item(TableName="dst", Item={**stale, "status": {"S": "lost"}})  # a real difference
+    dynamodb.put_item(TableName="src", Item={**hot, "status": {"S": "w0"}})  # not applied yet
+    writes = []
+
+    def service_and_lagging_live_sync(seconds):
+        n = len(writes)
+        if n < 4:  # the service writes the hot key again; live sync has applied only the write before
+            dynamodb.put_item(TableName="dst", Item={**hot, "status": {"S": f"w{n}"}})
+            dynamodb.put_item(TableName="src", Item={**hot, "status": {"S": f"w{n + 1}"}})
+        else:  # the service stopped; live sync caught up
+            dynamodb.put_item(TableName="dst", Item={**hot, "status": {"S": "w4"}})
+        writes.append(seconds)
+
+    differences, dismissed = verify.confirm(dynamodb, dynamodb, "src", "dst", [key(hot), key(stale)],
+                                            sleep=service_and_lagging_live_sync)
+
+    assert [d.key for d in differences] == [key(stale)] and dismissed == 1
+    assert len(writes) > len(verify.RECHECK_DELAYS)  # the hot key was read past the planned re-reads
+
+
 def replicate_writes(stop, written) -> None:
     """The service writing to the source and live sync copying each write a moment later."""
     client = boto3.client("dynamodb")

@@ -47,3 +47,28 @@ class LiveWriter(threading.Thread):
         self.stopping.set()
         self.join()
         return self.counts
+
+
+class BucketWriter(threading.Thread):
+    """The service writing to the bucket: new objects, overwrites and deletes, directly (not through the proxy)."""
+
+    def __init__(self, bucket: str, existing: int):
+        super().__init__(daemon=True)
+        self.bucket, self.existing, self.writes = bucket, existing, 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        client = boto3.client("s3")
+        while not self.stopping.is_set():
+            n = self.writes = self.writes + 1
+            if n % 3 == 0:
+                client.delete_object(Bucket=self.bucket, Key=f"obj-{(n * 7) % self.existing:04d}")
+            else:
+                key = f"new {n}.txt" if n % 2 else f"obj-{n % self.existing:04d}"
+                client.put_object(Bucket=self.bucket, Key=key, Body=f"w{n}".encode())
+            self.stopping.wait(0.1)
+
+    def stop(self) -> int:
+        self.stopping.set()
+        self.join()
+        return self.writes

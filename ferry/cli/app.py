@@ -14,7 +14,7 @@ import typer
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 
 from ferry.cli import bucket, plan, status, table
-from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved
+from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved, failure_line
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -89,6 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         fail("interrupted; rerun the same command to resume")
         code = EXIT_INTERRUPTED
     except Exception as error:  # a runtime failure that survived Prefect's retries: exit 3 is the contract
-        fail(f"failed: {type(error).__name__}: {error}; rerun the same command to resume")
+        fail(f"failed: {failure_line(error)}; rerun the same command to resume")
         code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else EXIT_OK)

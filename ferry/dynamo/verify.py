@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from hashlib import blake2b
@@ -39,7 +40,9 @@ MAX_VERIFY_THREADS = 32
 MAX_DRILL_ITEMS = 200_000  # items held in memory at once while naming differences
 BATCH_GET_LIMIT = 100
 SAMPLE_SEGMENTS = 1000
-RECHECK_DELAYS = (0.5, 2.0)  # seconds; longer than live sync's lag
+RECHECK_DELAYS = (0.5, 2.0)  # seconds; longer than live sync's usual lag
+FLUX_ROUNDS = 5  # more re-reads of a key the service keeps changing, until its source holds still
+Settle = Callable[[], None]  # returns once a running live sync has applied every change made before the call
 
 
 TTL_IGNORED_AFTER_SECONDS = 5 * 365 * 86_400  # DynamoDB's TTL never deletes items expired longer ago
@@ -244,33 +247,53 @@ def classify(key: dict, src: dict | None, tgt: dict | None) -> Difference | None
 
 def confirm(source_client, target_client, source: str, target: str, keys: list[dict],
             recheck_delays: tuple[float, ...] = RECHECK_DELAYS, sleep=time.sleep,
-            expiry: Expiry = NO_EXPIRY) -> tuple[list[Difference], int]:
+            expiry: Expiry = NO_EXPIRY, settle: Settle | None = None) -> tuple[list[Difference], int]:
     """Re-read every candidate consistently on both sides; keep only what still differs.
 
     A key written to the source a moment before live sync copies it differs for that moment; so a
     key that differs is read again after each of `recheck_delays`, and only one that differs every
-    time is a difference. Returns (differences, how many candidates were dismissed).
+    time is a difference. With `settle` (a running live sync's "wait until every change made before
+    now is applied"), each re-read also waits for it: live sync's lag grows under throttling and
+    retries far beyond any fixed delay. A key whose source changed between the last two reads is in
+    flux (the service keeps writing it, faster than the re-reads): it is read again, up to
+    FLUX_ROUNDS more times, until its source holds still; a key that differs while its source holds
+    still is a difference. Returns (differences, how many candidates were dismissed).
     """
-    pending, differences = keys, []
-    for delay in (0.0, *recheck_delays):
+    planned = 1 + len(recheck_delays)
+    delays = (0.0, *recheck_delays, *(recheck_delays[-1:] * FLUX_ROUNDS))
+    pending, confirmed, moving = keys, [], []
+    source_seen: dict[str, str | None] = {}
+    for round_, delay in enumerate(delays):
         if not pending:
             break
         if delay:
             sleep(delay)
+            if settle:
+                settle()
         at_this_read = expiry.now()  # the same moment for both sides
         now_in_source = consistent_get(source_client, source, pending, at_this_read)
         now_in_target = consistent_get(target_client, target, pending, at_this_read)
         found = [classify(key, now_in_source.get(key_identity(key)), now_in_target.get(key_identity(key)))
                  for key in pending]
-        differences = [d for d in found if d is not None]
-        pending = [d.key for d in differences]
-    return differences, len(keys) - len(pending)
+        differing = [d for d in found if d is not None]
+        seen_before, source_seen = source_seen, {
+            key_identity(d.key): item_hash(d.source_item) if d.source_item else None for d in differing}
+        if round_ + 1 < planned:
+            pending = [d.key for d in differing]
+            continue
+        # the planned re-reads are done: a key whose source held still since the last read is a difference
+        moving = [d for d in differing if round_ and source_seen[key_identity(d.key)] != seen_before[key_identity(d.key)]]
+        moved = {key_identity(d.key) for d in moving}
+        confirmed += [d for d in differing if key_identity(d.key) not in moved]
+        pending = [d.key for d in moving]
+    differences = confirmed + moving  # a key still in flux after every round is reported, not dismissed
+    return differences, len(keys) - len(differences)
 
 
 def find_differences(source_client, target_client, source: str, target: str, key_names: list[str], segments: int,
                      buckets: list[int], source_digests: BucketDigests, target_digests: BucketDigests,
                      pool: ThreadPoolExecutor, sides: ThreadPoolExecutor,
-                     expiry: Expiry = NO_EXPIRY) -> tuple[list[Difference], int]:
+                     expiry: Expiry = NO_EXPIRY, settle: Settle | None = None) -> tuple[list[Difference], int]:
     """Name and confirm the differences in `buckets`, a bounded number of buckets per pass.
     `sides` runs the source's collection beside the target's; `pool` runs their segments."""
     differences: list[Difference] = []
@@ -279,7 +302,8 @@ def find_differences(source_client, target_client, source: str, target: str, key
         source_future = sides.submit(collect_buckets, source_client, source, key_names, segments, chosen, pool, expiry)
         target_items = collect_buckets(target_client, target, key_names, segments, chosen, pool, expiry)
         keys = candidate_keys(source_future.result(), target_items)
-        found, not_confirmed = confirm(source_client, target_client, source, target, keys, expiry=expiry)
+        found, not_confirmed = confirm(source_client, target_client, source, target, keys, expiry=expiry,
+                                       settle=settle)
         differences += found
         dismissed += not_confirmed
     return differences, dismissed
@@ -330,9 +354,11 @@ def repair(source_client, target_client, source: str, target: str, differences: 
 
 # --- the whole check --------------------------------------------------------------------------
 def verify_tables(source_client, target_client, source: str, target: str, key_names: list[str],
-                  segments: int, fix: bool = False, ttl_attribute: str | None = None) -> VerifyReport:
+                  segments: int, fix: bool = False, ttl_attribute: str | None = None,
+                  settle: Settle | None = None) -> VerifyReport:
     """Compare two tables fully; name every confirmed difference; with `fix`, repair and re-check.
-    `ttl_attribute`: the source's TTL attribute; items expired as of now count as absent."""
+    `ttl_attribute`: the source's TTL attribute; items expired as of now count as absent.
+    `settle`: waits for a live sync running beside the check (see `confirm`)."""
     expiry = Expiry(ttl_attribute, time.time()) if ttl_attribute else NO_EXPIRY
     threads = min(MAX_VERIFY_THREADS, 2 * segments + 2)
     with ThreadPoolExecutor(threads, thread_name_prefix="verify") as pool, \
@@ -342,7 +368,7 @@ def verify_tables(source_client, target_client, source: str, target: str, key_na
         differing = source_digests.differing(target_digests)
         differences, dismissed = find_differences(source_client, target_client, source, target, key_names,
                                                   segments, differing, source_digests, target_digests, pool, sides,
-                                                  expiry)
+                                                  expiry, settle)
         report = VerifyReport(
             source=source, target=target, equal=not differences,
             source_items=source_digests.total().items, target_items=target_digests.total().items,
@@ -355,7 +381,7 @@ def verify_tables(source_client, target_client, source: str, target: str, key_na
             report.repaired = repair(source_client, target_client, source, target, differences, pool, expiry)
             affected = sorted({bucket_of(d.key) for d in differences})
             remaining, _ = find_differences(source_client, target_client, source, target, key_names, segments,
-                                            affected, source_digests, target_digests, pool, sides, expiry)
+                                            affected, source_digests, target_digests, pool, sides, expiry, settle)
             report.remaining_after_repair = len(remaining)
             report.equal = not remaining
     return report

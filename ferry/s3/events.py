@@ -24,6 +24,7 @@ MAX_RECEIVES = 5
 # poller that fails to apply a message makes it visible again at once instead (drain_queue).
 VISIBILITY_TIMEOUT_SECONDS = 6 * 300
 RETRY_FAILED_AFTER_SECONDS = 5
+RECEIVE_VISIBILITY_SECONDS = 30  # how long a poller's received messages stay hidden (see drain_queue)
 
 
 def queue_names(source: str, target: str) -> tuple[str, str]:
@@ -186,9 +187,16 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
                 until_caught_up: bool = False) -> dict:
     """Receive event messages and `apply(body)` each; a message is deleted only once applied.
 
-    Stops after `idle_seconds` without messages (None: only when `stop` is set), or, with
-    `until_caught_up`, as soon as every message sent before the drain began has been applied (while
-    writes go on, the queue is never idle; what comes later is the poller's).
+    Stops after `idle_seconds` without messages and with none in flight (None: only when `stop` is
+    set), or, with `until_caught_up`, as soon as every message sent before the drain began has been
+    applied (while writes go on, the queue is never idle; what comes later is the poller's).
+
+    Messages are received for RECEIVE_VISIBILITY_SECONDS, not the queue's long default (which is
+    there for the Lambda): an answer lost on the way back (the connection dropped after SQS acted)
+    leaves its messages in flight, unseen by anyone, until then; so the drain does not call the
+    queue idle while messages are in flight, and they come back soon. A batch that takes longer to
+    apply than that is received again and applied again, which is harmless: `apply` makes the
+    target match the source as it is then.
     """
     import time
 
@@ -198,13 +206,16 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     while not (stop and stop.is_set()):
         # A catch-up drain short-polls: an empty answer plus an empty queue means done, with no wait.
         response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
                                        WaitTimeSeconds=0 if until_caught_up else 1, AttributeNames=["SentTimestamp"])
         messages = response.get("Messages", [])
         if not messages:
             if until_caught_up and queue_is_empty(sqs, queue_url):
                 break
             if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
-                break
+                if queue_is_empty(sqs, queue_url):
+                    break
+                idle_since = time.monotonic()  # messages in flight: not idle until they are applied
             continue
         idle_since = time.monotonic()
         done = []
