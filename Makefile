@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/bench_limits.py
 	$(BIN)/python bench/bench_bucket.py
 	$(BIN)/python bench/bench_multipart.py
+	$(BIN)/python bench/bench_faults.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

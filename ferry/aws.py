@@ -4,7 +4,7 @@ Each side of a migration gets its own session: a profile and region, optionally 
 whose credentials refresh themselves before they expire (a backfill can outlive a one-hour role
 session), and an optional endpoint (moto, LocalStack, a VPC endpoint).
 
-Clients retry with botocore's standard mode: exponential backoff with jitter, up to 10 attempts, for
+Clients retry with botocore's standard mode: exponential backoff with jitter, up to 10 retries, for
 throttles, 5xx answers and lost connections. Not adaptive mode: its client-side limiter cuts its rate
 on every throttle and is shared by every thread using the client, so a steady share of throttled
 requests (a hot partition) sinks a whole run to about a request a second (measured under
@@ -26,8 +26,18 @@ from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider
 from ferry.config import AwsSide
 from ferry.errors import BadInput
 
-CLIENT_CONFIG = Config(  # AWS_MAX_ATTEMPTS, where set, is botocore's to read (the attempts in all)
-    retries={"mode": "standard", **({} if os.environ.get("AWS_MAX_ATTEMPTS") else {"max_attempts": 10})},
+
+def retry_policy() -> dict:
+    """botocore's standard mode: 10 retries, or AWS_MAX_ATTEMPTS attempts in all where it is set (a
+    `retries` setting in code hides the variable from botocore, so it is read here)."""
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    if attempts.isdigit() and int(attempts) >= 1:
+        return {"mode": "standard", "total_max_attempts": int(attempts)}
+    return {"mode": "standard", "max_attempts": 10}
+
+
+CLIENT_CONFIG = Config(
+    retries=retry_policy(),
     max_pool_connections=128,
     connect_timeout=10,
     read_timeout=60,
@@ -98,9 +108,18 @@ def check_side(side: AwsSide, name: str) -> None:
     if not session.region_name:
         raise BadInput(f"no AWS region configured for the {name} side: set AWS_DEFAULT_REGION, a region in "
                        f"your profile, or pass --{name}-region")
+    if not known_region(session, session.region_name):
+        raise BadInput(f"unknown AWS region {session.region_name!r} for the {name} side: check --{name}-region, "
+                       "AWS_DEFAULT_REGION or your profile (a region newer than this botocore needs an upgrade)")
     if session.get_credentials() is None:
         raise BadInput(f"no AWS credentials for the {name} side: set AWS_PROFILE or access keys, "
                        f"or pass --{name}-profile / --{name}-role-arn")
+
+
+def known_region(session: boto3.Session, region: str) -> bool:
+    """Whether botocore knows `region` for DynamoDB or S3 in any partition (aws, aws-cn, aws-us-gov...)."""
+    return any(region in session.get_available_regions(service, partition)
+               for partition in session.get_available_partitions() for service in ("dynamodb", "s3"))
 
 
 class TableClients:

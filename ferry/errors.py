@@ -34,16 +34,39 @@ class NotApproved(FerryError):
     """A cutover was rejected (in the UI or on the terminal): nothing was switched."""
 
 
+# What AWS answers when the caller may not do something, or its credentials are not good (moto's
+# server with IAM enforced answers DynamoDB with a bare 403)
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation", "ExpiredToken",
+                "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId",
+                "SignatureDoesNotMatch", "AuthorizationError", "AuthFailure", "InvalidToken"}
+
+
+def denied_line(error) -> str | None:
+    """For an AWS error saying the caller may not act (or its credentials are bad): one line naming
+    the operation and the fix; None for any other error."""
+    code = error.response.get("Error", {}).get("Code", "")
+    if code not in DENIED_CODES:
+        return None
+    if code in ("AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation", "AuthorizationError"):
+        return (f"access denied to {error.operation_name} ({code}): grant it to the credentials of that side "
+                "(the README's Permissions list what each command needs), then rerun")
+    return (f"the AWS credentials were refused ({code}) on {error.operation_name}: refresh or fix them "
+            "(profile, keys, session token or role), then rerun")
+
+
 def failure_line(error: BaseException) -> str:
     """A runtime failure in one line without customer data: the step it stopped in (set by the task
     that failed; its name names the resource) and, for an AWS error, only its code and operation -
     AWS's own message can quote the request."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(error, ClientError):
         retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts")
         what = f"AWS answered {error.response.get('Error', {}).get('Code', 'an error')} to {error.operation_name}"
         what += f" (after {retries} retries)" if retries else ""
+    elif isinstance(error, BotoCoreError):  # some (a response that did not parse) quote the response body
+        endpoint = getattr(error, "kwargs", {}).get("endpoint_url")
+        what = type(error).__name__ + (f" from {endpoint}" if endpoint else "")
     else:
         what = f"{type(error).__name__}: {error}"
     step = getattr(error, "ferry_step", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from ferry.aws import TableClients
@@ -23,7 +24,7 @@ def retry_delays() -> list[float]:
         delays = [float(part) for part in text.split(",")]
     except ValueError:
         delays = []
-    if len(delays) != RETRIES or any(d < 0 or d != d for d in delays):
+    if len(delays) != RETRIES or not all(math.isfinite(d) and d >= 0 for d in delays):
         raise BadInput(f"FERRY_RETRY_DELAYS must be {RETRIES} comma-separated seconds, zero or more "
                        f"(like {DEFAULT_RETRY_DELAYS}), got {text!r}")
     return delays

@@ -15,8 +15,7 @@ from ferry.dynamo.schema import key_schema, require_table, ttl_attribute
 from ferry.dynamo.verify import VerifyReport, sample_tables, verify_tables
 from ferry.state import Phase
 from tasks.common import RETRYING, state_store, table_clients
-from tasks.handles import LiveSync, existing, live_sync_name
-from tasks.stream import CATCH_UP_TIMEOUT_SECONDS
+from tasks.handles import LiveSync, existing, live_sync_name, newest
 
 
 def artifact_key(*parts: str) -> str:
@@ -47,13 +46,29 @@ def shared_ttl(clients, job: TableJob) -> str | None:
     return source_ttl
 
 
+SETTLE_TIMEOUT_SECONDS = 120  # a poller this far behind is not waited for: the key is reported instead
+
+
 def live_sync_settle(job: TableJob):
-    """When this flow run's poller follows the stream beside the check: a wait for it to apply every
-    change made before the call, for the re-reads of differences (None otherwise: fixed delays)."""
-    sync = existing(live_sync_name(job.migration_id))
-    if not isinstance(sync, LiveSync):
+    """When a poller of this migration follows the stream in this process (this flow run's, or the
+    run that started this verification as a subflow, like a cutover's gate): a wait for it to apply
+    every change made before the call, for the re-reads of differences; None otherwise (fixed
+    delays). A poller that is stopped, dead or more than SETTLE_TIMEOUT_SECONDS behind is not waited
+    for: the re-read goes ahead and reports what still differs."""
+    name = live_sync_name(job.migration_id)
+    sync = existing(name) or newest(name)
+    if not isinstance(sync, LiveSync) or sync.stop.is_set() or sync.failure is not None:
         return None
-    return lambda: sync.wait_until_applied(time.time(), CATCH_UP_TIMEOUT_SECONDS)
+
+    def settle() -> None:
+        if sync.stop.is_set() or sync.failure is not None:
+            return
+        try:
+            sync.wait_until_applied(time.time(), SETTLE_TIMEOUT_SECONDS)
+        except Exception:  # timed out, or the poller died: its own task reports that
+            return
+
+    return settle
 
 
 @task(

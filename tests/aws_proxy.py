@@ -6,16 +6,18 @@ this proxy:
   of each item written, reads one per started 4 KB (half for eventually consistent reads; a Scan or
   Query counts the bytes of the items it returns); the units reported are counted per operation;
 - faults are injected, per request, with the probabilities set through the control API:
-  `only` (a list of DynamoDB operations: faults hit those alone), `throttle` (DynamoDB ProvisionedThroughputExceededException / ThrottlingException, S3 503 SlowDown),
+  `only` (a list of DynamoDB operations: every fault hits those alone), `throttle` (DynamoDB ProvisionedThroughputExceededException / ThrottlingException, S3 503 SlowDown),
   `server_error` (HTTP 500 in the service's own error shape), `drop` (the connection is closed without
   an answer: half of them before the request reaches moto, half after moto has acted, so the write
   happened and the client does not know), `unprocessed` (that share of a BatchWriteItem's writes or a
   BatchGetItem's keys is left out of the request and handed back as UnprocessedItems/UnprocessedKeys,
   as AWS does under pressure), and `latency_ms` added to every request.
 
-Deterministic under a seed: whether a request fails is a hash of the seed, the request (method, path,
-body) and how many times that same request was seen before, so the same run meets the same faults
-whatever the interleaving of its threads, and a retried request draws again.
+Seeded: whether a request fails is a hash of the seed, the request (method, path, body) and how many
+times that same request was seen before, so a retried request draws again and the same requests meet
+the same faults whatever the interleaving of threads. A whole run does not replay exactly: its
+requests carry shard iterators, receipt handles and upload IDs, and how often it polls depends on
+timing.
 
     python tests/aws_proxy.py LISTEN_PORT TARGET_PORT
     POST /proxy-api/faults  {"seed": 1, "throttle": 0.1, ...}  -> sets the faults (all others 0), resets counts
@@ -263,7 +265,8 @@ class Proxy(BaseHTTPRequestHandler):
         draws = faults.draws(self.command, self.path, body)
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
-        fault = faults.fault(draws) if not faults.only or operation in faults.only else None
+        chosen = not faults.only or operation in faults.only
+        fault = faults.fault(draws) if chosen else None
         if fault == "throttle" and service not in ("dynamodb", "dynamodbstreams", "s3"):
             fault = "server_error"
         if fault == "drop_before":
@@ -276,7 +279,7 @@ class Proxy(BaseHTTPRequestHandler):
         request = None
         if operation and body:
             request = json.loads(body)
-            sent, held = hold_back(operation, request, faults, draws)
+            sent, held = hold_back(operation, request, faults, draws) if chosen else (request, {})
             if held:
                 request, body = sent, json.dumps(sent).encode()
         response = self.forward(body)

@@ -158,6 +158,15 @@ def dynamodb(aws):
     return boto3.client("dynamodb")
 
 
+@pytest.fixture
+def s3(aws):
+    """A clean moto with two empty buckets, src-bucket and dst-bucket."""
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="src-bucket")
+    client.create_bucket(Bucket="dst-bucket")
+    return client
+
+
 @dataclass
 class FerryRun:
     returncode: int

@@ -35,10 +35,10 @@ def test_assumed_role_credentials_refresh_during_a_long_run(aws, monkeypatch):
     assert dynamodb.list_tables()["TableNames"] == []
 
 
-def test_clients_use_adaptive_retries_and_the_sides_region(aws):
+def test_clients_use_standard_retries_and_the_sides_region(aws):
     dynamodb = client(AwsSide(region="ap-southeast-2"), "dynamodb")
     assert dynamodb.meta.region_name == "ap-southeast-2"
-    assert dynamodb.meta.config.retries["mode"] == "adaptive"
+    assert dynamodb.meta.config.retries == {"mode": "standard", "total_max_attempts": 11}
 
 
 def test_no_region_anywhere_is_a_clear_user_error(aws, monkeypatch):
@@ -48,9 +48,10 @@ def test_no_region_anywhere_is_a_clear_user_error(aws, monkeypatch):
         client(AwsSide(), "dynamodb")
 
 
-def test_an_unreachable_endpoint_is_one_line_naming_it_and_exit_3(run_ferry):
+def test_an_unreachable_endpoint_met_by_the_checks_is_one_line_naming_it_and_exit_2(run_ferry):
     unreachable = "http://127.0.0.1:9"  # the discard port: nothing listens
-    result = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--endpoint-url", unreachable)
-    assert result.returncode == 3
+    result = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--endpoint-url", unreachable,
+                       env={"AWS_MAX_ATTEMPTS": "2"})
+    assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith(f"ferry: failed: cannot reach {unreachable}") and "--endpoint-url" in line
+    assert line.startswith(f"ferry: error: cannot reach {unreachable}") and "--endpoint-url" in line

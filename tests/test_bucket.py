@@ -24,14 +24,6 @@ HEADERS = {"ContentType": "image/jpeg", "ContentEncoding": "gzip", "ContentDispo
            "Expires": datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)}
 
 
-@pytest.fixture
-def s3(aws):
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="src-bucket")
-    client.create_bucket(Bucket="dst-bucket")
-    return client
-
-
 def put(s3, key: str, body: bytes = b"hello", **extra) -> None:
     s3.put_object(Bucket="src-bucket", Key=key, Body=body, **extra)
 
@@ -420,4 +412,35 @@ def test_the_bucket_lambda_skips_keys_outside_its_prefix_instead_of_failing(s3):
     body = json.dumps({"Records": [{"s3": {"bucket": {"name": "src-bucket"}, "object": {"key": "other/x"}}}]})
     put(s3, "other/x")
     assert handle({"Records": [{"messageId": "1", "body": body}]}, s3, "dst-bucket", "photos/") == {"batchItemFailures": []}
+    assert keys(s3, "dst-bucket") == set()
+
+
+@pytest.mark.parametrize("case", ["source-missing", "target-missing", "same-bucket", "unknown-region",
+                                  "unreachable-endpoint", "unknown-option", "bad-part-size"])
+def test_bad_bucket_input_exits_2_with_one_line_and_writes_nothing(s3, run_ferry, case):
+    put(s3, "a/one.txt")
+    args = {"source-missing": ["bucket", "no-such-bucket", "dst-bucket"],
+            "target-missing": ["bucket", "src-bucket", "no-such-bucket"],
+            "same-bucket": ["bucket", "src-bucket", "src-bucket"],
+            "unknown-region": ["bucket", "src-bucket", "dst-bucket", "--source-region", "mars-north-1"],
+            "unreachable-endpoint": ["bucket", "src-bucket", "dst-bucket", "--endpoint-url", "http://127.0.0.1:9"],
+            "unknown-option": ["bucket", "src-bucket", "dst-bucket", "--delete-all"],
+            "bad-part-size": ["bucket", "src-bucket", "dst-bucket", "--part-size", "1"]}[case]
+
+    result = run_ferry(*args, env={"AWS_MAX_ATTEMPTS": "2"})
+
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ferry: error: ") and "Traceback" not in result.stderr, lines
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == ["dst-bucket", "src-bucket"]
+    assert boto3.client("sqs").list_queues().get("QueueUrls", []) == []  # no event queue
+    routed = s3.get_bucket_notification_configuration(Bucket="src-bucket")
+    assert not routed.get("QueueConfigurations") and keys(s3, "dst-bucket") == set()
+
+
+def test_a_prefix_with_no_objects_is_a_warning_not_an_error(s3, run_ferry):
+    put(s3, "a/one.txt")
+    result = run_ferry("bucket", "src-bucket", "dst-bucket", "--prefix", "nothing-here/", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "no objects under" in result.stderr and "nothing-here/" in result.stderr
     assert keys(s3, "dst-bucket") == set()

@@ -166,7 +166,8 @@ def test_status_shows_phase_and_per_segment_progress(dynamodb, run_ferry):
 @pytest.mark.parametrize("case", [
     "missing-source", "missing-target", "key-mismatch", "nonempty-target", "same-table", "same-table-by-region",
     "bad-segments", "keys-only-stream", "unknown-option", "bad-table-name", "bad-write-limit",
-    "capacity-share-of-on-demand", "two-limits-on-one-side",
+    "capacity-share-of-on-demand", "two-limits-on-one-side", "unknown-live-sync", "unknown-region",
+    "unreachable-endpoint", "bad-retry-delays",
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry, case):
     create_table(dynamodb, "src")
@@ -198,10 +199,19 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(dynamodb, run_ferry,
         args += ["--create-target", "--write-capacity-percent", "50"]
     elif case == "two-limits-on-one-side":
         args += ["--create-target", "--max-read-units", "100", "--read-capacity-percent", "20"]
+    elif case == "unknown-live-sync":
+        args += ["--create-target", "--live-sync", "lambada"]
+    elif case == "unknown-region":
+        args += ["--create-target", "--target-region", "mars-north-1"]
+    elif case == "unreachable-endpoint":
+        args += ["--create-target", "--endpoint-url", "http://127.0.0.1:9"]  # the discard port: nothing listens
+    elif case == "bad-retry-delays":
+        args += ["--create-target"]
     tables_before = sorted(dynamodb.list_tables()["TableNames"])
     stream_before = dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification")
 
-    result = run_ferry(*args)
+    result = run_ferry(*args, env={"AWS_MAX_ATTEMPTS": "2"} if case == "unreachable-endpoint" else
+                       {"FERRY_RETRY_DELAYS": "inf,0,0"} if case == "bad-retry-delays" else None)
 
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -206,6 +206,22 @@ def test_a_key_the_service_keeps_writing_is_read_until_its_source_holds_still(dy
     assert len(writes) > len(verify.RECHECK_DELAYS)  # the hot key was read past the planned re-reads
 
 
+def test_a_key_still_changing_after_every_re_read_is_reported_not_dismissed(dynamodb):
+    items = migrated_pair(dynamodb, 20)
+    hot = items[2]
+    dynamodb.put_item(TableName="src", Item={**hot, "status": {"S": "w0"}})
+    reads = []
+
+    def service_never_stops(seconds):  # and live sync never applies it
+        reads.append(seconds)
+        dynamodb.put_item(TableName="src", Item={**hot, "status": {"S": f"w{len(reads)}"}})
+
+    differences, dismissed = verify.confirm(dynamodb, dynamodb, "src", "dst", [key(hot)], sleep=service_never_stops)
+
+    assert [d.key for d in differences] == [key(hot)] and dismissed == 0
+    assert len(reads) == len(verify.RECHECK_DELAYS) + verify.FLUX_ROUNDS
+
+
 def replicate_writes(stop, written) -> None:
     """The service writing to the source and live sync copying each write a moment later."""
     client = boto3.client("dynamodb")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 
 import typer
-from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 
 from ferry.cli import bucket, plan, status, table
-from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved, failure_line
+from ferry.cli.options import flows_started
+from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved, denied_line, failure_line
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -82,9 +83,22 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"failed: {error}")
         code = EXIT_FAILED
     except EndpointConnectionError as error:  # after botocore's retries: misconfigured, or the network is down
-        fail(f"failed: cannot reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')}: check --endpoint-url or "
-             "AWS_ENDPOINT_URL, the region and the network, then rerun the same command (it resumes)")
-        code = EXIT_FAILED
+        where = error.kwargs.get("endpoint_url", "the AWS endpoint")
+        if flows_started():
+            fail(f"failed: cannot reach {where}: check --endpoint-url or AWS_ENDPOINT_URL, the region and the "
+                 "network, then rerun the same command (it resumes)")
+            code = EXIT_FAILED
+        else:  # met by the checks, before anything was written
+            fail(f"error: cannot reach {where}: check --endpoint-url or AWS_ENDPOINT_URL, the region and the network")
+            code = EXIT_BAD_INPUT
+    except ClientError as error:
+        denied = denied_line(error)
+        if denied and not flows_started():  # met by the checks: nothing was written
+            fail(f"error: {denied}")
+            code = EXIT_BAD_INPUT
+        else:
+            fail(f"failed: {failure_line(error)}; rerun the same command to resume")
+            code = EXIT_FAILED
     except (KeyboardInterrupt, typer.Abort):
         fail("interrupted; rerun the same command to resume")
         code = EXIT_INTERRUPTED

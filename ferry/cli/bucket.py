@@ -27,12 +27,14 @@ PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a 
 def connect(job: BucketJob, preflight: bool = True) -> None:
     """Both sides have a region and credentials; with `preflight`, every read-only check of a bucket
     migration (buckets reachable, no clash with existing event notifications) has passed."""
-    from ferry.s3.preflight import check_bucket_job, require_bucket
+    from ferry.s3.preflight import check_bucket_job, empty_prefix_warning, require_bucket
 
     check_sides(job.source_aws, job.target_aws)
     source_s3, target_s3 = client(job.source_aws, "s3"), client(job.target_aws, "s3")
     if preflight:
         check_bucket_job(job, source_s3, target_s3)
+        if warning := empty_prefix_warning(job, source_s3):
+            render.err.print(f"ferry: warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     else:
         require_bucket(source_s3, job.source, "source")
         require_bucket(target_s3, job.target, "target")

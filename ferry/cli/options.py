@@ -96,6 +96,12 @@ def flow_arguments(job: BaseModel, flow, **extra) -> dict:
 _prefect_settings = contextlib.ExitStack()  # held for the life of the command
 
 
+def flows_started() -> bool:
+    """Whether this command has gone past its checks into a flow (which may write): before that,
+    whatever stops it is the user's to fix, and nothing was written."""
+    return bool(_prefect_settings._exit_callbacks)
+
+
 def use_prefect(verbose: bool) -> None:
     """Quiet Prefect's console (the UI keeps every log) and keep it offline, unless told otherwise.
 

@@ -212,10 +212,12 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
         if not messages:
             if until_caught_up and queue_is_empty(sqs, queue_url):
                 break
-            if idle_seconds is not None and time.monotonic() - idle_since >= idle_seconds:
-                if queue_is_empty(sqs, queue_url):
+            idle_for = time.monotonic() - idle_since
+            if idle_seconds is not None and idle_for >= idle_seconds:
+                # in flight: maybe a receive of ours whose answer was lost, back within the receive
+                # visibility; held longer than that, they are another consumer's (the Lambda's)
+                if queue_is_empty(sqs, queue_url) or idle_for >= idle_seconds + RECEIVE_VISIBILITY_SECONDS + 5:
                     break
-                idle_since = time.monotonic()  # messages in flight: not idle until they are applied
             continue
         idle_since = time.monotonic()
         done = []
@@ -225,8 +227,11 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
                 done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
             except Exception:  # left on the queue: retried, then dead-lettered by the redrive policy
                 counts["failed"] += 1
-                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                              VisibilityTimeout=RETRY_FAILED_AFTER_SECONDS)
+                try:
+                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                                  VisibilityTimeout=RETRY_FAILED_AFTER_SECONDS)
+                except ClientError:  # its receive visibility ran out already: it is back on the queue
+                    pass
         if done:
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
         counts["messages"] += len(done)

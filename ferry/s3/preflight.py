@@ -25,3 +25,12 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
     require_bucket(target_s3, job.target, "target")
     if problem := events.clash(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source)):
         raise BadInput(problem)
+
+
+def empty_prefix_warning(job: BucketJob, source_s3) -> str | None:
+    """A prefix under which the source has no object yet is allowed (live sync copies what comes),
+    but is more often a typo: say so."""
+    if job.prefix and not source_s3.list_objects_v2(Bucket=job.source, Prefix=job.prefix, MaxKeys=1).get("KeyCount"):
+        return (f"no objects under prefix {job.prefix!r} in bucket {job.source!r} yet: check the prefix "
+                "(live sync will copy what is written there from now on)")
+    return None
