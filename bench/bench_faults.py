@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,8 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from conftest import free_port, wait_for  # noqa: E402
-from servers import BIN, local_services  # noqa: E402
+from servers import aws_proxy, ferry, local_services  # noqa: E402
 from tables import create_table, put_items  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_FAULT_ITEMS", 10_000))
@@ -37,16 +34,6 @@ def control(proxy: str, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(f"{proxy}/proxy-api/{path}", method="POST" if body is not None else "GET",
                                      data=json.dumps(body).encode() if body is not None else None)
     return json.loads(urllib.request.urlopen(request).read())
-
-
-def ferry(proxy: str, prefect_env: dict, *args: str) -> tuple[float, dict]:
-    env = {**os.environ, **prefect_env, "AWS_ENDPOINT_URL": proxy}
-    started = time.monotonic()
-    done = subprocess.run([str(BIN / "ferry"), *args, "--json"], env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"ferry {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(label: str, proxy: str, prefect_env: dict, faults: dict) -> dict:
@@ -76,17 +63,9 @@ def run(label: str, proxy: str, prefect_env: dict, faults: dict) -> dict:
 
 
 def main() -> None:
-    with local_services() as services:
-        port = free_port()
-        proxy_process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "aws_proxy.py"), str(port),
-                                          services.moto.rsplit(":", 1)[1]])
-        proxy = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(f"{proxy}/proxy-api/consumed", 30, proxy_process)
-            clean = run("none", proxy, services.prefect_env, {})
-            faulty = run("faults", proxy, services.prefect_env, FAULTS)
-        finally:
-            proxy_process.kill()
+    with local_services() as services, aws_proxy(services.moto) as proxy:
+        clean = run("none", proxy, services.prefect_env, {})
+        faulty = run("faults", proxy, services.prefect_env, FAULTS)
     summary = {"faults": FAULTS, "items": ITEMS, "objects": OBJECTS + 1, "runs": [clean, faulty],
                "table_slowdown": round(faulty["table_seconds"] / clean["table_seconds"], 2),
                "bucket_slowdown": round(faulty["bucket_seconds"] / clean["bucket_seconds"], 2)}

@@ -29,10 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from servers import BIN, local_services  # noqa: E402
+from servers import BIN, aws_proxy, local_services  # noqa: E402
 from tables import by_key, create_table, put_items, scan_all, simple_items  # noqa: E402
 
-from conftest import free_port, wait_for  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_LIMIT_ITEMS", 20_000))
 WRITE_LIMITS = [float(n) for n in os.environ.get("BENCH_WRITE_LIMITS", "400,1000").split(",")]
@@ -120,31 +119,23 @@ def limited_backfill(services, proxy: str, table: str, items: int, option: str |
 
 
 def main() -> None:
-    with local_services() as services:
-        port = free_port()
-        proxy_process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "aws_proxy.py"), str(port),
-                                          services.moto.rsplit(":", 1)[1]])
-        proxy = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(f"{proxy}/proxy-api/consumed", 30, proxy_process)
-            dynamodb = boto3.client("dynamodb")
-            for table, count in (("src", ITEMS), ("src-reads", READ_ITEMS)):
-                create_table(dynamodb, table)
-                put_items(dynamodb, table, simple_items(count, size=680))
-            ceiling = limited_backfill(services, proxy, "src", ITEMS, None, None, "BatchWriteItem")
-            runs = [ceiling] + [limited_backfill(services, proxy, "src", ITEMS, "--max-write-units", limit,
-                                                 "BatchWriteItem") for limit in WRITE_LIMITS]
-            for r in runs[1:]:
-                r["achieved_over_reachable"] = round(r["achieved_units_per_s"] /
-                                                     min(r["limit"], ceiling["achieved_units_per_s"]), 3)
-            runs.append(limited_backfill(services, proxy, "src-reads", READ_ITEMS, "--max-read-units", READ_LIMIT,
-                                         "Scan"))
-            # the writer ran past the last run's end: the poller brings in its last writes
-            subprocess.run([str(BIN / "ferry"), "sync", "table", "src-reads", "dst", "--until-idle", "1", "--json"],
-                           env={**os.environ, **services.prefect_env}, capture_output=True, check=True)
-            equal = by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src-reads"), "pk")
-        finally:
-            proxy_process.kill()
+    with local_services() as services, aws_proxy(services.moto) as proxy:
+        dynamodb = boto3.client("dynamodb")
+        for table, count in (("src", ITEMS), ("src-reads", READ_ITEMS)):
+            create_table(dynamodb, table)
+            put_items(dynamodb, table, simple_items(count, size=680))
+        ceiling = limited_backfill(services, proxy, "src", ITEMS, None, None, "BatchWriteItem")
+        runs = [ceiling] + [limited_backfill(services, proxy, "src", ITEMS, "--max-write-units", limit,
+                                             "BatchWriteItem") for limit in WRITE_LIMITS]
+        for r in runs[1:]:
+            r["achieved_over_reachable"] = round(r["achieved_units_per_s"] /
+                                                 min(r["limit"], ceiling["achieved_units_per_s"]), 3)
+        runs.append(limited_backfill(services, proxy, "src-reads", READ_ITEMS, "--max-read-units", READ_LIMIT,
+                                     "Scan"))
+        # the writer ran past the last run's end: the poller brings in its last writes
+        subprocess.run([str(BIN / "ferry"), "sync", "table", "src-reads", "dst", "--until-idle", "1", "--json"],
+                       env={**os.environ, **services.prefect_env}, capture_output=True, check=True)
+        equal = by_key(scan_all(dynamodb, "dst"), "pk") == by_key(scan_all(dynamodb, "src-reads"), "pk")
     result = {"items": ITEMS, "writes_per_second_meanwhile": WRITES_PER_SECOND, "runs": runs}
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "limits.json").write_text(json.dumps(result, indent=2))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from servers import local_services  # noqa: E402
+from servers import ferry, local_services  # noqa: E402
 from tables import create_table, put_items  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -81,16 +80,6 @@ def server_limit(endpoint: str, source: str, target: str, items: list[dict]) -> 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda batch: dynamodb.batch_write_item(RequestItems={target: batch}), batches))
     return scan_seconds, time.monotonic() - started
-
-
-def ferry(endpoint: str, prefect_env: dict, *args: str) -> tuple[float, dict]:
-    env = {**os.environ, **prefect_env, "AWS_ENDPOINT_URL": endpoint}
-    started = time.monotonic()
-    done = subprocess.run([str(BIN / "ferry"), *args, "--json"], env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"ferry {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def timed(fn, *args) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,3 +56,28 @@ def local_services(latency_ms: float | None = None, prefect: bool = True):
     finally:
         for process in reversed(processes):
             stop(process)
+
+
+@contextmanager
+def aws_proxy(moto: str):
+    """tests/aws_proxy.py in front of the moto server at `moto` (AWS's capacity figures, and faults
+    when asked for); yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "aws_proxy.py"), str(port),
+                                moto.rsplit(":", 1)[1]])
+    try:
+        wait_for(f"http://127.0.0.1:{port}/proxy-api/consumed", 30, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+
+
+def ferry(endpoint: str, prefect_env: dict, *args: str) -> tuple[float, dict]:
+    """Run `ferry ARGS --json` against `endpoint`: (seconds, its JSON). A failure stops the benchmark."""
+    env = {**os.environ, **prefect_env, "AWS_ENDPOINT_URL": endpoint}
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "ferry"), *args, "--json"], env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"ferry {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
