@@ -96,10 +96,13 @@ def flow_arguments(job: BaseModel, flow, **extra) -> dict:
 _prefect_settings = contextlib.ExitStack()  # held for the life of the command
 
 
+_flows = {"started": False}
+
+
 def flows_started() -> bool:
     """Whether this command has gone past its checks into a flow (which may write): before that,
     whatever stops it is the user's to fix, and nothing was written."""
-    return bool(_prefect_settings._exit_callbacks)
+    return _flows["started"]
 
 
 def use_prefect(verbose: bool) -> None:
@@ -107,6 +110,7 @@ def use_prefect(verbose: bool) -> None:
 
     Flows run from the CLI send no heartbeats: the terminal watches them, and at the end of every
     run Prefect waits up to a second for its heartbeat thread. Deployment runs keep heartbeats."""
+    _flows["started"] = True
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
