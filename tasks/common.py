@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 
+from botocore.exceptions import ClientError
+from prefect.cache_policies import NO_CACHE
+
 from ferry.aws import TableClients
 from ferry.aws import table_clients as shared_table_clients
 from ferry.config import TableJob
-from ferry.errors import BadInput, FerryError
+from ferry.errors import BadInput, FerryError, denied_line
 from ferry.state import StateStore
-
-from prefect.cache_policies import NO_CACHE
 
 RETRIES = 3
 DEFAULT_RETRY_DELAYS = "2,10,30"
@@ -39,12 +40,14 @@ def name_the_step(task, task_run, state) -> None:
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry runtime failures (throttling, timeouts, a lost connection), never BadInput or
-    CannotContinue: neither gets better by waiting."""
+    """Retry runtime failures (throttling, timeouts, a lost connection), never BadInput,
+    CannotContinue or a denied permission: none gets better by waiting."""
     try:
         state.result()
     except FerryError:
         return False
+    except ClientError as error:
+        return denied_line(error) is None
     except Exception:
         return True
     return True

@@ -13,7 +13,7 @@ import sys
 import typer
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 
-from ferry.cli import bucket, plan, status, table
+from ferry.cli import bucket, iam, plan, status, table
 from ferry.cli.options import flows_started
 from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved, denied_line, failure_line
 
@@ -30,9 +30,12 @@ app = typer.Typer(
 verify_app = typer.Typer(no_args_is_help=True, help="Check that a target is an exact copy of its source.")
 sync_app = typer.Typer(no_args_is_help=True, help="Keep a migrated target in step with its source (live sync).")
 status_app = typer.Typer(cls=status.StatusGroup, help="What migrations have done and how their live sync is.")
+iam_app = typer.Typer(no_args_is_help=True, help="The least IAM policy a migration needs, as JSON.")
 app.add_typer(verify_app, name="verify")
 app.add_typer(sync_app, name="sync")
 app.add_typer(status_app, name="status")
+app.add_typer(iam_app, name="iam-policy")
+iam_app.command("table")(iam.table)
 
 app.command("table")(table.migrate)
 verify_app.command("table")(table.verify)
@@ -96,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         if denied and not flows_started():  # met by the checks: nothing was written
             fail(f"error: {denied}")
             code = EXIT_BAD_INPUT
+        elif denied:  # a step of the run was refused: granting it, then rerunning, resumes
+            step = getattr(error, "ferry_step", None)
+            fail(f"failed: {step + ': ' if step else ''}{denied}")
+            code = EXIT_FAILED
         else:
             fail(f"failed: {failure_line(error)}; rerun the same command to resume")
             code = EXIT_FAILED
