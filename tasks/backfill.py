@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
+from botocore.exceptions import ClientError
 from prefect import task
 from prefect.artifacts import update_progress_artifact
 from prefect.runtime import flow_run
@@ -14,7 +15,7 @@ from ferry import lease
 from ferry.config import TableJob
 from ferry.dynamo.backfill import JournalWrites, copy_segment, rewrite_journal
 from ferry.dynamo.preflight import TablePlan
-from ferry.errors import CannotContinue
+from ferry.errors import CannotContinue, denied_line, failure_line
 from ferry.state import SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
 from tasks.handles import BackfillLimits, LiveSync, limits_name, live_sync_name, this_run
@@ -53,8 +54,10 @@ def hold_live_sync_lease(job: TableJob, live_sync: LiveSync, holding: lease.Hold
     from the segment's own threads, where Prefect's run context is not set: the holding is made
     by the task."""
     if live_sync.failure is not None:
-        raise CannotContinue(f"live sync of {job.source} into {job.target} stopped ({type(live_sync.failure).__name__}); "
-                             "the backfill stops with it: rerun the same command to resume")
+        failure = live_sync.failure
+        denied = denied_line(failure) if isinstance(failure, ClientError) else None
+        raise CannotContinue(f"live sync of {job.source} into {job.target} stopped, and the backfill with it: "
+                             + (denied or f"{failure_line(failure)}; rerun the same command to resume"))
     if other := holding.confirm():
         raise CannotContinue(lease.already_running(job.source, job.target, other))
 

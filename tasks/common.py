@@ -39,17 +39,20 @@ def name_the_step(task, task_run, state) -> None:
         error.ferry_step = task_run.name
 
 
+def retryable(error: BaseException) -> bool:
+    """Runtime failures (throttling, timeouts, a lost connection) are worth retrying; BadInput,
+    CannotContinue and a denied permission are not: none gets better by waiting."""
+    if isinstance(error, FerryError) or not isinstance(error, Exception):
+        return False
+    return not (isinstance(error, ClientError) and denied_line(error))
+
+
 def retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry runtime failures (throttling, timeouts, a lost connection), never BadInput,
-    CannotContinue or a denied permission: none gets better by waiting."""
+    """Prefect's retry condition: retry only what is `retryable`."""
     try:
         state.result()
-    except FerryError:
-        return False
-    except ClientError as error:
-        return denied_line(error) is None
-    except Exception:
-        return True
+    except BaseException as error:
+        return retryable(error)
     return True
 
 
@@ -59,7 +62,7 @@ def will_be_retried(error: BaseException) -> bool:
     from prefect.context import TaskRunContext
 
     context = TaskRunContext.get()
-    if context is None or isinstance(error, FerryError) or not isinstance(error, Exception):
+    if context is None or not retryable(error):
         return False
     return context.task_run.run_count <= context.task.retries
 

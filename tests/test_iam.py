@@ -19,13 +19,11 @@ import pytest
 from conftest import BIN, free_port, stop, wait_for
 from tables import create_table, put_items, simple_items
 
-# An action of each step that runs before the backfill: the checks (DescribeTable), enabling the stream
-# (UpdateTable; first, before any run has turned the stream on), the state table (Query), creating the
-# target (CreateTable), the backfill's scan (Scan). Not yet here: a write denied to the backfill or to
-# live sync (BatchWriteItem, GetShardIterator) leaves `ferry table` waiting instead of stopping (see the
-# issue's note).
+# An action of each step: the checks (DescribeTable), enabling the stream (UpdateTable; first, before any
+# run has turned the stream on), the state table (Query), creating the target (CreateTable), the
+# backfill's scan (Scan), live sync (GetShardIterator), the backfill's writes (BatchWriteItem).
 NEEDED_BY_EVERY_RUN = ["dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:Query", "dynamodb:CreateTable",
-                       "dynamodb:Scan"]
+                       "dynamodb:Scan", "dynamodb:GetShardIterator", "dynamodb:BatchWriteItem"]
 ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
