@@ -1,7 +1,8 @@
 """The three ways a Ferry command ends other than success, each with its own exit code.
 
-- `BadInput` (exit 2): the user's input or environment is wrong. Raised only by checks that run
-  before anything is written, so "exit 2" always means "nothing was written; fix it and rerun".
+- `BadInput` (exit 2): the user's input or environment is wrong. Raised by checks that run before
+  anything is written, or by a first write that was denied once it is undone (the line says what, if
+  anything, stays), so "exit 2" means "nothing that matters was written; fix it and rerun".
 - `CannotContinue` (exit 3): a run that has started writing meets a state it must not paper over
   (a stream that expired under it, a table replaced since its checkpoints). Never retried: waiting
   does not change the answer. The message names the remedy; reruns are safe.
@@ -59,12 +60,13 @@ def failure_line(error: BaseException) -> str:
     that failed; its name names the resource) and, for an AWS error, only its code and operation -
     AWS's own message can quote the request."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError  # not a BotoCoreError; quotes the response body
 
     if isinstance(error, ClientError):
         retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts")
         what = f"AWS answered {error.response.get('Error', {}).get('Code', 'an error')} to {error.operation_name}"
         what += f" (after {retries} retries)" if retries else ""
-    elif isinstance(error, BotoCoreError):  # some (a response that did not parse) quote the response body
+    elif isinstance(error, (BotoCoreError, ResponseParserError)):  # some quote the response body
         endpoint = getattr(error, "kwargs", {}).get("endpoint_url")
         what = type(error).__name__ + (f" from {endpoint}" if endpoint else "")
     else:

@@ -134,8 +134,10 @@ class StateStore:
                 return False
             raise
 
-    def ensure_table(self) -> None:
-        """Create the state table on first use; concurrent creators all end up waiting for ACTIVE."""
+    def ensure_table(self) -> bool:
+        """Create the state table on first use; concurrent creators all end up waiting for ACTIVE.
+        Returns whether this call created it."""
+        created = False
         if not self.exists():
             try:
                 self.client.create_table(
@@ -150,12 +152,14 @@ class StateStore:
                     ],
                     BillingMode="PAY_PER_REQUEST",
                 )
+                created = True
             except ClientError as error:
                 if error.response["Error"]["Code"] != "ResourceInUseException":
                     raise
         self.client.get_waiter("table_exists").wait(
             TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
         )
+        return created
 
     # --- reading ----------------------------------------------------------------------------
     def load(self, migration_id: str) -> MigrationState | None:

@@ -1,6 +1,8 @@
 """Least privilege: a whole `ferry table` on moto's server with IAM enforced, as a user holding exactly
 the policy `ferry iam-policy table` prints; with an action of any one step taken away it stops with
-a line naming the operation that was denied.
+a line naming the operation that was denied, and where that action is one of the first writes,
+having written nothing. (On AWS, IAM's policy simulator finds any missing action before the first
+write: tests/test_permissions.py; moto's server does not simulate.)
 
 moto's server enforces IAM once started with INITIAL_NO_AUTH_ACTION_COUNT (the first requests are
 free, to create an administrator). It checks actions but matches DynamoDB resources as "*", so the
@@ -24,6 +26,9 @@ from tables import create_table, put_items, simple_items
 # backfill's scan (Scan), live sync (GetShardIterator), the backfill's writes (BatchWriteItem).
 NEEDED_BY_EVERY_RUN = ["dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:Query", "dynamodb:CreateTable",
                        "dynamodb:Scan", "dynamodb:GetShardIterator", "dynamodb:BatchWriteItem"]
+# Denied, these end the run before it has written anything: the checks (reading the tables and the state),
+# the stream (enabled first), creating the state table and the target (the stream is then disabled again)
+CHECKED_OR_WRITTEN_FIRST = {"dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:UpdateTable", "dynamodb:CreateTable"}
 ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 
@@ -64,8 +69,19 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                             aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
-    create_table(dynamodb, "src")
-    put_items(dynamodb, "src", simple_items(50))
+
+    def written() -> dict:
+        return {"tables": sorted(set(dynamodb.list_tables()["TableNames"]) - {"src"}),
+                "stream": bool(dynamodb.describe_table(TableName="src")["Table"].get("StreamSpecification", {})
+                               .get("StreamEnabled"))}
+
+    def start_afresh() -> None:  # what a refused run left: the target, the state table, the stream (a new
+        for table in dynamodb.list_tables()["TableNames"]:  # source: moto never enables a stream twice)
+            dynamodb.delete_table(TableName=table)
+        create_table(dynamodb, "src")
+        put_items(dynamodb, "src", simple_items(50))
+
+    start_afresh()
     printed = run_ferry("iam-policy", "table", "src", "dst", "--create-target", env=as_admin)
     assert printed.returncode == 0, printed.stderr
     policy = json.loads(printed.stdout)["operator"]
@@ -74,23 +90,24 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
     assert resources["ReadSourceStream"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/src/stream/*"]
     assert resources["WriteTarget"][0] == "arn:aws:dynamodb:us-east-1:123456789012:table/dst"
     assert resources["StateTable"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/ferry-state"]
+    assert resources["CheckOwnPermissions"] == ["arn:aws:iam::123456789012:user/user0"]  # the caller
 
     def widened(statements: list[dict], without: str | None = None) -> dict:  # moto matches resources as "*"
         kept = [{**s, "Action": [a for a in s["Action"] if a != without], "Resource": "*"} for s in statements]
         return {"Version": policy["Version"], "Statement": [s for s in kept if s["Action"]]}
-
-    def start_afresh() -> None:  # what a refused run left: no target, no state table (the stream stays on once
-        for table in set(dynamodb.list_tables()["TableNames"]) - {"src"}:  # on: UpdateTable is checked first)
-            dynamodb.delete_table(TableName=table)
 
     for left_out in NEEDED_BY_EVERY_RUN:  # one per step; taken out of every statement that grants it
         start_afresh()
         refused = run_ferry("table", "src", "dst", "--create-target", "--json",
                             env={**as_admin, **make_user(widened(policy["Statement"], without=left_out))})
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
-        assert refused.returncode in (2, 3), (left_out, refused.stdout, refused.stderr)
         assert len(lines) == 1 and f"access denied to {left_out.split(':')[1]} " in lines[0], (left_out, lines)
         assert "Traceback" not in refused.stderr
+        if left_out in CHECKED_OR_WRITTEN_FIRST:  # bad input: nothing written (a stream turned on, turned off again)
+            assert refused.returncode == 2, (left_out, refused.stderr)
+            assert written() == {"tables": [], "stream": False}, (left_out, refused.stderr)
+        else:  # a later step: the run stops there, naming it
+            assert refused.returncode == 3, (left_out, refused.stderr)
 
     start_afresh()
     done = run_ferry("table", "src", "dst", "--create-target", "--json",
@@ -98,3 +115,66 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
 
     assert done.returncode == 0, done.stderr
     assert done.json["verified"] is True and done.json["target_items"] == 50
+
+
+def test_a_bucket_migration_succeeds_with_exactly_the_printed_policy_and_stops_without_any_steps_action(
+        run_ferry, enforcing_moto):
+    """moto checks S3 actions on the exact bucket and object ARNs, so those stay as printed; it checks
+    SQS on "*" until a queue exists, so the queue statement is widened; it asks for "s3:HeadBucket",
+    which is no IAM action (AWS checks s3:ListBucket), and for s3:DeleteObject on the bucket's own ARN
+    for a DeleteObjects request (AWS checks each object's), and for "sqs:DeleteMessageBatch" (AWS checks
+    sqs:DeleteMessage), so those are added. `ferry status --bucket` is left out: moto refuses any
+    signed Lambda request with SignatureDoesNotMatch while it enforces IAM."""
+    endpoint, admin, make_user = enforcing_moto
+    as_admin = {"FERRY_RETRY_DELAYS": "0,0,0", "AWS_MAX_ATTEMPTS": "2", **admin}
+    credentials = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": admin["AWS_ACCESS_KEY_ID"],
+                   "aws_secret_access_key": admin["AWS_SECRET_ACCESS_KEY"]}
+    s3, sqs = boto3.client("s3", **credentials), boto3.client("sqs", **credentials)
+    for bucket in ("src", "dst"):
+        s3.create_bucket(Bucket=bucket)
+    for n in range(6):
+        s3.put_object(Bucket="src", Key=f"data/{n}", Body=b"x" * n, Tagging="kind=data")
+    s3.put_object(Bucket="src", Key="outside", Body=b"not ours")
+    s3.put_object(Bucket="dst", Key="data/extra", Body=b"deleted by --delete")
+
+    printed = run_ferry("iam-policy", "bucket", "src", "dst", "--prefix", "data/", env=as_admin)
+    assert printed.returncode == 0, printed.stderr
+    policy = json.loads(printed.stdout)["operator"]
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert resources["ReadSourceObjects"] == ["arn:aws:s3:::src/data/*"]
+    assert resources["WriteTargetObjects"] == ["arn:aws:s3:::dst/data/*"]
+    assert [arn.rsplit(":", 1)[0] for arn in resources["EventQueues"]] == ["arn:aws:sqs:us-east-1:123456789012"] * 2
+
+    def as_printed(without: str | None = None) -> dict:
+        moto_only = {"ReadSourceBucket": ["s3:HeadBucket"], "WriteTargetBucket": ["s3:HeadBucket"],
+                     "EventQueues": ["sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"]}
+        kept = [{**s, "Action": [a for a in s["Action"] if a != without] + moto_only.get(s["Sid"], []),
+                 "Resource": "*" if s["Sid"] == "EventQueues" else s["Resource"]} for s in policy["Statement"]]
+        moto_delete = {"Sid": "MotoDeleteObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+                       "Resource": ["arn:aws:s3:::dst"]}
+        return make_user({"Version": policy["Version"], "Statement": [s for s in kept if s["Action"]] + [moto_delete]})
+
+    def routed() -> bool:
+        return bool(s3.get_bucket_notification_configuration(Bucket="src").get("QueueConfigurations"))
+
+    # one action of each step: the checks, routing the events, the copy (refused runs write no object)
+    for left_out in ("s3:ListBucket", "s3:PutBucketNotification", "s3:PutObject"):
+        refused = run_ferry("bucket", "src", "dst", "--prefix", "data/", "--json", env={**as_admin, **as_printed(left_out)})
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "access denied to " in lines[0], (left_out, lines)
+        assert refused.returncode == (3 if left_out == "s3:PutObject" else 2), (left_out, lines)
+        assert not routed() or left_out == "s3:PutObject", left_out
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket="dst")["Contents"]] == ["data/extra"], left_out
+
+    user = {**as_admin, **as_printed()}
+    done = run_ferry("bucket", "src", "dst", "--prefix", "data/", "--delete", "--json", env=user)
+    assert done.returncode == 0, done.stderr
+    assert done.json["verified"] is True and done.json["copied"] == 6 and done.json["deleted"] == 1
+    s3.put_object(Bucket="src", Key="data/new", Body=b"live")
+    synced = run_ferry("sync", "bucket", "src", "dst", "--prefix", "data/", "--until-idle", "2", "--json", env=user)
+    assert synced.returncode == 0, synced.stderr
+    deep = run_ferry("verify", "bucket", "src", "dst", "--prefix", "data/", "--deep", "--json", env=user)
+    assert deep.returncode == 0 and deep.json["equal"] is True, (deep.stdout, deep.stderr)
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="dst")["Contents"]) == sorted(
+        [f"data/{n}" for n in range(6)] + ["data/new"])
+    assert sqs.list_queues()["QueueUrls"]  # the run's queues, made under the printed policy

@@ -1,4 +1,4 @@
-"""`ferry iam-policy table`: the least IAM policy for the operator of a table migration, as JSON."""
+"""`ferry iam-policy table|bucket`: the least IAM policy for the operator of a migration, as JSON."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import typer
 
 from ferry.aws import check_sides, session_for
 from ferry.cli.options import StateTable, build_job, print_json, with_aws_sides
-from ferry.config import DEFAULT_STATE_TABLE, AwsSide, TableJob
-from ferry.iam import TableRef, table_operator_policy
+from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, TableJob
+from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, policy, table_source_statements,
+                       table_target_statements)
+from ferry.permissions import caller, self_check_statement
+from ferry.s3.preflight import event_queues
 
 
-def account_and_region(side: AwsSide) -> tuple[str, str]:
-    """The account (sts:GetCallerIdentity, which needs no permission) and region of one side."""
-    session = session_for(side)
-    sts = session.client("sts", endpoint_url=side.endpoint_url)
-    return sts.get_caller_identity()["Account"], session.region_name
+def self_checks(*principals: str | None) -> list[dict]:
+    """The statement letting Ferry check each side's permissions up front (ferry/permissions.py)."""
+    named = sorted({p for p in principals if p})
+    return [{**self_check_statement(named[0]), "Resource": named}] if named else []
 
 
 @with_aws_sides
@@ -33,9 +35,33 @@ def table(
     job = build_job(TableJob, source=source, target=target, state_table=state_table,
                     source_aws=source_aws, target_aws=target_aws)  # the same name rules as `ferry table`
     check_sides(job.source_aws, job.target_aws)
-    source_account, source_region = account_and_region(job.source_aws)
-    target_account, target_region = account_and_region(job.target_aws)
-    policy = table_operator_policy(TableRef(source_region, source_account, job.source),
-                                   TableRef(target_region, target_account, job.target),
-                                   TableRef(target_region, target_account, job.state_table), create_target)
-    print_json({"operator": policy})
+    source_who, target_who = caller(job.source_aws), caller(job.target_aws)
+    source_region, target_region = session_for(job.source_aws).region_name, session_for(job.target_aws).region_name
+    statements = (table_source_statements(TableRef(source_region, source_who.account, job.source))
+                  + table_target_statements(TableRef(target_region, target_who.account, job.target),
+                                            TableRef(target_region, target_who.account, job.state_table),
+                                            create_target)
+                  + self_checks(source_who.principal, target_who.principal))
+    print_json({"operator": policy(statements)})
+
+
+@with_aws_sides
+def bucket(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> None:
+    """Print {"operator": POLICY} for `ferry bucket SOURCE TARGET` with the local poller (also covering
+    verify, sync and status of the pair), scoped to the buckets, the objects under the prefix and the
+    pair's event queues."""
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix, source_aws=source_aws,
+                    target_aws=target_aws)
+    check_sides(job.source_aws, job.target_aws)
+    source_who, target_who = caller(job.source_aws), caller(job.target_aws)
+    queues = event_queues(job, session_for(job.source_aws).region_name, source_who.account)
+    statements = (bucket_source_statements(job.source, job.prefix, queues)
+                  + bucket_target_statements(job.source, job.target, job.prefix)
+                  + self_checks(source_who.principal, target_who.principal))
+    print_json({"operator": policy(statements)})

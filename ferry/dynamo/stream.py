@@ -41,6 +41,20 @@ def check_stream_compatible(description: dict) -> None:
         raise BadInput(problem)
 
 
+def stream_enabled(description: dict) -> bool:
+    return bool((description.get("StreamSpecification") or {}).get("StreamEnabled"))
+
+
+def disable_stream(client, table: str) -> None:
+    """Turn off a stream this run turned on (nothing reads it yet), once the table takes updates again."""
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    try:
+        client.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ValidationException":  # already off
+            raise
+
+
 def stream_replaced(description: dict, stream_arn: str) -> bool:
     """Whether the table no longer has `stream_arn` as its enabled stream (disabled, or replaced by a
     new one): the changes made in between are in no stream Ferry can read."""
@@ -53,7 +67,7 @@ def enable_stream(client, streams_client, table: str, timeout: float = 120) -> s
     description = client.describe_table(TableName=table)["Table"]
     if problem := stream_problem(description):  # changed since preflight
         raise CannotContinue(problem)
-    if not (description.get("StreamSpecification") or {}).get("StreamEnabled"):
+    if not stream_enabled(description):
         try:
             client.update_table(
                 TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": STREAM_VIEW}

@@ -1,0 +1,84 @@
+"""The up-front permission check (ferry/permissions.py): who is simulated, what a refusal says, and
+that a simulator which cannot answer means "not checked", never a failed run.
+
+moto's server does not implement iam:SimulatePrincipalPolicy, so the simulator's answers are given
+here by botocore's Stubber on a real IAM client (the request shapes are validated against the API
+model); the fallback is tested against the running moto server.
+"""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ferry.errors import BadInput
+from ferry.iam import TableRef, table_source_statements
+from ferry.permissions import Caller, check_allowed, simulator
+from ferry.config import AwsSide
+
+SOURCE = TableRef("us-east-1", "123456789012", "orders")
+
+
+@pytest.mark.parametrize("arn, principal", [
+    ("arn:aws:iam::123456789012:user/ops/alice", "arn:aws:iam::123456789012:user/ops/alice"),
+    ("arn:aws:sts::123456789012:assumed-role/FerryOperator/ferry", "arn:aws:iam::123456789012:role/FerryOperator"),
+    ("arn:aws-cn:sts::123456789012:assumed-role/R/s", "arn:aws-cn:iam::123456789012:role/R"),
+    ("arn:aws:iam::123456789012:root", None),
+    ("arn:aws:sts::123456789012:federated-user/bob", None),
+])
+def test_the_simulated_principal_is_the_user_or_the_role_behind_a_session(arn, principal):
+    assert Caller("123456789012", arn).principal == principal
+
+
+def evaluation(action: str, decision: str, resource: str) -> dict:
+    return {"EvalActionName": action, "EvalDecision": decision, "EvalResourceName": resource}
+
+
+def test_a_refused_action_is_bad_input_naming_the_action_the_resource_and_the_fix():
+    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    statements = table_source_statements(SOURCE)
+    with Stubber(iam) as stub:
+        for statement in statements:
+            for resource in statement["Resource"]:
+                refused = "dynamodb:UpdateTable" in statement["Action"]
+                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
+                    evaluation(action, "implicitDeny" if refused else "allowed", resource)
+                    for action in statement["Action"]]},
+                    {"PolicySourceArn": "arn:aws:iam::123456789012:user/alice", "ActionNames": statement["Action"],
+                     "ResourceArns": [resource]})
+        with pytest.raises(BadInput) as refused:
+            check_allowed(iam, "source", Caller("123456789012", "arn:aws:iam::123456789012:user/alice"), statements,
+                          "ferry iam-policy table orders orders2")
+        stub.assert_no_pending_responses()
+    assert str(refused.value) == ("the source side's credentials may not dynamodb:UpdateTable on "
+                                  f"{SOURCE.arn}: grant the policy `ferry iam-policy table orders orders2` prints, "
+                                  "then rerun")
+
+
+def test_every_action_allowed_passes_and_says_it_was_checked():
+    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    statements = table_source_statements(SOURCE)
+    with Stubber(iam) as stub:
+        for statement in statements:
+            for resource in statement["Resource"]:
+                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
+                    evaluation(action, "allowed", resource) for action in statement["Action"]]})
+        assert check_allowed(iam, "source", Caller("1", "arn:aws:iam::123456789012:user/alice"), statements, "x")
+
+
+def test_a_simulator_that_cannot_answer_means_not_checked(moto_endpoint):
+    side = AwsSide(endpoint_url=moto_endpoint, region="us-east-1")  # moto's server answers the simulator with a 500
+    assert not check_allowed(simulator(side), "source", Caller("123456789012", "arn:aws:iam::123456789012:user/moto"),
+                             table_source_statements(SOURCE), "x")
+    assert not check_allowed(simulator(side), "source", Caller("123456789012", "arn:aws:iam::123456789012:root"),
+                             table_source_statements(SOURCE), "x")
+
+
+def test_a_failure_line_never_quotes_a_response_body():
+    from botocore.parsers import ResponseParserError
+    from ferry.errors import failure_line
+
+    error = ResponseParserError("Unable to parse response, invalid XML received: b'<item>canary-value</item>'")
+    error.ferry_step = "backfill a -> b segment 0"
+    assert failure_line(error) == "backfill a -> b segment 0: ResponseParserError"
