@@ -6,6 +6,7 @@
 - `CannotContinue` (exit 3): a run that has started writing meets a state it must not paper over
   (a stream that expired under it, a table replaced since its checkpoints). Never retried: waiting
   does not change the answer. The message names the remedy; reruns are safe.
+- `Stopped` (exit 130): Ctrl-C or SIGTERM; the work in hand was finished and checkpointed first.
 - `DifferencesRemain` (exit 1): a verification found differences it did not, or could not, repair
   (also: a cutover gate failed). `NotApproved` (exit 1): a person declined a cutover.
 
@@ -25,6 +26,10 @@ class BadInput(FerryError):
 
 class CannotContinue(FerryError):
     """A started run cannot go on safely; retrying would not help. The message says what to do."""
+
+
+class Stopped(FerryError):
+    """Ctrl-C or SIGTERM: the step stopped after the page or batch in hand, its checkpoint saved."""
 
 
 class DifferencesRemain(FerryError):

@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ferry.config import AwsSide, BucketJob, LiveSyncMode
 from ferry.s3.sync import listing_is_proof
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
+from tasks.handles import stop_all_on_signals
 from tasks.s3 import (delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
                       preflight_bucket, sync_objects, verify_bucket)
 
@@ -59,19 +60,20 @@ def migrate_bucket(
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
                     source_aws=source_aws, target_aws=target_aws)
-    if preflight:
-        preflight_bucket(job)
-    queue_url = enable_bucket_events(job)
-    if job.live_sync == "lambda":
-        deploy_bucket_live_sync(job, queue_url)
+    with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: copies stop after the objects in hand
+        if preflight:
+            preflight_bucket(job)
+        queue_url = enable_bucket_events(job)
+        if job.live_sync == "lambda":
+            deploy_bucket_live_sync(job, queue_url)
 
-    synced = sync_objects(job)  # compared range by range; each batch of differences copied by its own task
-    deleted = delete_extras(job, synced.to_delete) if delete and synced.to_delete else 0
+        synced = sync_objects(job)  # compared range by range; each batch of differences copied by its own task
+        deleted = delete_extras(job, synced.to_delete) if delete and synced.to_delete else 0
 
-    drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
-    # When nothing was copied, deleted, changed or failed since the listings, their comparison is the proof.
-    untouched = listing_is_proof(synced.planned, deleted, drained)
-    report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url)
+        drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
+        # When nothing was copied, deleted, changed or failed since the listings, their comparison is the proof.
+        untouched = listing_is_proof(synced.planned, deleted, drained)
+        report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
         copied=synced.copied, deleted=deleted, bytes_copied=synced.bytes_copied,

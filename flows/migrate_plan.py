@@ -70,11 +70,12 @@ def resources(plan: Plan, reverse: bool = False) -> list[tuple[str, object]]:
       task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL))
 def migrate_plan(plan: Plan) -> PlanResult:
     running, results = [], []
-    for kind, job in resources(plan):
-        if len(running) == plan.parallel:  # a window of `parallel` migrations, in the plan's order
-            results.append(running.pop(0).result())
-        running.append(migrate_resource.submit(plan, kind, job.source, job.target))
-    results += [r.result() for r in running]
+    with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: every migration stops after the page in hand
+        for kind, job in resources(plan):
+            if len(running) == plan.parallel:  # a window of `parallel` migrations, in the plan's order
+                results.append(running.pop(0).result())
+            running.append(migrate_resource.submit(plan, kind, job.source, job.target))
+        results += [r.result() for r in running]
     create_table_artifact(key=f"plan-{plan.name}", table=[vars(r) for r in results],
                           description=f"Migrations of plan {plan.name}")
     return PlanResult(plan.name, all(r.verified for r in results), results)

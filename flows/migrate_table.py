@@ -30,6 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, LiveSyncMode, TableJob
 from tasks.backfill import backfill_segment, rewrite_lambda_writes
 from tasks.lambda_sync import deploy_live_sync, start_lambda_sync, wait_for_lambda_catch_up
+from tasks.handles import stop_all_on_signals
 from tasks.preflight import preflight
 from tasks.stream import (clear_write_markers, end_backfill_guard, enable_source_stream, follow_source_stream,
                           stop_live_sync, wait_for_catch_up)
@@ -93,31 +94,32 @@ def migrate_table(
         max_read_units=max_read_units, max_write_units=max_write_units, read_capacity_percent=read_capacity_percent,
         write_capacity_percent=write_capacity_percent, source_aws=source_aws, target_aws=target_aws,
     )
-    plan = preflight(job)
-    stream_arn = enable_source_stream(job, plan)
-    if job.live_sync == "lambda":
-        deployment = deploy_live_sync(job, stream_arn)
-        start_lambda_sync(job, deployment)  # at once: it notes its writes in the journal for the backfill
-        if plan.check_versions:  # resuming beside an earlier live sync: a killed page may have erased its write
-            rewrite_lambda_writes(job)
-        outcomes = backfill(job, plan)
-        wait_for_lambda_catch_up(job, stream_arn)  # the gate: plain writes from now, every change so far applied
-        comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)
-        clear_write_markers(job, plan.total_segments)
-        replayed = None
-    else:
-        syncing = follow_source_stream.submit(job, stream_arn)  # live sync from now on, until stopped below
-        try:
+    with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: each step stops after the page in hand
+        plan = preflight(job)
+        stream_arn = enable_source_stream(job, plan)
+        if job.live_sync == "lambda":
+            deployment = deploy_live_sync(job, stream_arn)
+            start_lambda_sync(job, deployment)  # at once: it notes its writes in the journal for the backfill
+            if plan.check_versions:  # resuming beside an earlier live sync: a killed page may have erased its write
+                rewrite_lambda_writes(job)
             outcomes = backfill(job, plan)
-            end_backfill_guard(job)  # nothing writes older images any more
-            wait_for_catch_up(job)  # the gate: every change made so far is applied
-            # verify while live sync goes on applying new changes
-            # after --restart, what the copy cannot see (items deleted from the source since) is repaired
+            wait_for_lambda_catch_up(job, stream_arn)  # the gate: plain writes from now, every change so far applied
             comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)
             clear_write_markers(job, plan.total_segments)
-        finally:
-            stop_live_sync(job)
-        replayed = syncing.result()
+            replayed = None
+        else:
+            syncing = follow_source_stream.submit(job, stream_arn)  # live sync from now on, until stopped below
+            try:
+                outcomes = backfill(job, plan)
+                end_backfill_guard(job)  # nothing writes older images any more
+                wait_for_catch_up(job)  # the gate: every change made so far is applied
+                # verify while live sync goes on applying new changes
+                # after --restart, what the copy cannot see (items deleted from the source since) is repaired
+                comparison = verify_table(job, plan.total_segments, repair=job.restart) if verify else mark_done(job)
+                clear_write_markers(job, plan.total_segments)
+            finally:
+                stop_live_sync(job)
+            replayed = syncing.result()
     return TableMigrationResult(
         source=source,
         target=target,

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from ferry.dynamo.backfill import LiveWrites
 from ferry.dynamo.capacity import RateLimiter, limiter_for
+from ferry.stopping import STOPPING  # noqa: F401  (the flows' handler sets it; tasks read it)
 
 Handle = TypeVar("Handle")
 KEPT = 1024  # handles of this many (run, name) pairs are kept (a long-lived worker's oldest are forgotten)
@@ -170,17 +171,28 @@ _running_lock = threading.Lock()
 
 
 @contextmanager
-def stop_all_on_signals():
-    """Several live syncs in threads (`ferry sync plan`): Ctrl-C and SIGTERM stop every one after
-    the batch in hand. Only the main thread can receive signals, so it installs the handler."""
+def stop_all_on_signals(interrupt: bool = False):
+    """Ctrl-C and SIGTERM stop every live sync running in threads of this process after the batch in
+    hand, and every backfill segment after the page in hand (STOPPING). With `interrupt` the flow
+    itself is interrupted too: Ctrl-C raises KeyboardInterrupt, SIGTERM goes on to the handler that was
+    there (Prefect's, which ends the run); without, the flow waits for its live syncs to stop (`ferry
+    sync plan`). Only the main thread can receive signals, so it installs the handler."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    STOPPING.clear()
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
 
     def stop(signum, frame):
+        STOPPING.set()
         with _running_lock:
             for sync in _running.values():
                 sync.stop.set()
+        if not interrupt:
+            return
+        if signum == signal.SIGTERM and callable(previous_sigterm):
+            previous_sigterm(signum, frame)
+        raise KeyboardInterrupt
 
     with handling_signals(stop):
         yield

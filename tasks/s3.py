@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from ferry import report as reports
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
+from ferry.errors import Stopped
 from ferry.s3 import events
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
@@ -19,7 +20,7 @@ from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_bucke
 from lambdas.s3_apply import keys_in_message, sync_key
 from lambdas.s3_compare import Listed
 from tasks.common import RETRYING as retrying
-from tasks.handles import BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
+from tasks.handles import STOPPING, BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
 from tasks.verify import artifact_key
 
 
@@ -107,6 +108,8 @@ def sync_objects(job: BucketJob) -> SyncOutcome:
     copying = []
     comparisons = compare_buckets(source_s3, target_s3, job.source, job.target, job.prefix)
     for batch in batches_to_copy(comparisons, seen):
+        if STOPPING.is_set():  # Ctrl-C, SIGTERM: no further batch; a rerun compares again
+            raise Stopped(f"the copy of {job.source} into {job.target} stopped after the batches in hand")
         copying.append(copy_batch.submit(job, len(copying), batch))
         wait_for_copies(copying, COPIES_AHEAD)  # the listing goes no further ahead of the copies
     copied = [c.result() for c in copying]

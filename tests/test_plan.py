@@ -192,8 +192,7 @@ def test_the_example_plan_runs_cuts_over_syncs_back_and_rolls_back(dynamodb, run
     dynamodb.delete_item(TableName="customers-v2", Key={"pk": {"S": "k0000003"}})
     boto3.client("s3").put_object(Bucket="media-v2", Key="2026/after-cutover.bin", Body=b"new home")
     boto3.client("s3").put_object(Bucket="invoices-v2", Key="2026/after-cutover.pdf", Body=b"new home")
-    for forward in (("sync", "table", "orders", "orders-v2", "--until-idle", "1"), ("table", "orders", "orders-v2"),
-                    ("sync", "bucket", "media", "media-v2", "--until-idle", "1"), ("run", str(EXAMPLE))):
+    for forward in (("table", "orders", "orders-v2"), ("sync", "bucket", "media", "media-v2", "--until-idle", "1")):
         refused = run_ferry(*forward)  # the old direction stays stopped, however it is asked for
         assert refused.returncode == 2 and "stopped by plan 'orders-service'" in refused.stderr, (forward, refused)
     synced = run_ferry("sync", "plan", str(EXAMPLE), "--until-idle", "2", "--json")
@@ -254,7 +253,7 @@ def test_a_cutover_killed_at_random_moments_ends_like_an_uninterrupted_one(dynam
     assert run_ferry("run", path).returncode == 0
     rng = random.Random(11)
     kills = 0
-    for _ in range(6):
+    for _ in range(4):
         process = subprocess.Popen([FERRY, "cutover", path, "--yes"], env=run_ferry.env(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
@@ -310,25 +309,25 @@ resume_flow_run(runs[0].id, run_input={answer!r})
 """
 
 
-@pytest.mark.parametrize("approve", [False, True], ids=["rejected", "approved"])
-def test_a_paused_cutover_is_approved_or_rejected_with_its_input_form(approve, dynamodb, run_ferry, tmp_path):
+def test_a_paused_cutover_is_rejected_then_approved_with_its_input_form(dynamodb, run_ferry, tmp_path):
     set_up_sources(dynamodb)
     path = write_plan(tmp_path)
     assert run_ferry("run", path).returncode == 0
-    paused = subprocess.Popen([str(BIN / "python"), "-c", RUN_CUTOVER.format(path=path)], env=run_ferry.env(),
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    answered = run_ferry.python(ANSWER.format(answer={"approve": approve, "reason": "checked by the on-call"}))
-    assert answered.returncode == 0, answered.stderr
-    assert answered.stdout.strip() == "True"  # it waited for a form
-    out, err = paused.communicate(timeout=180)
-    if approve:
-        assert paused.returncode == 0, err[-2000:]
-        assert all(parameter(name) == (new, 2) for name, (_, new) in PARAMETERS.items())
-    else:
-        assert paused.returncode != 0 and "NotApproved" in err
-        assert all(parameter(name) == (old, 1) for name, (old, _) in PARAMETERS.items())
-        status = run_ferry("status", path, "--json").json
-        assert status["direction"] == "forward" and "approved" not in status["cutover_steps"]
+    for approve in (False, True):  # rejected: nothing switched, and the plan can be cut over again
+        paused = subprocess.Popen([str(BIN / "python"), "-c", RUN_CUTOVER.format(path=path)], env=run_ferry.env(),
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        answered = run_ferry.python(ANSWER.format(answer={"approve": approve, "reason": "checked by the on-call"}))
+        assert answered.returncode == 0, answered.stderr
+        assert answered.stdout.strip() == "True"  # it waited for a form
+        out, err = paused.communicate(timeout=180)
+        if approve:
+            assert paused.returncode == 0, err[-2000:]
+            assert all(parameter(name) == (new, 2) for name, (_, new) in PARAMETERS.items())
+        else:
+            assert paused.returncode != 0 and "NotApproved" in err
+            assert all(parameter(name) == (old, 1) for name, (old, _) in PARAMETERS.items())
+            status = run_ferry("status", path, "--json").json
+            assert status["direction"] == "forward" and "approved" not in status["cutover_steps"]
 
 
 # --- deployments -----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from ferry.cli import bucket, iam, plan, status, table
 from ferry.cli.options import flows_started
-from ferry.errors import BadInput, CannotContinue, DifferencesRemain, NotApproved, denied_line, failure_line
+from ferry.errors import (BadInput, CannotContinue, DifferencesRemain, NotApproved, Stopped, denied_line,
+                          failure_line)
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     except (BadInput, NoRegionError, NoCredentialsError) as error:
         fail(f"error: {error}")
         code = EXIT_BAD_INPUT
+    except Stopped:  # the line is written below
+        code = EXIT_INTERRUPTED
     except DifferencesRemain as error:
         fail(f"different: {error}")
         code = EXIT_DIFFERENT
@@ -107,10 +110,17 @@ def main(argv: list[str] | None = None) -> None:
         else:
             fail(f"failed: {failure_line(error)}; rerun the same command to resume")
             code = EXIT_FAILED
-    except (KeyboardInterrupt, typer.Abort):
-        fail("interrupted; rerun the same command to resume")
+    except (KeyboardInterrupt, typer.Abort) + termination_signals():
         code = EXIT_INTERRUPTED
     except Exception as error:  # a runtime failure that survived Prefect's retries: exit 3 is the contract
         fail(f"failed: {failure_line(error)}; rerun the same command to resume")
         code = EXIT_FAILED
+    if code == EXIT_INTERRUPTED:  # also Typer's answer to Ctrl-C (it catches KeyboardInterrupt itself)
+        fail("interrupted: each step stopped after the page or batch in hand; rerun the same command to resume")
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def termination_signals() -> tuple:
+    """Prefect's exception for SIGTERM in a flow run, where Prefect is loaded (it is, once a flow ran)."""
+    signals = sys.modules.get("prefect.exceptions")
+    return (signals.TerminationSignal,) if signals else ()

@@ -12,7 +12,9 @@ import functools
 import inspect
 import json
 import os
+import signal
 import sys
+import threading
 import typing
 from typing import Annotated, Optional, TypeVar
 
@@ -105,12 +107,20 @@ def flows_started() -> bool:
     return _flows["started"]
 
 
+def interrupt(signum, frame):
+    """SIGTERM as Ctrl-C. Prefect's own handler, installed while a flow runs, hands the signal back
+    to this one once the flow run has ended (its state recorded)."""
+    raise KeyboardInterrupt
+
+
 def use_prefect(verbose: bool) -> None:
     """Quiet Prefect's console (the UI keeps every log) and keep it offline, unless told otherwise.
 
     Flows run from the CLI send no heartbeats: the terminal watches them, and at the end of every
     run Prefect waits up to a second for its heartbeat thread. Deployment runs keep heartbeats."""
     _flows["started"] = True
+    if threading.current_thread() is threading.main_thread():  # SIGTERM ends a run as Ctrl-C does: one line, 130
+        signal.signal(signal.SIGTERM, interrupt)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

@@ -32,6 +32,8 @@ from typing import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry.dynamo.capacity import RateLimiter, consumed_units, write_units
+from ferry.errors import Stopped
+from ferry.stopping import STOPPING
 from ferry.state import SegmentProgress
 from lambdas import journal
 from lambdas.batch_write import put_requests, write_all
@@ -201,10 +203,12 @@ def copy_segment(
     writers: int = WRITERS_PER_SEGMENT,
     read_limit: RateLimiter | None = None,
     write_limit: RateLimiter | None = None,
+    stopping: Callable[[], bool] = STOPPING.is_set,
 ) -> SegmentProgress:
     """Copy segment `progress.segment` from its last checkpoint to its end; return the final progress.
 
-    Safe to retry and to kill: it starts again at the last confirmed page. Every Scan page and every
+    Safe to retry and to kill: it starts again at the last confirmed page. Once `stopping()` (Ctrl-C
+    or SIGTERM), it raises Stopped after the page in hand is written and checkpointed. Every Scan page and every
     BatchWriteItem waits for its limiter and pays what DynamoDB says it consumed, so the segments
     sharing one limiter stay within it together. Each page follows the write rule (module docstring).
     """
@@ -264,7 +268,7 @@ def copy_segment(
                 page, began = next_page.result()
                 next_page = None
                 last_key = page.get("LastEvaluatedKey")
-                if last_key:
+                if last_key and not stopping():
                     next_page = scanner.submit(scan_page, last_key)  # scan ahead while this page is written
                 items = page["Items"]
                 try:
@@ -280,6 +284,9 @@ def copy_segment(
                     done=last_key is None,
                 )
                 checkpoint(progress)
+                if stopping() and not progress.done:
+                    raise Stopped(f"the backfill of {source_table} stopped after the page in hand (segment "
+                                  f"{progress.segment}: {progress.items} items checkpointed)")
         finally:  # a page scanned ahead and never written no longer holds notes back
             if next_page is not None and next_page.exception() is None:
                 live_writes.page_done(next_page.result()[1])

@@ -32,6 +32,8 @@ from botocore.exceptions import ClientError
 
 from ferry.dynamo.backfill import segment_args
 from ferry.dynamo.checksum import MODULUS, Digest, canonical_item, digest_items, item_hash
+from ferry.errors import Stopped
+from ferry.stopping import STOPPING
 from lambdas.dynamo_apply import ITEM_ERRORS, key_identity
 from lambdas.write_rule import visible
 
@@ -144,9 +146,12 @@ class VerifyReport:
 
 # --- 1. digests -------------------------------------------------------------------------------
 def scan_pages(client, table: str, segment: int, total_segments: int, consistent: bool = True):
-    """Pages of items as the application sees them: write-rule markers removed, tombstones skipped."""
+    """Pages of items as the application sees them: write-rule markers removed, tombstones skipped.
+    Ctrl-C or SIGTERM (ferry/stopping.py) ends the scan after the page in hand, with Stopped."""
     args = {"TableName": table, "ConsistentRead": consistent, **segment_args(segment, total_segments)}
     for page in client.get_paginator("scan").paginate(**args):
+        if STOPPING.is_set():
+            raise Stopped(f"the verification scan of {table} stopped (segment {segment})")
         yield [item for item in map(visible, page["Items"]) if item is not None]
 
 

@@ -7,9 +7,13 @@ what to do when an object moved on since it was listed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
+
+from ferry.errors import Stopped
+from ferry.stopping import STOPPING
 
 from lambdas.s3_compare import Listed
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
@@ -41,15 +45,24 @@ def copy_listed(s3, source_bucket: str, listed: Listed, target_bucket: str,
 
 def copy_objects(s3, source_bucket: str, target_bucket: str, objects: list[Listed],
                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
-                 threads: int = COPY_THREADS) -> list[CopyResult]:
+                 threads: int = COPY_THREADS, stopping: Callable[[], bool] = STOPPING.is_set,
+                 ) -> list[CopyResult]:
     """Copy listed objects server-side, concurrently. Each copy is idempotent; safe to retry.
-    Returns what was copied (keys deleted meanwhile are left to the queue)."""
+    Returns what was copied (keys deleted meanwhile are left to the queue). Once `stopping()`
+    (Ctrl-C, SIGTERM), no further copy starts: the ones in hand finish, then Stopped is raised."""
     if not objects:
         return []
+
+    def copy(listed: Listed) -> CopyResult | None | bool:
+        if stopping():
+            return False
+        return copy_listed(s3, source_bucket, listed, target_bucket, multipart_threshold, part_size)
+
     with ThreadPoolExecutor(min(threads, len(objects))) as pool:
-        results = pool.map(lambda listed: copy_listed(s3, source_bucket, listed, target_bucket,
-                                                      multipart_threshold, part_size), objects)
-        return [r for r in results if r is not None]
+        results = list(pool.map(copy, objects))
+    if any(r is False for r in results):
+        raise Stopped(f"the copy into {target_bucket} stopped after the objects in hand")
+    return [r for r in results if isinstance(r, CopyResult)]
 
 
 def delete_keys(s3, bucket: str, keys: list[str]) -> int:
