@@ -22,7 +22,11 @@ from botocore.parsers import ResponseParserError
 
 from ferry.aws import session_for
 from ferry.config import AwsSide
-from ferry.errors import BadInput
+from ferry.errors import BadInput, denied_line
+
+# What STS answers for credentials that are no good (expired, deleted, mistyped)
+REFUSED_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch",
+                       "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure"}
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +57,18 @@ def caller(side: AwsSide) -> Caller:
 
 
 def caller_or_none(side: AwsSide, name: str) -> Caller | None:
-    """caller(), or None (logged) where STS does not answer: the check is then skipped, and whatever
-    is wrong with the credentials shows in the first real call."""
+    """caller(), or None (logged) where STS does not answer: the check is then skipped. Credentials
+    STS refuses (expired, deleted, mistyped) are bad input at once."""
     try:
         return caller(side)
-    except (BotoCoreError, ClientError, ResponseParserError) as error:
-        reason = error.response["Error"].get("Code") if isinstance(error, ClientError) else type(error).__name__
-        log.info("permissions of the %s side not checked up front: STS answered %s", name, reason)
+    except ClientError as error:
+        if error.response["Error"].get("Code") in REFUSED_CREDENTIALS:
+            raise BadInput(f"the {name} side: {denied_line(error)}") from None
+        log.info("permissions of the %s side not checked up front: STS answered %s", name,
+                 error.response["Error"].get("Code"))
+        return None
+    except (BotoCoreError, ResponseParserError) as error:
+        log.info("permissions of the %s side not checked up front: STS answered %s", name, type(error).__name__)
         return None
 
 

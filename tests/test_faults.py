@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import boto3
 import pytest
 
 from conftest import PRODUCTION_FAULTS
@@ -106,3 +107,25 @@ def test_a_bad_retry_setting_is_one_line_and_exit_2(dynamodb, run_ferry):
     result = run_ferry("table", "src", "dst", "--create-target", env={"FERRY_RETRY_DELAYS": "soon"})
     assert result.returncode == 2 and result.stderr.startswith("ferry: error: FERRY_RETRY_DELAYS must be"), result.stderr
     assert dynamodb.list_tables()["TableNames"] == ["src"]
+
+
+def test_a_plans_run_and_live_sync_end_equal_under_faults(dynamodb, run_ferry, aws_proxy, tmp_path):
+    from test_plan import keys, same_table, set_up_sources, write_plan
+
+    set_up_sources(dynamodb, items=300)  # a table and a bucket, moved together
+    path = write_plan(tmp_path)
+    aws_proxy.inject(seed=3, **PRODUCTION_FAULTS)
+
+    ran = run_ferry("run", path, "--json", env=aws_proxy.env())
+    assert ran.returncode == 0, (ran.stdout, ran.stderr)
+    assert ran.json["verified"] is True
+    dynamodb.put_item(TableName="orders", Item={"pk": {"S": "after-the-run"}, "n": {"N": "1"}})
+    dynamodb.delete_item(TableName="orders", Key={"pk": {"S": "k0000003"}})
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="media", Key="2026/after-the-run.bin", Body=b"new")
+    s3.delete_object(Bucket="media", Key="2026/3.bin")
+    synced = run_ferry("sync", "plan", path, "--until-idle", "2", "--json", env=aws_proxy.env())
+
+    assert synced.returncode == 0, (synced.stdout, synced.stderr)
+    assert same_table(dynamodb, "orders", "orders-v2") and keys("media") == keys("media-v2")
+    assert_faults_met(aws_proxy.injected())

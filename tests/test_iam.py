@@ -178,3 +178,26 @@ def test_a_bucket_migration_succeeds_with_exactly_the_printed_policy_and_stops_w
     assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="dst")["Contents"]) == sorted(
         [f"data/{n}" for n in range(6)] + ["data/new"])
     assert sqs.list_queues()["QueueUrls"]  # the run's queues, made under the printed policy
+
+
+def test_credentials_no_longer_valid_are_one_line_and_exit_2_before_any_write(run_ferry, enforcing_moto):
+    """Keys deleted (as expired or rotated ones are): refused by the checks, nothing written."""
+    endpoint, admin, make_user = enforcing_moto
+    as_admin = {"FERRY_RETRY_DELAYS": "0,0,0", "AWS_MAX_ATTEMPTS": "2", **admin}
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
+    create_table(dynamodb, "src")
+    put_items(dynamodb, "src", simple_items(5))
+    stale = make_user(ADMIN)
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id=admin["AWS_ACCESS_KEY_ID"], aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
+    iam.delete_access_key(UserName="user1", AccessKeyId=stale["AWS_ACCESS_KEY_ID"])
+
+    refused = run_ferry("table", "src", "dst", "--create-target", env={**as_admin, **stale})
+
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert "credentials were refused" in lines[0] and "Traceback" not in refused.stderr
+    assert dynamodb.list_tables()["TableNames"] == ["src"]
+    assert "StreamSpecification" not in dynamodb.describe_table(TableName="src")["Table"]
