@@ -16,6 +16,11 @@ from dataclasses import dataclass
 VERSION = "2012-10-17"
 
 
+def partition(region: str) -> str:
+    """The ARN partition of a region: aws, aws-cn (cn-*), aws-us-gov (us-gov-*)."""
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
 @dataclass(frozen=True)
 class TableRef:
     region: str
@@ -24,15 +29,17 @@ class TableRef:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{self.name}"
+        return f"arn:{partition(self.region)}:dynamodb:{self.region}:{self.account}:table/{self.name}"
 
 
 SOURCE_READ = ["dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:BatchGetItem",
-               "dynamodb:ListTagsOfResource", "dynamodb:DescribeTimeToLive", "dynamodb:DescribeContinuousBackups"]
+               "dynamodb:DescribeTimeToLive"]  # the TTL attribute: verification leaves out what expired
+SOURCE_CLONE = ["dynamodb:ListTagsOfResource", "dynamodb:DescribeContinuousBackups"]  # --create-target copies them
 SOURCE_STREAM_ON = ["dynamodb:UpdateTable"]  # enables the stream (NEW_AND_OLD_IMAGES)
 STREAM_READ = ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"]
 TARGET_WRITE = ["dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:GetItem", "dynamodb:BatchGetItem",
-                "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+                "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                "dynamodb:DescribeTimeToLive"]
 TARGET_CREATE = ["dynamodb:CreateTable", "dynamodb:UpdateTable", "dynamodb:TagResource", "dynamodb:ListTagsOfResource",
                  "dynamodb:UpdateTimeToLive", "dynamodb:DescribeTimeToLive", "dynamodb:UpdateContinuousBackups",
                  "dynamodb:DescribeContinuousBackups"]
@@ -48,7 +55,7 @@ class QueueRef:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:sqs:{self.region}:{self.account}:{self.name}"
+        return f"arn:{partition(self.region)}:sqs:{self.region}:{self.account}:{self.name}"
 
 
 SOURCE_BUCKET = ["s3:ListBucket", "s3:GetBucketNotification", "s3:PutBucketNotification"]
@@ -65,11 +72,12 @@ def statement(sid: str, actions: list[str], resources: list[str]) -> dict:
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(set(actions)), "Resource": resources}
 
 
-def table_source_statements(source: TableRef) -> list[dict]:
-    """What the source side's credentials need: read the table, enable and read its stream.
-    Ferry finds the stream through DescribeTable: no ListStreams on "*"."""
+def table_source_statements(source: TableRef, create_target: bool = False) -> list[dict]:
+    """What the source side's credentials need: read the table (its tags and backup setting too, to
+    clone it), enable and read its stream. Ferry finds the stream through DescribeTable: no
+    ListStreams on "*"."""
     return [
-        statement("ReadSource", SOURCE_READ, [source.arn]),
+        statement("ReadSource", SOURCE_READ + (SOURCE_CLONE if create_target else []), [source.arn]),
         statement("EnableSourceStream", SOURCE_STREAM_ON, [source.arn]),
         statement("ReadSourceStream", STREAM_READ, [f"{source.arn}/stream/*"]),
     ]
@@ -92,30 +100,62 @@ def policy(statements: list[dict]) -> dict:
 def table_operator_policy(source: TableRef, target: TableRef, state: TableRef, create_target: bool) -> dict:
     """The operator's policy for `ferry table SOURCE TARGET` with the local poller (and `verify`,
     `sync table`, `status`): both sides' statements in one document."""
-    return policy(table_source_statements(source) + table_target_statements(target, state, create_target))
+    return policy(table_source_statements(source, create_target)
+                  + table_target_statements(target, state, create_target))
 
 
-def objects_arn(bucket: str, prefix: str) -> str:
-    return f"arn:aws:s3:::{bucket}/{prefix}*"
+def bucket_arn(bucket: str, region: str) -> str:
+    return f"arn:{partition(region)}:s3:::{bucket}"
+
+
+def objects_arn(bucket: str, prefix: str, region: str) -> str:
+    return f"{bucket_arn(bucket, region)}/{prefix}*"
 
 
 def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef]) -> list[dict]:
     """What the source side's credentials need: list the bucket, route its events to the pair's
     queue (and its dead-letter queue), read the objects under the prefix, consume the queue."""
+    region = queues[0].region
     return [
-        statement("ReadSourceBucket", SOURCE_BUCKET, [f"arn:aws:s3:::{source}"]),
-        statement("ReadSourceObjects", SOURCE_OBJECTS, [objects_arn(source, prefix)]),
+        statement("ReadSourceBucket", SOURCE_BUCKET, [bucket_arn(source, region)]),
+        statement("ReadSourceObjects", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
         statement("EventQueues", EVENT_QUEUES, [queue.arn for queue in queues]),
         statement("LiveSyncStatus", ["lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
     ]
 
 
-def bucket_target_statements(source: str, target: str, prefix: str) -> list[dict]:
+def bucket_target_statements(source: str, target: str, prefix: str, region: str) -> list[dict]:
     """What the target side's credentials need: list and write the target under the prefix, and read
     the source objects (a copy is a request to the target that reads the source: across accounts the
     source bucket's policy must also allow it)."""
     return [
-        statement("WriteTargetBucket", TARGET_BUCKET, [f"arn:aws:s3:::{target}"]),
-        statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix)]),
-        statement("CopyFromSource", SOURCE_OBJECTS, [objects_arn(source, prefix)]),
+        statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
+        statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
+        statement("CopyFromSource", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
     ]
+
+
+def live_sync_lambda(source: TableRef, target: TableRef, state: TableRef, target_role_arn: str | None = None
+                     ) -> tuple[list[dict], dict]:
+    """With --live-sync lambda: the operator's statements to deploy the function (beside the source),
+    and the policy Ferry attaches to the function's own role (the one ferry/dynamo/lambda_sync.py
+    puts, its stream scoped to the source's streams: the stream's ARN is only known once enabled)."""
+    from ferry.dynamo.lambda_sync import execution_policy, resource_name
+
+    name, aws = resource_name(source.name, target.name), partition(source.region)
+    dead_letters = QueueRef(source.region, source.account, resource_name(source.name, target.name, "-dlq"))
+    log_group = f"arn:{aws}:logs:{source.region}:{source.account}:log-group:/aws/lambda/{name}"
+    deploy = [
+        statement("LiveSyncRole", ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy", "iam:PassRole"],
+                  [f"arn:{aws}:iam::{source.account}:role/{name}"]),
+        statement("LiveSyncFunction", ["lambda:CreateFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
+                                       "lambda:UpdateFunctionConfiguration"],
+                  [f"arn:{aws}:lambda:{source.region}:{source.account}:function:{name}"]),
+        statement("LiveSyncMapping", ["lambda:CreateEventSourceMapping", "lambda:UpdateEventSourceMapping",
+                                      "lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
+        statement("LiveSyncLogs", ["logs:CreateLogGroup"], [log_group]),
+        statement("LiveSyncDeadLetters", ["sqs:CreateQueue", "sqs:GetQueueAttributes"], [dead_letters.arn]),
+    ]
+    role = execution_policy(f"{source.arn}/stream/*", source.arn, target.arn, dead_letters.arn, log_group,
+                            target_role_arn, state.arn)
+    return deploy, role

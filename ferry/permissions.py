@@ -6,13 +6,15 @@ permission boundary for each action of the statements `ferry iam-policy` prints 
 the exact ARNs. It does not see organisation SCPs or resource policies, and it needs a permission
 of its own (the printed policy grants it on the caller itself). When it cannot answer - not granted,
 a root or federated caller, a role with a path, an endpoint without it such as moto's server - the
-check is skipped and the preflight says so; the run's first writes are then ordered so that a denied
-one leaves nothing behind (ferry/dynamo/preflight.py).
+check is skipped and the log says so; the run's first writes are then ordered so that a denied one
+leaves the source untouched (ferry/dynamo/preflight.py). Actions without one ARN to ask about (on
+"*", on every index or stream) are left to the run itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 
@@ -78,16 +80,31 @@ def self_check_statement(principal: str) -> dict:
             "Resource": [principal]}
 
 
+PROBE_KEY = "ferry-permission-check"  # an object name standing for "any object under the prefix"
+
+
+def checked_resource(resource: str) -> str | None:
+    """The concrete ARN the simulator is asked about for a policy resource, or None where no single
+    ARN stands for it: "*" (actions without resource-level permissions), a table's indexes and
+    streams (a policy may name them one by one). Objects under a prefix: one object there."""
+    if resource == "*" or resource.endswith(("/index/*", "/stream/*")):
+        return None
+    return resource[:-1] + PROBE_KEY if resource.startswith("arn:") and ":s3:::" in resource and resource.endswith(
+        "*") else resource
+
+
 def denied(iam, principal: str, statements: list[dict]) -> list[tuple[str, str]]:
-    """(action, resource) for each action of `statements` the simulator does not allow `principal`."""
+    """(action, resource) for each action of `statements` the simulator refuses `principal`. An answer
+    that depends on context the simulator was not given (a condition key) counts as allowed: the
+    run will tell."""
     refused: list[tuple[str, str]] = []
     paginator = iam.get_paginator("simulate_principal_policy")
     for statement in statements:
-        for resource in statement["Resource"]:
+        for resource in filter(None, map(checked_resource, statement["Resource"])):
             for page in paginator.paginate(PolicySourceArn=principal, ActionNames=statement["Action"],
                                            ResourceArns=[resource]):
                 refused += [(result["EvalActionName"], resource) for result in page["EvaluationResults"]
-                            if result["EvalDecision"] != "allowed"]
+                            if result["EvalDecision"] != "allowed" and not result.get("MissingContextValues")]
     return refused
 
 
@@ -111,6 +128,7 @@ def check_allowed(iam, name: str, who: Caller, statements: list[dict], command: 
     if refused:
         action, resource = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        raise BadInput(f"the {name} side's credentials may not {action} on {resource}{more}: grant the policy "
-                       f"`{command}` prints, then rerun")
+        raise BadInput(f"the {name} side's credentials may not {action} on {resource}{more}, says IAM's policy "
+                       f"simulator: grant the policy `{command}` prints, then rerun (access granted by a resource "
+                       "policy only: set FERRY_PERMISSION_CHECK=off)")
     return True

@@ -119,11 +119,15 @@ def bucket_headline(report) -> str:
     line = (f"{state}: {report.source} ({report.source_objects:,} objects) vs {report.target} "
             f"({report.target_objects:,} objects); {report.count('missing')} missing, {report.count('extra')} extra, "
             f"{report.count('changed')} changed")
+    if report.archived_count:  # not copied: the bucket is not called equal while they are missing
+        line += (f"; {report.archived_count} archived ({report.archived_bytes:,} bytes: GLACIER or DEEP_ARCHIVE, "
+                 "not restored) not copied")
     return line + (f"; {report.repaired} repaired" if report.repaired else "")
 
 
 def bucket_differences_frame(report) -> pd.DataFrame:
-    rows = [{"kind": kind, "key": key} for kind in ("missing", "extra", "changed") for key in getattr(report, kind)]
+    rows = [{"kind": kind, "key": key} for kind in ("missing", "extra", "changed", "archived")
+            for key in getattr(report, kind)]
     return pd.DataFrame(rows, columns=["kind", "key"])
 
 

@@ -10,3 +10,7 @@ from __future__ import annotations
 import threading
 
 STOPPING = threading.Event()
+
+# Set by the CLI: SIGTERM stops a run as Ctrl-C does. Elsewhere (a worker running a deployment) SIGTERM
+# stays Prefect's: its cancellation needs its own handler in place, and its kill leaves checkpoints.
+SIGTERM_IS_OURS = threading.Event()

@@ -110,7 +110,7 @@ def check_gates(plan: Plan) -> list[dict]:
         report = verify_bucket(source=job.source, target=job.target, prefix=job.prefix, fail_on_difference=False,
                                live_sync_queue=find_bucket_queue(job), source_aws=job.source_aws,
                                target_aws=job.target_aws)
-        equal = report.equal if job.delete else not (report.count("missing") or report.count("changed"))
+        equal = report.verified(job.delete)
         results.append(gate("bucket", job, "verified", equal,
                             f"{report.source_objects} objects, {report.count('missing')} missing, "
                             f"{report.count('changed')} changed"))

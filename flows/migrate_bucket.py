@@ -40,6 +40,8 @@ class BucketMigrationResult:
     bytes_copied: int
     verified: bool
     events_applied: int
+    archived: int = 0  # source objects archived (GLACIER, DEEP_ARCHIVE), not restored: not copied
+    archived_bytes: int = 0
 
 
 @flow(name="migrate-bucket", flow_run_name="migrate-bucket {source} -> {target}",
@@ -77,7 +79,7 @@ def migrate_bucket(
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
         copied=synced.copied, deleted=deleted, bytes_copied=synced.bytes_copied,
-        verified=report.equal if delete else not (report.count("missing") or report.count("changed")),
+        verified=report.verified(delete), archived=report.archived_count, archived_bytes=report.archived_bytes,
         events_applied=drained["messages"],
     )
 

@@ -137,6 +137,6 @@ def verify_plan(plan: Plan, repair: bool = False) -> PlanResult:
     for job in plan.bucket_jobs(reverse):
         report = verify_bucket(source=job.source, target=job.target, prefix=job.prefix, repair=repair,
                                fail_on_difference=False, source_aws=job.source_aws, target_aws=job.target_aws)
-        equal = report.equal if job.delete else not (report.count("missing") or report.count("changed"))
+        equal = report.verified(job.delete)
         results.append(ResourceResult("bucket", job.source, job.target, equal, 0))
     return PlanResult(plan.name, all(r.verified for r in results), results)

@@ -20,7 +20,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import same_object
+from lambdas.s3_compare import archived, same_object
 from lambdas.s3_copy import copy_object
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def head(s3, bucket: str, key: str) -> dict | None:
 
 def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None,
              keep_target_changes_since: float | None = None) -> str:
-    """Make target/key match source/key now. Returns 'copied', 'deleted', 'unchanged' or 'kept'. Idempotent.
+    """Make target/key match source/key now. Returns 'copied', 'deleted', 'unchanged', 'kept' or
+    'archived' (an archived source object, not restored, is left: lambdas/s3_compare.archived). Idempotent.
 
     `keep_target_changes_since` (a cutover's switch moment, epoch seconds): the service may already
     write to the target, so a target object written after the source's (or, for a key the source no
@@ -69,6 +70,8 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         target = head(s3, target_bucket, key)
     if same_object(source, target):
         return "unchanged"
+    if archived(source):  # cannot be read until restored: verification names it as archived
+        return "archived"
     if keep_target_changes_since and target is not None and target["LastModified"] >= source["LastModified"]:
         return "kept"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}

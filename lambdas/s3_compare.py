@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RECORDED_ETAG = "ferry-source-etag"
+ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # unreadable, so uncopyable, until restored (GLACIER_IR is not)
 CHECKSUMS = ["ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32C", "ChecksumCRC32"]
 ENCRYPTED_ETAGS = {"aws:kms", "aws:kms:dsse"}  # their ETags are not an MD5 of the content
 
@@ -45,6 +46,12 @@ class Listed:
     def from_head(cls, key: str, head: dict) -> "Listed":
         """From a HeadObject response."""
         return cls(key, head["ContentLength"], head["ETag"].strip('"'), head.get("StorageClass", "STANDARD"))
+
+
+def archived(head: dict) -> bool:
+    """Whether an object (its HEAD) is archived and not restored: it cannot be copied now. The
+    bulk sync, live sync and verification report such objects as archived instead of copying them."""
+    return head.get("StorageClass") in ARCHIVED_CLASSES and 'ongoing-request="false"' not in head.get("Restore", "")
 
 
 def is_md5_etag(etag: str) -> bool:

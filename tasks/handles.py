@@ -21,7 +21,8 @@ from prefect.runtime import flow_run
 
 from ferry.dynamo.backfill import LiveWrites
 from ferry.dynamo.capacity import RateLimiter, limiter_for
-from ferry.stopping import STOPPING  # noqa: F401  (the flows' handler sets it; tasks read it)
+from ferry.errors import Stopped
+from ferry.stopping import SIGTERM_IS_OURS, STOPPING
 
 Handle = TypeVar("Handle")
 KEPT = 1024  # handles of this many (run, name) pairs are kept (a long-lived worker's oldest are forgotten)
@@ -97,10 +98,15 @@ class LiveSync:
 
     def wait_until_applied(self, since: float, timeout: float) -> None:
         """Return once every change made before the wall-clock time `since` has been applied; raise
-        the poller's own error as soon as it dies, or TimeoutError."""
+        the poller's own error as soon as it dies, Stopped on Ctrl-C or SIGTERM, or TimeoutError."""
+        deadline = time.monotonic() + timeout
         with self._changed:
-            if not self._changed.wait_for(lambda: self.applied_to >= since or self.failure is not None, timeout):
-                raise TimeoutError(f"live sync did not catch up within {timeout:.0f}s")
+            while self.applied_to < since and self.failure is None:
+                if STOPPING.is_set():
+                    raise Stopped("live sync was stopped before it caught up")
+                if (remaining := deadline - time.monotonic()) <= 0:
+                    raise TimeoutError(f"live sync did not catch up within {timeout:.0f}s")
+                self._changed.wait(min(remaining, 1.0))
             if self.applied_to < since:
                 raise self.failure
 
@@ -156,13 +162,20 @@ def stop_on_signals(sync: LiveSync):
     if threading.current_thread() is not threading.main_thread():  # one of several: stop_all_on_signals stops it
         with _running_lock:
             _running[id(sync)] = sync
+        if STOPPING.is_set():  # started after the signal
+            sync.stop.set()
         try:
             yield
         finally:
             with _running_lock:
                 _running.pop(id(sync), None)
         return
-    with handling_signals(lambda signum, frame: sync.stop.set()):
+
+    def stop(signum, frame):
+        sync.stop.set()
+        STOPPING.set()  # whatever waits for this live sync stops too
+
+    with handling_signals(stop):
         yield
 
 
@@ -173,10 +186,11 @@ _running_lock = threading.Lock()
 @contextmanager
 def stop_all_on_signals(interrupt: bool = False):
     """Ctrl-C and SIGTERM stop every live sync running in threads of this process after the batch in
-    hand, and every backfill segment after the page in hand (STOPPING). With `interrupt` the flow
-    itself is interrupted too: Ctrl-C raises KeyboardInterrupt, SIGTERM goes on to the handler that was
-    there (Prefect's, which ends the run); without, the flow waits for its live syncs to stop (`ferry
-    sync plan`). Only the main thread can receive signals, so it installs the handler."""
+    hand, and every backfill segment, bucket copy and verification scan after the page or object in
+    hand (ferry/stopping.py). With `interrupt` the flow itself is interrupted too: KeyboardInterrupt
+    (SIGTERM first goes on to the handler that was there: Prefect's, which records the run's end);
+    without, the flow waits for its live syncs to stop (`ferry sync plan`). Only the main thread can
+    receive signals, so it installs the handler; SIGTERM only where the CLI owns it (SIGTERM_IS_OURS)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -184,10 +198,11 @@ def stop_all_on_signals(interrupt: bool = False):
     previous_sigterm = signal.getsignal(signal.SIGTERM)
 
     def stop(signum, frame):
-        STOPPING.set()
-        with _running_lock:
-            for sync in _running.values():
-                sync.stop.set()
+        if not STOPPING.is_set():  # a second signal while the first is handled takes no lock
+            STOPPING.set()
+            with _running_lock:
+                for sync in _running.values():
+                    sync.stop.set()
         if not interrupt:
             return
         if signum == signal.SIGTERM and callable(previous_sigterm):
@@ -200,8 +215,10 @@ def stop_all_on_signals(interrupt: bool = False):
 
 @contextmanager
 def handling_signals(handler):
-    """`handler` for SIGTERM and SIGINT while the block runs (in the main thread), then the previous ones."""
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    """`handler` for SIGINT (and SIGTERM where the CLI owns it) while the block runs, in the main
+    thread; then the previous ones."""
+    handled = (signal.SIGINT, signal.SIGTERM) if SIGTERM_IS_OURS.is_set() else (signal.SIGINT,)
+    previous = {sig: signal.signal(sig, handler) for sig in handled}
     try:
         yield
     finally:

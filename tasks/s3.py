@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ferry import report as reports
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
-from ferry.errors import Stopped
+from ferry.errors import BadInput, Stopped, denied_line
 from ferry.s3 import events
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
@@ -49,8 +50,15 @@ def preflight_bucket(job: BucketJob) -> None:
 @task(name="enable-bucket-events", task_run_name="route events of {job.source} to a queue", **retrying)
 def enable_bucket_events(job: BucketJob) -> str:
     """Events from now on land in a durable queue; returns its URL."""
-    url, _, added = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
-                                          job.target, job.prefix)  # a direction a plan stopped stays stopped
+    try:
+        url, _, added = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
+                                              job.target, job.prefix)  # a direction a plan stopped stays stopped
+    except ClientError as error:  # a permission IAM's simulator could not check up front: bad input
+        if (line := denied_line(error)) is None:
+            raise
+        if error.operation_name != "CreateQueue":
+            line += "; the pair's event queues stay for the rerun"
+        raise BadInput(line) from None
     if added:
         get_run_logger().info("bucket %s now also sends object events to Ferry's queue", job.source)
     return url
@@ -153,8 +161,11 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
 
     sync = this_run(f"bucket-live-sync:{job.source}>{job.target}", LiveSync)
     with stop_on_signals(sync):
-        return events.drain_queue(client(job.source_aws, "sqs"), queue_url, apply, idle_seconds, stop=sync.stop,
-                                  until_caught_up=until_caught_up)
+        drained = events.drain_queue(client(job.source_aws, "sqs"), queue_url, apply, idle_seconds, stop=sync.stop,
+                                     until_caught_up=until_caught_up)
+    if until_caught_up and STOPPING.is_set():  # stopped before the queue was caught up: not a proof of anything
+        raise Stopped(f"applying the queued events of {job.source} stopped after the batch in hand")
+    return drained
 
 
 @task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)
@@ -177,7 +188,7 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
         repaired = len(copied) + deleted
         report = verify_buckets(source_s3, target_s3, job.source, job.target, job.prefix, deep)
         if not job.delete:
-            report.equal = not (report.count("missing") or report.count("changed"))
+            report.equal = report.verified(delete=False)
         report.repaired = repaired
     headline = reports.bucket_headline(report)
     create_table_artifact(key=artifact_key("verify", job.source, job.target),

@@ -444,3 +444,31 @@ def test_a_prefix_with_no_objects_is_a_warning_not_an_error(s3, run_ferry):
     assert result.returncode == 0, result.stderr
     assert "no objects under" in result.stderr and "nothing-here/" in result.stderr
     assert keys(s3, "dst-bucket") == set()
+
+
+def test_archived_objects_are_reported_not_copied_and_a_restored_one_is_copied(s3, run_ferry):
+    """GLACIER and DEEP_ARCHIVE objects cannot be copied until restored: the run copies the rest,
+    names them (count, bytes), does not call the bucket verified (exit 1, not 3), and copies an
+    object once its restore is done."""
+    for n in range(4):
+        s3.put_object(Bucket="src-bucket", Key=f"warm/{n}", Body=b"w" * (n + 1))
+    s3.put_object(Bucket="src-bucket", Key="cold/a", Body=b"a" * 100, StorageClass="GLACIER")
+    s3.put_object(Bucket="src-bucket", Key="cold/b", Body=b"b" * 50, StorageClass="DEEP_ARCHIVE")
+
+    first = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert first.returncode == 1, first.stderr
+    assert first.json["verified"] is False and first.json["copied"] == 4
+    assert (first.json["archived"], first.json["archived_bytes"]) == (2, 150)
+    assert "2 archived objects (150 bytes" in first.stderr
+    again = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert again.returncode == 1 and again.json["copied"] == 0  # nothing copied again, nothing failed
+    verified = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--json")
+    assert verified.returncode == 1 and verified.json["equal"] is False
+    assert verified.json["archived"] == ["cold/a", "cold/b"] and verified.json["archived_count"] == 2
+
+    s3.restore_object(Bucket="src-bucket", Key="cold/a", RestoreRequest={"Days": 1})
+    restored = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    assert restored.json["copied"] == 1 and restored.json["archived"] == 1, restored.stdout
+    copied = s3.head_object(Bucket="dst-bucket", Key="cold/a")  # in GLACIER too, like its source: HEAD, not GET
+    assert copied["ContentLength"] == 100 and copied["StorageClass"] == "GLACIER"
+    assert copied["ETag"] == s3.head_object(Bucket="src-bucket", Key="cold/a")["ETag"]

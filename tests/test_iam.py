@@ -26,8 +26,8 @@ from tables import create_table, put_items, simple_items
 # backfill's scan (Scan), live sync (GetShardIterator), the backfill's writes (BatchWriteItem).
 NEEDED_BY_EVERY_RUN = ["dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:Query", "dynamodb:CreateTable",
                        "dynamodb:Scan", "dynamodb:GetShardIterator", "dynamodb:BatchWriteItem"]
-# Denied, these end the run before it has written anything: the checks (reading the tables and the state),
-# the stream (enabled first), creating the state table and the target (the stream is then disabled again)
+# Denied, these end the run before it has written to the source: the checks (reading the tables and the
+# state), creating the state table and the target, enabling the stream (last: the tables made stay, empty)
 CHECKED_OR_WRITTEN_FIRST = {"dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:UpdateTable", "dynamodb:CreateTable"}
 ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -103,9 +103,12 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and f"access denied to {left_out.split(':')[1]} " in lines[0], (left_out, lines)
         assert "Traceback" not in refused.stderr
-        if left_out in CHECKED_OR_WRITTEN_FIRST:  # bad input: nothing written (a stream turned on, turned off again)
+        if left_out in CHECKED_OR_WRITTEN_FIRST:  # bad input: the source untouched, only empty tables it names
             assert refused.returncode == 2, (left_out, refused.stderr)
-            assert written() == {"tables": [], "stream": False}, (left_out, refused.stderr)
+            left = written()
+            assert left["stream"] is False, (left_out, refused.stderr)
+            assert all(f"'{table}'" in lines[0] and not dynamodb.scan(TableName=table)["Items"]
+                       for table in left["tables"]), (left_out, left, lines)
         else:  # a later step: the run stops there, naming it
             assert refused.returncode == 3, (left_out, refused.stderr)
 

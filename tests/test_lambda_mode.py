@@ -146,6 +146,19 @@ def test_the_lambda_beside_a_backfill_in_another_process_keeps_the_target_exact(
     [status] = run_ferry("status", "table", "src", "dst", "--json").json["migrations"]
     assert status["live_sync"]["mode"] == "lambda" and status["live_sync"]["last_batch_records"] > 0
 
+    # `ferry iam-policy --live-sync lambda` prints the policy the deployment put on the function's role
+    printed = run_ferry("iam-policy", "table", "src", "dst", "--create-target", "--live-sync", "lambda").json
+    iam = boto3.client("iam")
+    [role] = [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("ferry-sync-")]
+    attached = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="ferry-live-sync")["PolicyDocument"]
+    stream = dynamodb.describe_table(TableName="src")["Table"]["LatestStreamArn"]
+    expected = json.loads(json.dumps(printed["live_sync_role"]).replace(stream.rsplit("/", 1)[0] + "/*", stream))
+    assert attached == expected
+    deploying = {s["Sid"]: s["Resource"] for s in printed["operator"]["Statement"]}
+    assert deploying["LiveSyncRole"] == [role["Arn"]]
+    assert deploying["LiveSyncFunction"] == [boto3.client("lambda").get_function(
+        FunctionName=role["RoleName"])["Configuration"]["FunctionArn"]]
+
 
 def test_the_lambda_gate_waits_until_the_journal_says_each_shards_last_change_is_applied(dynamodb):
     from ferry.dynamo.lambda_sync import wait_until_applied

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 from ferry.errors import BadInput
 from ferry.iam import TableRef, table_source_statements
-from ferry.permissions import Caller, check_allowed, simulator
+from ferry.permissions import Caller, check_allowed, checked_resource, simulator
 from ferry.config import AwsSide
 
 SOURCE = TableRef("us-east-1", "123456789012", "orders")
@@ -40,7 +40,7 @@ def test_a_refused_action_is_bad_input_naming_the_action_the_resource_and_the_fi
     statements = table_source_statements(SOURCE)
     with Stubber(iam) as stub:
         for statement in statements:
-            for resource in statement["Resource"]:
+            for resource in filter(None, map(checked_resource, statement["Resource"])):
                 refused = "dynamodb:UpdateTable" in statement["Action"]
                 stub.add_response("simulate_principal_policy", {"EvaluationResults": [
                     evaluation(action, "implicitDeny" if refused else "allowed", resource)
@@ -51,9 +51,29 @@ def test_a_refused_action_is_bad_input_naming_the_action_the_resource_and_the_fi
             check_allowed(iam, "source", Caller("123456789012", "arn:aws:iam::123456789012:user/alice"), statements,
                           "ferry iam-policy table orders orders2")
         stub.assert_no_pending_responses()
-    assert str(refused.value) == ("the source side's credentials may not dynamodb:UpdateTable on "
-                                  f"{SOURCE.arn}: grant the policy `ferry iam-policy table orders orders2` prints, "
-                                  "then rerun")
+    assert str(refused.value).startswith(f"the source side's credentials may not dynamodb:UpdateTable on {SOURCE.arn}"
+                                         ", says IAM's policy simulator: grant the policy `ferry iam-policy table "
+                                         "orders orders2` prints, then rerun")
+
+
+@pytest.mark.parametrize("resource, asked", [
+    ("arn:aws:dynamodb:us-east-1:1:table/t", "arn:aws:dynamodb:us-east-1:1:table/t"),
+    ("arn:aws:dynamodb:us-east-1:1:table/t/index/*", None),
+    ("arn:aws:dynamodb:us-east-1:1:table/t/stream/*", None),
+    ("*", None),
+    ("arn:aws:s3:::media/2026/*", "arn:aws:s3:::media/2026/ferry-permission-check"),
+    ("arn:aws-cn:s3:::media", "arn:aws-cn:s3:::media"),
+])
+def test_the_simulator_is_asked_about_one_concrete_arn_per_resource_or_none(resource, asked):
+    assert checked_resource(resource) == asked
+
+
+def test_the_check_can_be_switched_off_for_access_a_resource_policy_grants(monkeypatch):
+    monkeypatch.setenv("FERRY_PERMISSION_CHECK", "off")
+    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    with Stubber(iam):  # no response queued: any call would fail
+        assert not check_allowed(iam, "source", Caller("1", "arn:aws:iam::1:user/alice"),
+                                 table_source_statements(SOURCE), "x")
 
 
 def test_every_action_allowed_passes_and_says_it_was_checked():
@@ -61,9 +81,11 @@ def test_every_action_allowed_passes_and_says_it_was_checked():
     statements = table_source_statements(SOURCE)
     with Stubber(iam) as stub:
         for statement in statements:
-            for resource in statement["Resource"]:
+            for resource in filter(None, map(checked_resource, statement["Resource"])):
+                conditional = {"MissingContextValues": ["aws:RequestedRegion"]}  # not known: counted as allowed
                 stub.add_response("simulate_principal_policy", {"EvaluationResults": [
-                    evaluation(action, "allowed", resource) for action in statement["Action"]]})
+                    {**evaluation(action, "implicitDeny", resource), **conditional} if action == "dynamodb:Scan"
+                    else evaluation(action, "allowed", resource) for action in statement["Action"]]})
         assert check_allowed(iam, "source", Caller("1", "arn:aws:iam::123456789012:user/alice"), statements, "x")
 
 
@@ -82,3 +104,13 @@ def test_a_failure_line_never_quotes_a_response_body():
     error = ResponseParserError("Unable to parse response, invalid XML received: b'<item>canary-value</item>'")
     error.ferry_step = "backfill a -> b segment 0"
     assert failure_line(error) == "backfill a -> b segment 0: ResponseParserError"
+
+
+def test_arns_carry_the_partition_of_their_region():
+    from ferry.iam import QueueRef, bucket_source_statements
+
+    assert TableRef("cn-north-1", "1", "t").arn == "arn:aws-cn:dynamodb:cn-north-1:1:table/t"
+    assert TableRef("us-gov-west-1", "1", "t").arn.startswith("arn:aws-us-gov:dynamodb:")
+    statements = bucket_source_statements("media", "", [QueueRef("cn-north-1", "1", "q")])
+    assert {r for s in statements for r in s["Resource"] if r != "*"} == {
+        "arn:aws-cn:s3:::media", "arn:aws-cn:s3:::media/*", "arn:aws-cn:sqs:cn-north-1:1:q"}

@@ -71,6 +71,10 @@ def migrate(
         print_json(render.bucket_migration_json(result, elapsed))
     else:
         render.bucket_migration(result, elapsed)
+    if result.archived:
+        render.err.print(f"ferry: warning: {result.archived} archived objects ({result.archived_bytes:,} bytes, "
+                         "GLACIER or DEEP_ARCHIVE) were not copied: restore them, then rerun", highlight=False,
+                         markup=False, soft_wrap=True)
     return EXIT_OK if result.verified else EXIT_DIFFERENT
 
 

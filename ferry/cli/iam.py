@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from ferry.aws import check_sides, session_for
-from ferry.cli.options import StateTable, build_job, print_json, with_aws_sides
+from ferry.cli.options import DEFAULT_LIVE_SYNC, LiveSync, StateTable, build_job, print_json, with_aws_sides
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, TableJob
-from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, policy, table_source_statements,
-                       table_target_statements)
+from ferry.dynamo.lambda_sync import TRUST_POLICY
+from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, live_sync_lambda, policy,
+                       table_source_statements, table_target_statements)
 from ferry.permissions import caller, self_check_statement
 from ferry.s3.preflight import event_queues
 
@@ -26,23 +27,32 @@ def table(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source table name.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target table name.")],
     create_target: Annotated[bool, typer.Option("--create-target", help="Include creating the target.")] = False,
+    live_sync: LiveSync = DEFAULT_LIVE_SYNC,
     state_table: StateTable = DEFAULT_STATE_TABLE,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> None:
-    """Print {"operator": POLICY} for `ferry table SOURCE TARGET` with the local poller (also covering
-    verify, sync and status of the pair), scoped to the exact table and stream ARNs."""
-    job = build_job(TableJob, source=source, target=target, state_table=state_table,
+    """Print {"operator": POLICY} for `ferry table SOURCE TARGET` (also covering verify, sync and status
+    of the pair), scoped to the exact table and stream ARNs; with --live-sync lambda, the operator's
+    policy also deploys the function, and {"live_sync_role": POLICY, "live_sync_trust": POLICY} is
+    what Ferry attaches to the function's role."""
+    job = build_job(TableJob, source=source, target=target, state_table=state_table, live_sync=live_sync,
                     source_aws=source_aws, target_aws=target_aws)  # the same name rules as `ferry table`
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     source_region, target_region = session_for(job.source_aws).region_name, session_for(job.target_aws).region_name
-    statements = (table_source_statements(TableRef(source_region, source_who.account, job.source))
-                  + table_target_statements(TableRef(target_region, target_who.account, job.target),
-                                            TableRef(target_region, target_who.account, job.state_table),
-                                            create_target)
+    source_ref = TableRef(source_region, source_who.account, job.source)
+    target_ref = TableRef(target_region, target_who.account, job.target)
+    state_ref = TableRef(target_region, target_who.account, job.state_table)
+    statements = (table_source_statements(source_ref, create_target)
+                  + table_target_statements(target_ref, state_ref, create_target)
                   + self_checks(source_who.principal, target_who.principal))
-    print_json({"operator": policy(statements)})
+    if job.live_sync != "lambda":
+        print_json({"operator": policy(statements)})
+        return
+    deploy, role = live_sync_lambda(source_ref, target_ref, state_ref,
+                                    job.target_aws.role_arn if job.target_aws != job.source_aws else None)
+    print_json({"operator": policy(statements + deploy), "live_sync_role": role, "live_sync_trust": TRUST_POLICY})
 
 
 @with_aws_sides
@@ -62,6 +72,6 @@ def bucket(
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     queues = event_queues(job, session_for(job.source_aws).region_name, source_who.account)
     statements = (bucket_source_statements(job.source, job.prefix, queues)
-                  + bucket_target_statements(job.source, job.target, job.prefix)
+                  + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region)
                   + self_checks(source_who.principal, target_who.principal))
     print_json({"operator": policy(statements)})

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from ferry.config import AwsSide, LiveSyncMode
 from ferry.errors import BadInput
+from ferry.stopping import SIGTERM_IS_OURS
 
 # Options shared by every command that talks to AWS. Unset means: the standard AWS environment.
 SourceProfile = Annotated[Optional[str], typer.Option("--source-profile", help="AWS profile for the source side.")]
@@ -121,6 +122,7 @@ def use_prefect(verbose: bool) -> None:
     _flows["started"] = True
     if threading.current_thread() is threading.main_thread():  # SIGTERM ends a run as Ctrl-C does: one line, 130
         signal.signal(signal.SIGTERM, interrupt)
+        SIGTERM_IS_OURS.set()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

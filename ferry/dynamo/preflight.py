@@ -3,10 +3,10 @@
 It decides whether this run is new or resumes an earlier one (the state table remembers), and how
 many segments the backfill uses (a resumed run keeps the segmentation its checkpoints belong to).
 Permissions are checked with IAM's policy simulator where it answers (ferry/permissions.py). Only
-when every check has passed does it write, in this order: the source's stream, the state table, the
-target table (with --create-target), the migration's record. Where the simulator did not answer, a
-write that is denied undoes the stream this run turned on (UpdateTable, just shown to be allowed)
-and ends the run as bad input; the only thing it can leave is the state table, Ferry's own, empty.
+when every check has passed does it write, in this order: the state table, the target table (with
+--create-target), the source's stream, the migration's record. Where the simulator did not answer, a
+first write that is denied ends the run as bad input: the source is untouched, and the line names the
+empty tables this run created.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from ferry.aws import TableClients
 from ferry.config import TableJob
@@ -23,8 +23,7 @@ from ferry.dynamo import schema
 from ferry import lease
 from ferry.dynamo.backfill import choose_segments, clear_markers
 from ferry.dynamo.capacity import provisioned_units
-from ferry.dynamo.stream import (STREAM_RETENTION_HOURS, check_stream_compatible, disable_stream, enable_stream,
-                                 stream_enabled, stream_replaced)
+from ferry.dynamo.stream import STREAM_RETENTION_HOURS, check_stream_compatible, enable_stream, stream_replaced
 from ferry.cutover import check_not_held
 from ferry.errors import BadInput, CannotContinue, denied_line
 from ferry.iam import TableRef, table_source_statements, table_target_statements
@@ -68,7 +67,7 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
     if job.state_table in (job.source, job.target):
         raise BadInput(f"--state-table {job.state_table!r} is also a table being migrated: choose another name")
 
-    check_permissions(job, clients)
+    check_permissions(job, clients, state)
     check_not_held(state, job.migration_id, job.source, job.target)  # a plan switched the service the other way
     source = schema.require_table(clients.source, job.source, "source")
     check_stream_compatible(source)
@@ -126,18 +125,22 @@ def check_table_job(job: TableJob, clients: TableClients, state: StateStore, hol
     return Checked(plan, source, target, previous)
 
 
-def check_permissions(job: TableJob, clients: TableClients) -> None:
-    """Every action of this migration on both sides, on the exact ARNs, through IAM's simulator."""
+def check_permissions(job: TableJob, clients: TableClients, state: StateStore) -> None:
+    """Every action of this migration on both sides, on the exact ARNs, through IAM's simulator
+    (creating the state table only where it does not exist yet)."""
     command = f"ferry iam-policy table {job.source} {job.target}" + (" --create-target" if job.create_target else "")
     if source_who := caller_or_none(job.source_aws, "source"):
         source = TableRef(clients.source.meta.region_name, source_who.account, job.source)
-        check_allowed(simulator(job.source_aws), "source", source_who, table_source_statements(source), command)
+        check_allowed(simulator(job.source_aws), "source", source_who,
+                      table_source_statements(source, job.create_target), command)
     if target_who := caller_or_none(job.target_aws, "target"):
         region, account = clients.target.meta.region_name, target_who.account
-        check_allowed(simulator(job.target_aws), "target", target_who,
-                      table_target_statements(TableRef(region, account, job.target),
-                                              TableRef(region, account, job.state_table), job.create_target),
-                      command)
+        statements = table_target_statements(TableRef(region, account, job.target),
+                                             TableRef(region, account, job.state_table), job.create_target)
+        if state.exists():
+            statements = [{**s, "Action": [a for a in s["Action"] if a != "dynamodb:CreateTable"]}
+                          if s["Sid"] == "StateTable" else s for s in statements]
+        check_allowed(simulator(job.target_aws), "target", target_who, statements, command)
 
 
 def check_capacity_shares(job: TableJob, source: dict, target: dict) -> None:
@@ -208,35 +211,28 @@ def preflight_table(job: TableJob, clients: TableClients, state: StateStore, hol
 
 
 def first_writes(job: TableJob, clients: TableClients, state: StateStore, checked: Checked) -> dict:
-    """The stream (first: if any later write is denied, it is turned off again, leaving the source as
-    it was), the state table, then the target. Returns the target's description."""
-    turned_on = not stream_enabled(checked.source)
+    """The state table, the target, then the source's stream: the source is written last, so a
+    permission refused on the way leaves it as it was, and only empty tables on the target side (said
+    in the line). Nothing is undone: a stream another run enabled meanwhile is never turned off.
+    Returns the target's description."""
     created: list[str] = []
     try:
-        enable_stream(clients.source, clients.source_streams, job.source)
         if state.ensure_table():
-            created.append(f"the state table {job.state_table!r} (empty)")
+            created.append(f"the state table {job.state_table!r}")
         target = checked.target
         if target is None:
             log.info("creating target table %s like %s", job.target, job.source)
             target = schema.create_table_like(clients.source, clients.target, checked.source, job.target)
-            created.append(f"the target table {job.target!r} (empty)")
+            created.append(f"the target table {job.target!r}")
         if job.create_target:  # every run: a clone interrupted half-way is completed
             schema.complete_clone(clients.source, clients.target, checked.source, target)
+        enable_stream(clients.source, clients.source_streams, job.source)
         return target
     except ClientError as error:
         if (line := denied_line(error)) is None:
             raise
-        if turned_on:
-            try:
-                disable_stream(clients.source, job.source)
-                line += f"; the stream this run enabled on {job.source!r} was disabled again"
-            except (BotoCoreError, ClientError) as undo_error:
-                line += (f"; the stream this run enabled on {job.source!r} could not be disabled again "
-                         f"({type(undo_error).__name__}): nothing reads it, disable it once the permission is fixed "
-                         "or leave it for the rerun")
         if created:
-            line += f"; this run created {' and '.join(created)}, kept for the rerun"
+            line += f"; this run created {' and '.join(created)}, empty, kept for the rerun"
         raise BadInput(line) from None
 
 

@@ -45,16 +45,6 @@ def stream_enabled(description: dict) -> bool:
     return bool((description.get("StreamSpecification") or {}).get("StreamEnabled"))
 
 
-def disable_stream(client, table: str) -> None:
-    """Turn off a stream this run turned on (nothing reads it yet), once the table takes updates again."""
-    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    try:
-        client.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ValidationException":  # already off
-            raise
-
-
 def stream_replaced(description: dict, stream_arn: str) -> bool:
     """Whether the table no longer has `stream_arn` as its enabled stream (disabled, or replaced by a
     new one): the changes made in between are in no stream Ferry can read."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
 from lambdas.s3_apply import head
-from lambdas.s3_compare import Listed, same_by_listing, same_object
+from lambdas.s3_compare import ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_object
 
 COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
 HEAD_THREADS = 16  # HEADs of one range's undecided pairs in flight
@@ -30,6 +30,7 @@ class RangeComparison:
     missing: list[str]
     changed: list[str]
     extra: list[str]  # keys only the target has
+    archived: list[Listed] = field(default_factory=list)  # differing source objects archived, not restored: not copied
 
 
 def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str]) -> dict[str, bool]:
@@ -46,18 +47,24 @@ def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str,
         return dict(zip(keys, pool.map(verdict, keys)))
 
 
-def compare_objects(source: list[Listed], target: list[Listed], judge_closer, deep: bool = False) -> RangeComparison:
-    """Judge every key of one range; `judge_closer(keys)` decides the pairs the listings cannot."""
+def compare_objects(source: list[Listed], target: list[Listed], judge_closer, deep: bool = False,
+                    still_archived=lambda keys: set(keys)) -> RangeComparison:
+    """Judge every key of one range; `judge_closer(keys)` decides the pairs the listings cannot;
+    `still_archived(keys)`: which of the differing objects a listing shows in an archive class are
+    not restored (those are set aside as archived, not copied)."""
     on_target = {o.key: o for o in target}
     by_listing = {o.key: same_by_listing(o, on_target.get(o.key), deep) for o in source}
     by_listing.update(judge_closer([key for key, same in by_listing.items() if same is None]))
-    to_copy = [o for o in source if not by_listing[o.key]]
+    differing = [o for o in source if not by_listing[o.key]]
+    unreadable = still_archived([o.key for o in differing if o.storage_class in ARCHIVED_CLASSES])
+    to_copy = [o for o in differing if o.key not in unreadable]
     on_source = {o.key for o in source}
     return RangeComparison(
         source=source, target=target, to_copy=to_copy,
         missing=[o.key for o in to_copy if o.key not in on_target],
         changed=[o.key for o in to_copy if o.key in on_target],
         extra=sorted(key for key in on_target if key not in on_source),
+        archived=[o for o in differing if o.key in unreadable],
     )
 
 
@@ -69,7 +76,10 @@ def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, 
     def judge_closer(keys: list[str]) -> dict[str, bool]:
         return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys)
 
-    return compare_objects(source, target, judge_closer, deep)
+    def still_archived(keys: list[str]) -> set[str]:  # a HEAD says whether a restore has finished
+        return {key for key in keys if (found := head(s3_source, source_bucket, key)) is None or archived(found)}
+
+    return compare_objects(source, target, judge_closer, deep, still_archived)
 
 
 def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import BadInput, CannotContinue, denied_line
+from ferry.errors import BadInput, CannotContinue
 from ferry.names import pair_name
 
 CONFIGURATION_ID = "ferry-live-sync"
@@ -170,18 +170,11 @@ def route_to_queue(sqs, s3, source: str, target: str, prefix: str, respect_hold:
     (queue URL, queue ARN, whether the route was added now). `respect_hold`: refuse a direction a
     plan has stopped (a cutover itself captures a direction's events before letting it apply them)."""
     name, dead_letter = queue_names(source, target)
-    try:
-        url, arn = ensure_queue(sqs, source, name, dead_letter)
-        if respect_hold:
-            check_not_held(sqs, url, source, target)
-        remember_prefix(sqs, url, prefix)
-        return url, arn, enable_bucket_events(s3, source, arn, prefix)
-    except ClientError as error:  # a permission IAM's simulator could not check up front: bad input
-        if (line := denied_line(error)) is None:
-            raise
-        if error.operation_name != "CreateQueue":
-            line += f"; the pair's queues {name} and {dead_letter} stay for the rerun, with nothing routed to them"
-        raise BadInput(line) from None
+    url, arn = ensure_queue(sqs, source, name, dead_letter)
+    if respect_hold:
+        check_not_held(sqs, url, source, target)
+    remember_prefix(sqs, url, prefix)
+    return url, arn, enable_bucket_events(s3, source, arn, prefix)
 
 
 def queue_is_empty(sqs, queue_url: str) -> bool:

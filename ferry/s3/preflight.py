@@ -25,7 +25,8 @@ def check_permissions(job: BucketJob, source_s3) -> None:
                       bucket_source_statements(job.source, job.prefix, queues), command)
     if target_who := caller_or_none(job.target_aws, "target"):
         check_allowed(simulator(job.target_aws), "target", target_who,
-                      bucket_target_statements(job.source, job.target, job.prefix), command)
+                      bucket_target_statements(job.source, job.target, job.prefix, source_s3.meta.region_name),
+                      command)
 
 
 def require_bucket(s3, bucket: str, side: str) -> None:

@@ -33,15 +33,25 @@ class BucketReport:
     by_prefix: pd.DataFrame = field(default_factory=pd.DataFrame)  # per top-level prefix, both sides
     to_copy: list[Listed] = field(default_factory=list)  # the listed source objects missing or changed
     counts: dict[str, int] = field(default_factory=dict)  # of each kind, when the lists above are cut short
+    archived: list[str] = field(default_factory=list)  # source objects archived (not restored), so not copied
+    archived_count: int = 0
+    archived_bytes: int = 0
 
     def count(self, kind: str) -> int:
         return self.counts.get(kind, len(getattr(self, kind)))
+
+    def verified(self, delete: bool) -> bool:
+        """The migration's verdict: every source object is on the target, the same (none left
+        archived), and with `delete` the target has nothing else."""
+        return self.equal if delete else not (self.count("missing") or self.count("changed") or self.archived_count)
 
     def summary(self) -> dict:
         result = {"equal": self.equal, "source_objects": self.source_objects, "target_objects": self.target_objects}
         for kind in KINDS:
             result[kind] = getattr(self, kind)[:MAX_LISTED_KEYS]
             result[f"{kind}_count"] = self.count(kind)
+        result["archived"] = self.archived[:MAX_LISTED_KEYS]
+        result["archived_count"], result["archived_bytes"] = self.archived_count, self.archived_bytes
         result["repaired"] = self.repaired
         return result
 
@@ -57,6 +67,8 @@ class ReportBuilder:
         self.keys: dict[str, list[str]] = {kind: [] for kind in KINDS}
         self.counts = dict.fromkeys(KINDS, 0)
         self.to_copy: list[Listed] = []
+        self.archived: list[str] = []
+        self.archived_count = self.archived_bytes = 0
         self.by_prefix: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(PREFIX_COLUMNS, 0))
 
     def add(self, comparison: RangeComparison) -> None:
@@ -75,10 +87,16 @@ class ReportBuilder:
                 self.by_prefix[top_prefix(key, self.prefix)][kind] += 1
         if self.keep_keys:
             self.to_copy += comparison.to_copy
+        self.archived_count += len(comparison.archived)
+        self.archived_bytes += sum(o.size for o in comparison.archived)
+        self.archived += [o.key for o in comparison.archived][:MAX_LISTED_KEYS - len(self.archived)]
 
     def report(self) -> BucketReport:
+        """Equal only if nothing differs and nothing was left archived: a bucket with archived
+        objects not on the target is not called equal."""
         return BucketReport(
-            source=self.source, target=self.target, equal=not any(self.counts.values()),
+            source=self.source, target=self.target, equal=not any(self.counts.values()) and not self.archived_count,
+            archived=sorted(self.archived), archived_count=self.archived_count, archived_bytes=self.archived_bytes,
             source_objects=self.objects["source"], target_objects=self.objects["target"],
             **{kind: sorted(keys) for kind, keys in self.keys.items()}, by_prefix=prefix_table(self.by_prefix),
             to_copy=self.to_copy, counts=dict(self.counts))
@@ -130,7 +148,7 @@ def reconfirm(report: BucketReport, s3_source, s3_target) -> BucketReport:
     report.missing, report.extra, report.changed, report.to_copy = (still["missing"], still["extra"],
                                                                     still["changed"], to_copy)
     report.counts = {kind: len(keys) for kind, keys in still.items()}
-    report.equal = not any(report.counts.values())
+    report.equal = not any(report.counts.values()) and not report.archived_count
     report.by_prefix = by_prefix
     return report
 
