@@ -19,6 +19,20 @@ from tables import MIGRATION, create_table, put_items, simple_items
 ITEMS, SEGMENTS, PAGE = 1_500, 2, 25
 
 
+def signal_once_under_way(command: list[str], env: dict, copied, at_least: int, sent: int) -> tuple:
+    """Start `ferry COMMAND`, send `sent` once `copied()` reaches `at_least`; (counted then, counted
+    once it ended, its exit code, its stderr lines)."""
+    running = subprocess.Popen([FERRY, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while copied() < at_least:  # under way
+        assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+        time.sleep(0.05)
+    before = copied()
+    running.send_signal(sent)
+    _, stderr = running.communicate(timeout=120)
+    return before, copied(), running.returncode, [line for line in stderr.splitlines() if line.strip()]
+
+
 def target_items(dynamodb) -> int:
     return dynamodb.scan(TableName="dst", Select="COUNT")["Count"] if "dst" in dynamodb.list_tables()["TableNames"] \
         else 0
@@ -29,20 +43,11 @@ def test_ctrl_c_stops_the_backfill_after_the_page_in_hand_and_the_rerun_resumes(
     put_items(dynamodb, "src", simple_items(ITEMS))
     command = ["table", "src", "dst", "--create-target", "--segments", str(SEGMENTS), "--page-size", str(PAGE),
                "--max-write-units", "100", "--json"]  # ~15 s for the whole backfill, ~0.5 s a page
-    running = subprocess.Popen([FERRY, *command], env=run_ferry.env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while target_items(dynamodb) < 4 * PAGE:  # the backfill is under way
-        assert running.poll() is None and time.monotonic() < deadline, running.communicate()
-        time.sleep(0.1)
-    copied_before = target_items(dynamodb)
-    running.send_signal(signal.SIGINT)
-    stdout, stderr = running.communicate(timeout=120)
-    copied_after = target_items(dynamodb)
+    copied_before, copied_after, code, lines = signal_once_under_way(
+        command, run_ferry.env(), lambda: target_items(dynamodb), 4 * PAGE, signal.SIGINT)
 
-    assert running.returncode == 130, (stdout, stderr)
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "rerun the same command to resume" in lines[0], (lines, stdout, copied_before, copied_after)
+    assert code == 130, lines
+    assert len(lines) == 1 and "rerun the same command to resume" in lines[0], (lines, copied_before, copied_after)
     # each segment wrote at most the page in hand and one more begun as the count was taken
     assert copied_after <= copied_before + SEGMENTS * 2 * PAGE, (copied_before, copied_after)
     checkpointed = StateStore(dynamodb, "ferry-state").load(MIGRATION).copied
@@ -66,19 +71,10 @@ def test_sigterm_stops_a_bucket_copy_after_the_objects_in_hand_and_the_rerun_cop
         s3.put_object(Bucket="src-bucket", Key=f"k/{n:04}", Body=b"x" * 10)
     aws_proxy.inject(latency_ms=150)  # each copy takes a while: 32 in flight, ~2 s for the whole copy at least
     command = ["bucket", "src-bucket", "dst-bucket", "--json"]
-    running = subprocess.Popen([FERRY, *command], env={**run_ferry.env(), **aws_proxy.env()}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while target_objects(s3) < 40:  # the copy is under way
-        assert running.poll() is None and time.monotonic() < deadline, running.communicate()
-        time.sleep(0.05)
-    copied_before = target_objects(s3)
-    running.send_signal(signal.SIGTERM)
-    stdout, stderr = running.communicate(timeout=120)
-    copied_after = target_objects(s3)
+    copied_before, copied_after, code, lines = signal_once_under_way(
+        command, {**run_ferry.env(), **aws_proxy.env()}, lambda: target_objects(s3), 40, signal.SIGTERM)
 
-    assert running.returncode == 130, (stdout, stderr)
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 130, lines
     assert len(lines) == 1 and "rerun the same command to resume" in lines[0], lines
     assert copied_after <= copied_before + 2 * 32, (copied_before, copied_after)  # the copies in flight, twice over
     assert copied_after < OBJECTS
