@@ -89,8 +89,13 @@ def table_target_statements(target: TableRef, state: TableRef, create_target: bo
     return [
         statement("WriteTarget", TARGET_WRITE + (TARGET_CREATE if create_target else []),
                   [target.arn, f"{target.arn}/index/*"]),
-        statement("StateTable", STATE_TABLE, [state.arn]),
+        state_table_statement(state),
     ]
+
+
+def state_table_statement(state: TableRef, sid: str = "StateTable") -> dict:
+    """Ferry's own table of checkpoints, leases and records (created on first use)."""
+    return statement(sid, STATE_TABLE, [state.arn])
 
 
 def policy(statements: list[dict]) -> dict:
@@ -159,3 +164,23 @@ def live_sync_lambda(source: TableRef, target: TableRef, state: TableRef, target
     role = execution_policy(f"{source.arn}/stream/*", source.arn, target.arn, dead_letters.arn, log_group,
                             target_role_arn, state.arn)
     return deploy, role
+
+
+def parameter_arn(region: str, account: str, name: str) -> str:
+    return f"arn:{partition(region)}:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
+
+
+def cutover_statements(parameters: list[str], region: str, account: str) -> list[dict]:
+    """A plan's cutover and rollback: the service's parameters read, switched and restored (deleted
+    where they did not exist), the live-sync Lambdas' mappings paused and resumed."""
+    return [
+        statement("CutoverParameters", ["ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"],
+                  [parameter_arn(region, account, name) for name in parameters]),
+        statement("CutoverLiveSyncMappings", ["lambda:ListEventSourceMappings", "lambda:UpdateEventSourceMapping"],
+                  ["*"]),  # no resource-level form for listing
+    ] if parameters else []
+
+
+def numbered(statements: list[dict], n: int) -> list[dict]:
+    """One pair's statements with Sids of their own inside a plan's policy."""
+    return [{**s, "Sid": f"{s['Sid']}{n}"} for s in statements]

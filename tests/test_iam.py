@@ -120,6 +120,26 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
     assert done.json["verified"] is True and done.json["target_items"] == 50
 
 
+def for_moto(policy: dict, without: str | None = None) -> dict:
+    """The printed policy as moto's server can enforce it (see the bucket test's docstring), less
+    the action `without`: DynamoDB and SQS statements on "*", and moto's own names for HEAD bucket,
+    DeleteObjects and the SQS batch requests added beside the real ones."""
+    moto_names = {"s3:ListBucket": ["s3:HeadBucket"], "sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
+                  "sqs:ChangeMessageVisibility": ["sqs:ChangeMessageVisibilityBatch"]}
+    statements = []
+    for s in policy["Statement"]:
+        actions = [a for a in s["Action"] if a != without]
+        actions += [extra for a in actions for extra in moto_names.get(a, [])]
+        on_any = any(a.startswith(("dynamodb:", "sqs:")) for a in actions)
+        if actions:
+            statements.append({**s, "Action": actions, "Resource": "*" if on_any else s["Resource"]})
+        if "s3:DeleteObject" in actions:  # moto checks a DeleteObjects request on the bucket's own ARN
+            buckets = [r.split("/", 1)[0] for r in s["Resource"]]
+            statements.append({"Sid": f"Moto{s['Sid']}", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+                               "Resource": buckets})
+    return {"Version": policy["Version"], "Statement": statements}
+
+
 def test_a_bucket_migration_succeeds_with_exactly_the_printed_policy_and_stops_without_any_steps_action(
         run_ferry, enforcing_moto):
     """moto checks S3 actions on the exact bucket and object ARNs, so those stay as printed; it checks
@@ -149,13 +169,7 @@ def test_a_bucket_migration_succeeds_with_exactly_the_printed_policy_and_stops_w
     assert [arn.rsplit(":", 1)[0] for arn in resources["EventQueues"]] == ["arn:aws:sqs:us-east-1:123456789012"] * 2
 
     def as_printed(without: str | None = None) -> dict:
-        moto_only = {"ReadSourceBucket": ["s3:HeadBucket"], "WriteTargetBucket": ["s3:HeadBucket"],
-                     "EventQueues": ["sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"]}
-        kept = [{**s, "Action": [a for a in s["Action"] if a != without] + moto_only.get(s["Sid"], []),
-                 "Resource": "*" if s["Sid"] == "EventQueues" else s["Resource"]} for s in policy["Statement"]]
-        moto_delete = {"Sid": "MotoDeleteObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],
-                       "Resource": ["arn:aws:s3:::dst"]}
-        return make_user({"Version": policy["Version"], "Statement": [s for s in kept if s["Action"]] + [moto_delete]})
+        return make_user(for_moto(policy, without))
 
     def routed() -> bool:
         return bool(s3.get_bucket_notification_configuration(Bucket="src").get("QueueConfigurations"))
@@ -204,3 +218,36 @@ def test_credentials_no_longer_valid_are_one_line_and_exit_2_before_any_write(ru
     assert "credentials were refused" in lines[0] and "Traceback" not in refused.stderr
     assert dynamodb.list_tables()["TableNames"] == ["src"]
     assert "StreamSpecification" not in dynamodb.describe_table(TableName="src")["Table"]
+
+
+def test_a_plan_runs_with_exactly_the_policy_printed_for_it(run_ferry, enforcing_moto, tmp_path):
+    """`ferry iam-policy plan` covers every pair of the plan (both directions) and the cutover's parameters."""
+    from test_plan import SMALL_PLAN
+
+    endpoint, admin, make_user = enforcing_moto
+    as_admin = {"FERRY_RETRY_DELAYS": "0,0,0", "AWS_MAX_ATTEMPTS": "2", **admin}
+    credentials = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": admin["AWS_ACCESS_KEY_ID"],
+                   "aws_secret_access_key": admin["AWS_SECRET_ACCESS_KEY"]}
+    dynamodb, s3 = boto3.client("dynamodb", **credentials), boto3.client("s3", **credentials)
+    create_table(dynamodb, "orders")
+    put_items(dynamodb, "orders", simple_items(30))
+    for bucket in ("media", "media-v2"):
+        s3.create_bucket(Bucket=bucket)
+    for n in range(5):
+        s3.put_object(Bucket="media", Key=f"2026/{n}", Body=b"m" * n)
+    path = tmp_path / "plan.yaml"
+    path.write_text(SMALL_PLAN)
+
+    printed = run_ferry("iam-policy", "plan", str(path), env=as_admin)
+    assert printed.returncode == 0, printed.stderr
+    policy = json.loads(printed.stdout)["operator"]
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert resources["ReadSource1"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/orders"]
+    assert resources["ReadSource3"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/orders-v2"]  # syncing back
+    assert resources["CutoverParameters"] == [f"arn:aws:ssm:us-east-1:123456789012:parameter/orders-service/{name}"
+                                              for name in ("table", "bucket")]
+    assert len({s["Sid"] for s in policy["Statement"]}) == len(policy["Statement"])
+
+    ran = run_ferry("run", str(path), "--json", env={**as_admin, **make_user(for_moto(policy))})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.json["verified"] is True

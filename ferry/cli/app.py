@@ -38,6 +38,7 @@ app.add_typer(status_app, name="status")
 app.add_typer(iam_app, name="iam-policy")
 iam_app.command("table")(iam.table)
 iam_app.command("bucket")(iam.bucket)
+iam_app.command("plan")(iam.plan)
 
 app.command("table")(table.migrate)
 verify_app.command("table")(table.verify)

@@ -1,4 +1,4 @@
-"""`ferry iam-policy table|bucket`: the least IAM policy for the operator of a migration, as JSON."""
+"""`ferry iam-policy table|bucket|plan`: the least IAM policy for the operator of a migration, as JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from ferry.aws import check_sides, session_for
 from ferry.cli.options import DEFAULT_LIVE_SYNC, LiveSync, StateTable, build_job, print_json, with_aws_sides
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, TableJob
 from ferry.dynamo.lambda_sync import TRUST_POLICY
-from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, live_sync_lambda, policy,
-                       table_source_statements, table_target_statements)
+from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, cutover_statements,
+                       live_sync_lambda, numbered, policy, state_table_statement, table_source_statements,
+                       table_target_statements)
 from ferry.permissions import caller, self_check_statement
 from ferry.s3.preflight import event_queues
 
@@ -20,6 +21,22 @@ def self_checks(*principals: str | None) -> list[dict]:
     """The statement letting Ferry check each side's permissions up front (ferry/permissions.py)."""
     named = sorted({p for p in principals if p})
     return [{**self_check_statement(named[0]), "Resource": named}] if named else []
+
+
+def table_statements(job: TableJob, create_target: bool) -> list[dict]:
+    """Both sides' statements for one table pair (the accounts are the callers')."""
+    source_who, target_who = caller(job.source_aws), caller(job.target_aws)
+    source_region, target_region = session_for(job.source_aws).region_name, session_for(job.target_aws).region_name
+    return (table_source_statements(TableRef(source_region, source_who.account, job.source), create_target)
+            + table_target_statements(TableRef(target_region, target_who.account, job.target),
+                                      TableRef(target_region, target_who.account, job.state_table), create_target))
+
+
+def bucket_statements(job: BucketJob) -> list[dict]:
+    """Both sides' statements for one bucket pair, its queues in the source's account and region."""
+    queues = event_queues(job, session_for(job.source_aws).region_name, caller(job.source_aws).account)
+    return (bucket_source_statements(job.source, job.prefix, queues)
+            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region))
 
 
 @with_aws_sides
@@ -70,8 +87,30 @@ def bucket(
                     target_aws=target_aws)
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
-    queues = event_queues(job, session_for(job.source_aws).region_name, source_who.account)
-    statements = (bucket_source_statements(job.source, job.prefix, queues)
-                  + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region)
-                  + self_checks(source_who.principal, target_who.principal))
+    statements = bucket_statements(job) + self_checks(source_who.principal, target_who.principal)
+    print_json({"operator": policy(statements)})
+
+
+def plan(path: Annotated[str, typer.Argument(metavar="PLAN", help="The plan file (YAML).")]) -> None:
+    """Print {"operator": POLICY} for `ferry run|sync|status|cutover|rollback PLAN`: every pair's
+    statements, the reverse pairs' too where the cutover syncs back, and the cutover's parameters."""
+    from ferry.plan import load_plan
+
+    loaded = load_plan(path)
+    jobs = [("table", job) for job in loaded.table_jobs()] + [("bucket", job) for job in loaded.bucket_jobs()]
+    if loaded.cutover.reverse_sync:
+        jobs += [("table", job) for job in loaded.table_jobs(reverse=True)]
+        jobs += [("bucket", job) for job in loaded.bucket_jobs(reverse=True)]
+    check_sides(loaded.source.aws(), loaded.target.aws())
+    statements: list[dict] = []
+    for n, (kind, job) in enumerate(jobs, 1):
+        pair = table_statements(job, job.create_target) if kind == "table" else bucket_statements(job)
+        statements += numbered(pair, n)
+    target_side = loaded.target.aws()
+    target_who = caller(target_side)
+    statements += cutover_statements([p.name for p in loaded.cutover.parameters], session_for(target_side).region_name,
+                                     target_who.account)
+    statements.append(state_table_statement(  # the plan's own records (its cutover's steps), on the target side
+        TableRef(session_for(target_side).region_name, target_who.account, loaded.state_table), "PlanStateTable"))
+    statements += self_checks(caller(loaded.source.aws()).principal, target_who.principal)
     print_json({"operator": policy(statements)})
