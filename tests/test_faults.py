@@ -114,7 +114,7 @@ def test_a_plans_run_and_live_sync_end_equal_under_faults(dynamodb, run_ferry, a
 
     set_up_sources(dynamodb, items=300)  # a table and a bucket, moved together
     path = write_plan(tmp_path)
-    aws_proxy.inject(seed=3, **PRODUCTION_FAULTS)
+    aws_proxy.inject(seed=3, **{**PRODUCTION_FAULTS, "drop": 0.03})  # a few hundred requests: drops made likelier
 
     ran = run_ferry("run", path, "--json", env=aws_proxy.env())
     assert ran.returncode == 0, (ran.stdout, ran.stderr)
