@@ -147,23 +147,45 @@ def live_sync_lambda(source: TableRef, target: TableRef, state: TableRef, target
     puts, its stream scoped to the source's streams: the stream's ARN is only known once enabled)."""
     from ferry.dynamo.lambda_sync import execution_policy, resource_name
 
-    name, aws = resource_name(source.name, target.name), partition(source.region)
+    name = resource_name(source.name, target.name)
     dead_letters = QueueRef(source.region, source.account, resource_name(source.name, target.name, "-dlq"))
-    log_group = f"arn:{aws}:logs:{source.region}:{source.account}:log-group:/aws/lambda/{name}"
-    deploy = [
-        statement("LiveSyncRole", ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy", "iam:PassRole"],
-                  [f"arn:{aws}:iam::{source.account}:role/{name}"]),
-        statement("LiveSyncFunction", ["lambda:CreateFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
-                                       "lambda:UpdateFunctionConfiguration"],
-                  [f"arn:{aws}:lambda:{source.region}:{source.account}:function:{name}"]),
-        statement("LiveSyncMapping", ["lambda:CreateEventSourceMapping", "lambda:UpdateEventSourceMapping",
-                                      "lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
-        statement("LiveSyncLogs", ["logs:CreateLogGroup"], [log_group]),
-        statement("LiveSyncDeadLetters", ["sqs:CreateQueue", "sqs:GetQueueAttributes"], [dead_letters.arn]),
-    ]
+    log_group = log_group_arn(source.region, source.account, name)
+    deploy = lambda_deploy_statements(name, source.region, source.account) + [
+        statement("LiveSyncDeadLetters", ["sqs:CreateQueue", "sqs:GetQueueAttributes"], [dead_letters.arn])]
     role = execution_policy(f"{source.arn}/stream/*", source.arn, target.arn, dead_letters.arn, log_group,
                             target_role_arn, state.arn)
     return deploy, role
+
+
+def log_group_arn(region: str, account: str, function: str) -> str:
+    return f"arn:{partition(region)}:logs:{region}:{account}:log-group:/aws/lambda/{function}"
+
+
+def lambda_deploy_statements(name: str, region: str, account: str) -> list[dict]:
+    """Deploying a live-sync function named `name` beside the source: its role, the function, its
+    event source mapping and its log group."""
+    aws = partition(region)
+    return [
+        statement("LiveSyncRole", ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy", "iam:PassRole"],
+                  [f"arn:{aws}:iam::{account}:role/{name}"]),
+        statement("LiveSyncFunction", ["lambda:CreateFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
+                                       "lambda:UpdateFunctionConfiguration"],
+                  [f"arn:{aws}:lambda:{region}:{account}:function:{name}"]),
+        statement("LiveSyncMapping", ["lambda:CreateEventSourceMapping", "lambda:UpdateEventSourceMapping",
+                                      "lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
+        statement("LiveSyncLogs", ["logs:CreateLogGroup"], [log_group_arn(region, account, name)]),
+    ]
+
+
+def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef) -> tuple[list[dict], dict]:
+    """With --live-sync lambda for a bucket: deploying the function that consumes the pair's queue,
+    and the policy Ferry attaches to its role (ferry/s3/lambda_sync.py)."""
+    from ferry.dynamo.lambda_sync import resource_name
+    from ferry.s3.lambda_sync import execution_policy
+
+    name = resource_name(source, target, "-s3")
+    return (lambda_deploy_statements(name, queue.region, queue.account),
+            execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name)))
 
 
 def parameter_arn(region: str, account: str, name: str) -> str:

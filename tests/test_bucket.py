@@ -231,6 +231,10 @@ def test_bucket_lambda_live_sync_is_deployed_on_the_event_queue_with_partial_fai
     resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
     assert "arn:aws:s3:::dst-bucket/*" in resources and "arn:aws:s3:::src-bucket" in resources
     assert all(not a.endswith("*") for statement in policy["Statement"] for a in statement["Action"])
+    printed = run_ferry("iam-policy", "bucket", "src-bucket", "dst-bucket", "--live-sync", "lambda").json
+    assert printed["live_sync_role"] == policy  # what `ferry iam-policy` prints is what the deployment attached
+    deploying = {s["Sid"]: s["Resource"] for s in printed["operator"]["Statement"]}
+    assert deploying["LiveSyncFunction"] == [function["FunctionArn"]]
 
 
 def test_event_queue_setup_is_idempotent_and_brings_an_older_queue_up_to_date(aws):

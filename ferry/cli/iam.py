@@ -10,7 +10,7 @@ from ferry.aws import check_sides, session_for
 from ferry.cli.options import DEFAULT_LIVE_SYNC, LiveSync, StateTable, build_job, print_json, with_aws_sides
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, TableJob
 from ferry.dynamo.lambda_sync import TRUST_POLICY
-from ferry.iam import (TableRef, bucket_source_statements, bucket_target_statements, cutover_statements,
+from ferry.iam import (TableRef, bucket_live_sync_lambda, bucket_source_statements, bucket_target_statements, cutover_statements,
                        live_sync_lambda, numbered, policy, state_table_statement, table_source_statements,
                        table_target_statements)
 from ferry.permissions import caller, self_check_statement
@@ -77,18 +77,25 @@ def bucket(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="Source bucket.")],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
     prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
+    live_sync: LiveSync = DEFAULT_LIVE_SYNC,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> None:
-    """Print {"operator": POLICY} for `ferry bucket SOURCE TARGET` with the local poller (also covering
-    verify, sync and status of the pair), scoped to the buckets, the objects under the prefix and the
-    pair's event queues."""
-    job = build_job(BucketJob, source=source, target=target, prefix=prefix, source_aws=source_aws,
-                    target_aws=target_aws)
+    """Print {"operator": POLICY} for `ferry bucket SOURCE TARGET` (also covering verify, sync and
+    status of the pair), scoped to the buckets, the objects under the prefix and the pair's event
+    queues; with --live-sync lambda, also deploying the function, and {"live_sync_role": POLICY,
+    "live_sync_trust": POLICY} for the function's role."""
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix, live_sync=live_sync,
+                    source_aws=source_aws, target_aws=target_aws)
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     statements = bucket_statements(job) + self_checks(source_who.principal, target_who.principal)
-    print_json({"operator": policy(statements)})
+    if job.live_sync != "lambda":
+        print_json({"operator": policy(statements)})
+        return
+    queue = event_queues(job, session_for(job.source_aws).region_name, source_who.account)[0]
+    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue)
+    print_json({"operator": policy(statements + deploy), "live_sync_role": role, "live_sync_trust": TRUST_POLICY})
 
 
 def plan(path: Annotated[str, typer.Argument(metavar="PLAN", help="The plan file (YAML).")]) -> None:

@@ -33,7 +33,7 @@ def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_
                     "s3:AbortMultipartUpload"],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [log_group_arn]},
+         "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"]},  # PutLogEvents acts on the stream
     ]}
 
 
