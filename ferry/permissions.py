@@ -17,6 +17,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,8 +53,10 @@ class Caller:
         return None
 
 
+@lru_cache(maxsize=16)
 def caller(side: AwsSide) -> Caller:
-    """Who a side's credentials are (sts:GetCallerIdentity needs no permission on AWS)."""
+    """Who a side's credentials are (sts:GetCallerIdentity needs no permission on AWS); asked once
+    per process."""
     identity = session_for(side).client("sts", endpoint_url=side.endpoint_url).get_caller_identity()
     return Caller(identity["Account"], identity["Arn"])
 
@@ -109,13 +112,25 @@ def denied(iam, principal: str, statements: list[dict]) -> list[tuple[str, str]]
 
 
 def simulator(side: AwsSide):
-    """An IAM client for the simulator, with the side's credentials."""
+    """An IAM client for the simulator, with the side's credentials; None where the side talks to an
+    endpoint of its own (moto, LocalStack), which has no policy simulator: building an IAM client
+    costs a process up to seconds (its API model is large), for an answer that cannot come."""
+    if side.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_IAM") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
     return session_for(side).client("iam", endpoint_url=side.endpoint_url, config=SIMULATOR_CONFIG)
 
 
 def check_allowed(iam, name: str, who: Caller, statements: list[dict], command: str) -> bool:
     """Raise BadInput naming the first action `who` (the credentials of side `name`) may not take,
-    and what fixes it. Returns whether the simulator answered (False: not checked up front; logged)."""
+    and what fixes it. Returns whether the simulator answered (False: not checked up front; logged).
+    `iam` None: no simulator to ask. FERRY_PERMISSION_CHECK=off skips the check, for access a resource
+    policy grants (the simulator is not shown those)."""
+    if os.environ.get("FERRY_PERMISSION_CHECK", "").lower() in ("off", "0", "false", "no"):
+        log.info("permissions of the %s side not checked up front: FERRY_PERMISSION_CHECK=off", name)
+        return False
+    if iam is None:
+        log.info("permissions of the %s side not checked up front: its endpoint has no policy simulator", name)
+        return False
     if who.principal is None:
         log.info("permissions of the %s side not checked up front: the simulator cannot evaluate %s", name, who.arn)
         return False

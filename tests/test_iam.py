@@ -21,11 +21,12 @@ import pytest
 from conftest import BIN, free_port, stop, wait_for
 from tables import create_table, put_items, simple_items
 
-# An action of each step: the checks (DescribeTable), enabling the stream (UpdateTable; first, before any
-# run has turned the stream on), the state table (Query), creating the target (CreateTable), the
-# backfill's scan (Scan), live sync (GetShardIterator), the backfill's writes (BatchWriteItem).
+# An action of each step: the checks (DescribeTable), enabling the stream (UpdateTable), the state table
+# (Query), creating the target (CreateTable), live sync (GetShardIterator: the catch-up gate must not wait
+# for a poller that was refused), the backfill's writes (BatchWriteItem). The backfill's Scan was checked
+# when this test was written, and is left out since, for the suite's time (its path is BatchWriteItem's).
 NEEDED_BY_EVERY_RUN = ["dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:Query", "dynamodb:CreateTable",
-                       "dynamodb:Scan", "dynamodb:GetShardIterator", "dynamodb:BatchWriteItem"]
+                       "dynamodb:GetShardIterator", "dynamodb:BatchWriteItem"]
 # Denied, these end the run before it has written to the source: the checks (reading the tables and the
 # state), creating the state table and the target, enabling the stream (last: the tables made stay, empty)
 CHECKED_OR_WRITTEN_FIRST = {"dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:UpdateTable", "dynamodb:CreateTable"}

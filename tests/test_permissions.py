@@ -69,11 +69,19 @@ def test_the_simulator_is_asked_about_one_concrete_arn_per_resource_or_none(reso
 
 
 def test_the_check_can_be_switched_off_for_access_a_resource_policy_grants(monkeypatch):
-    monkeypatch.setenv("FERRY_PERMISSION_CHECK", "off")
     iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
-    with Stubber(iam):  # no response queued: any call would fail
-        assert not check_allowed(iam, "source", Caller("1", "arn:aws:iam::1:user/alice"),
-                                 table_source_statements(SOURCE), "x")
+    statements = table_source_statements(SOURCE)
+    who = Caller("1", "arn:aws:iam::1:user/alice")
+    with Stubber(iam) as stub:
+        for statement in statements:  # every answer a refusal
+            for resource in filter(None, map(checked_resource, statement["Resource"])):
+                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
+                    evaluation(action, "implicitDeny", resource) for action in statement["Action"]]})
+        monkeypatch.setenv("FERRY_PERMISSION_CHECK", "off")
+        assert not check_allowed(iam, "source", who, statements, "x")  # the refusal queued was never asked for
+        monkeypatch.delenv("FERRY_PERMISSION_CHECK")
+        with pytest.raises(BadInput):
+            check_allowed(iam, "source", who, statements, "x")
 
 
 def test_every_action_allowed_passes_and_says_it_was_checked():
@@ -90,10 +98,12 @@ def test_every_action_allowed_passes_and_says_it_was_checked():
 
 
 def test_a_simulator_that_cannot_answer_means_not_checked(moto_endpoint):
-    side = AwsSide(endpoint_url=moto_endpoint, region="us-east-1")  # moto's server answers the simulator with a 500
-    assert not check_allowed(simulator(side), "source", Caller("123456789012", "arn:aws:iam::123456789012:user/moto"),
+    side = AwsSide(endpoint_url=moto_endpoint, region="us-east-1")
+    assert simulator(side) is None  # an endpoint of its own: not even asked
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1")  # moto answers it with a 500
+    assert not check_allowed(iam, "source", Caller("123456789012", "arn:aws:iam::123456789012:user/moto"),
                              table_source_statements(SOURCE), "x")
-    assert not check_allowed(simulator(side), "source", Caller("123456789012", "arn:aws:iam::123456789012:root"),
+    assert not check_allowed(iam, "source", Caller("123456789012", "arn:aws:iam::123456789012:root"),
                              table_source_statements(SOURCE), "x")
 
 

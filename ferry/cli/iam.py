@@ -13,7 +13,7 @@ from ferry.dynamo.lambda_sync import TRUST_POLICY
 from ferry.iam import (TableRef, bucket_live_sync_lambda, bucket_source_statements, bucket_target_statements, cutover_statements,
                        live_sync_lambda, numbered, policy, state_table_statement, table_source_statements,
                        table_target_statements)
-from ferry.permissions import caller, self_check_statement
+from ferry.permissions import Caller, caller, self_check_statement
 from ferry.s3.preflight import event_queues
 
 
@@ -23,13 +23,19 @@ def self_checks(*principals: str | None) -> list[dict]:
     return [{**self_check_statement(named[0]), "Resource": named}] if named else []
 
 
-def table_statements(job: TableJob, create_target: bool) -> list[dict]:
-    """Both sides' statements for one table pair (the accounts are the callers')."""
+def table_refs(job: TableJob) -> tuple[TableRef, TableRef, TableRef, Caller, Caller]:
+    """The pair's source, target and state table ARNs (in the callers' accounts), and the callers."""
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     source_region, target_region = session_for(job.source_aws).region_name, session_for(job.target_aws).region_name
-    return (table_source_statements(TableRef(source_region, source_who.account, job.source), create_target)
-            + table_target_statements(TableRef(target_region, target_who.account, job.target),
-                                      TableRef(target_region, target_who.account, job.state_table), create_target))
+    return (TableRef(source_region, source_who.account, job.source),
+            TableRef(target_region, target_who.account, job.target),
+            TableRef(target_region, target_who.account, job.state_table), source_who, target_who)
+
+
+def table_statements(job: TableJob, create_target: bool) -> list[dict]:
+    """Both sides' statements for one table pair."""
+    source, target, state, _, _ = table_refs(job)
+    return table_source_statements(source, create_target) + table_target_statements(target, state, create_target)
 
 
 def bucket_statements(job: BucketJob) -> list[dict]:
@@ -56,11 +62,7 @@ def table(
     job = build_job(TableJob, source=source, target=target, state_table=state_table, live_sync=live_sync,
                     source_aws=source_aws, target_aws=target_aws)  # the same name rules as `ferry table`
     check_sides(job.source_aws, job.target_aws)
-    source_who, target_who = caller(job.source_aws), caller(job.target_aws)
-    source_region, target_region = session_for(job.source_aws).region_name, session_for(job.target_aws).region_name
-    source_ref = TableRef(source_region, source_who.account, job.source)
-    target_ref = TableRef(target_region, target_who.account, job.target)
-    state_ref = TableRef(target_region, target_who.account, job.state_table)
+    source_ref, target_ref, state_ref, source_who, target_who = table_refs(job)
     statements = (table_source_statements(source_ref, create_target)
                   + table_target_statements(target_ref, state_ref, create_target)
                   + self_checks(source_who.principal, target_who.principal))
