@@ -11,7 +11,7 @@ from conftest import FERRY
 from ferry.state import StateStore
 from tables import MIGRATION, create_table, put_items, scan_all, simple_items
 
-ITEMS = 6_000
+ITEMS = 3_000
 SEGMENTS = 2
 PAGE = 100
 
