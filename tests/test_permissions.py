@@ -35,18 +35,22 @@ def evaluation(action: str, decision: str, resource: str) -> dict:
     return {"EvalActionName": action, "EvalDecision": decision, "EvalResourceName": resource}
 
 
+def answer_each(stub: Stubber, statements: list[dict], result_for, expected: dict | None = None) -> None:
+    """Queue the simulator's answer to each request check_allowed makes: `result_for(action, resource)`."""
+    for statement in statements:
+        for resource in filter(None, map(checked_resource, statement["Resource"])):
+            params = expected and {**expected, "ActionNames": statement["Action"], "ResourceArns": [resource]}
+            stub.add_response("simulate_principal_policy", {"EvaluationResults": [
+                result_for(action, resource) for action in statement["Action"]]}, params)
+
+
 def test_a_refused_action_is_bad_input_naming_the_action_the_resource_and_the_fix():
     iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     statements = table_source_statements(SOURCE)
     with Stubber(iam) as stub:
-        for statement in statements:
-            for resource in filter(None, map(checked_resource, statement["Resource"])):
-                refused = "dynamodb:UpdateTable" in statement["Action"]
-                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
-                    evaluation(action, "implicitDeny" if refused else "allowed", resource)
-                    for action in statement["Action"]]},
-                    {"PolicySourceArn": "arn:aws:iam::123456789012:user/alice", "ActionNames": statement["Action"],
-                     "ResourceArns": [resource]})
+        answer_each(stub, statements, lambda action, resource: evaluation(
+            action, "implicitDeny" if action == "dynamodb:UpdateTable" else "allowed", resource),
+            {"PolicySourceArn": "arn:aws:iam::123456789012:user/alice"})
         with pytest.raises(BadInput) as refused:
             check_allowed(iam, "source", Caller("123456789012", "arn:aws:iam::123456789012:user/alice"), statements,
                           "ferry iam-policy table orders orders2")
@@ -73,10 +77,7 @@ def test_the_check_can_be_switched_off_for_access_a_resource_policy_grants(monke
     statements = table_source_statements(SOURCE)
     who = Caller("1", "arn:aws:iam::1:user/alice")
     with Stubber(iam) as stub:
-        for statement in statements:  # every answer a refusal
-            for resource in filter(None, map(checked_resource, statement["Resource"])):
-                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
-                    evaluation(action, "implicitDeny", resource) for action in statement["Action"]]})
+        answer_each(stub, statements, lambda action, resource: evaluation(action, "implicitDeny", resource))
         monkeypatch.setenv("FERRY_PERMISSION_CHECK", "off")
         assert not check_allowed(iam, "source", who, statements, "x")  # the refusal queued was never asked for
         monkeypatch.delenv("FERRY_PERMISSION_CHECK")
@@ -87,13 +88,11 @@ def test_the_check_can_be_switched_off_for_access_a_resource_policy_grants(monke
 def test_every_action_allowed_passes_and_says_it_was_checked():
     iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     statements = table_source_statements(SOURCE)
+    conditional = {"MissingContextValues": ["aws:RequestedRegion"]}  # not known: counted as allowed
     with Stubber(iam) as stub:
-        for statement in statements:
-            for resource in filter(None, map(checked_resource, statement["Resource"])):
-                conditional = {"MissingContextValues": ["aws:RequestedRegion"]}  # not known: counted as allowed
-                stub.add_response("simulate_principal_policy", {"EvaluationResults": [
-                    {**evaluation(action, "implicitDeny", resource), **conditional} if action == "dynamodb:Scan"
-                    else evaluation(action, "allowed", resource) for action in statement["Action"]]})
+        answer_each(stub, statements, lambda action, resource: (
+            {**evaluation(action, "implicitDeny", resource), **conditional} if action == "dynamodb:Scan"
+            else evaluation(action, "allowed", resource)))
         assert check_allowed(iam, "source", Caller("1", "arn:aws:iam::123456789012:user/alice"), statements, "x")
 
 
