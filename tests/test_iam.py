@@ -122,10 +122,18 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
 
 
 def for_moto(policy: dict, without: str | None = None) -> dict:
-    """The printed policy as moto's server can enforce it (see the bucket test's docstring), less
+    """The printed policy as moto's server can enforce it (see the bucket test's docstring; moto 5.2.6
+    also checks many S3 requests under their operation's name, CopyObject or HeadObject), less
     the action `without`: DynamoDB and SQS statements on "*", and moto's own names for HEAD bucket,
     DeleteObjects and the SQS batch requests added beside the real ones."""
-    moto_names = {"s3:ListBucket": ["s3:HeadBucket"], "sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
+    moto_names = {"s3:ListBucket": ["s3:HeadBucket", "s3:ListObjectsV2"], "sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
+                  # moto 5.2.6 checks these requests under their operation's name
+                  "s3:GetBucketNotification": ["s3:GetBucketNotificationConfiguration"],
+                  "s3:PutBucketNotification": ["s3:PutBucketNotificationConfiguration"],
+                  "s3:GetObject": ["s3:HeadObject"], "s3:DeleteObject": ["s3:DeleteObjects"],
+                  "s3:PutObject": ["s3:CopyObject", "s3:UploadPartCopy", "s3:CreateMultipartUpload",
+                                   "s3:CompleteMultipartUpload"],
+                  "s3:ListBucketMultipartUploads": ["s3:ListMultipartUploads"],
                   "sqs:ChangeMessageVisibility": ["sqs:ChangeMessageVisibilityBatch"]}
     statements = []
     for s in policy["Statement"]:
@@ -136,7 +144,7 @@ def for_moto(policy: dict, without: str | None = None) -> dict:
             statements.append({**s, "Action": actions, "Resource": "*" if on_any else s["Resource"]})
         if "s3:DeleteObject" in actions:  # moto checks a DeleteObjects request on the bucket's own ARN
             buckets = [r.split("/", 1)[0] for r in s["Resource"]]
-            statements.append({"Sid": f"Moto{s['Sid']}", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+            statements.append({"Sid": f"Moto{s['Sid']}", "Effect": "Allow", "Action": ["s3:DeleteObject", "s3:DeleteObjects"],
                                "Resource": buckets})
     return {"Version": policy["Version"], "Statement": statements}
 
