@@ -19,6 +19,7 @@ from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 DEFAULT_STATE_TABLE = "ferry-state"
 MAX_SEGMENTS = 1_000_000  # DynamoDB's own limit on TotalSegments
 LiveSyncMode = Literal["poller", "lambda"]  # the local poller, or a deployed Lambda
+EventsMode = Literal["auto", "notification", "eventbridge"]  # how a bucket's events reach its queue (ferry/s3/routes.py)
 
 
 class AwsSide(BaseModel):
@@ -141,6 +142,7 @@ class BucketJob(BaseModel):
     multipart_threshold: int = MULTIPART_THRESHOLD
     part_size: int = PART_SIZE
     live_sync: LiveSyncMode = "poller"
+    events: EventsMode = "auto"
 
     model_config = {"frozen": True}
 

@@ -59,13 +59,16 @@ class QueueRef:
 
 
 SOURCE_BUCKET = ["s3:ListBucket", "s3:GetBucketNotification", "s3:PutBucketNotification"]
-SOURCE_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging"]  # HEAD and copy sources, tags copied with them
+SOURCE_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAcl"]  # HEAD and copy sources, tags and
+# ACLs compared by live sync
 EVENT_QUEUES = ["sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
                 "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                "sqs:ChangeMessageVisibility"]
+                "sqs:ChangeMessageVisibility", "sqs:DeleteQueue"]  # DeleteQueue: ferry finish bucket
 TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]  # listings; incomplete copies to abort
 TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
-                  "s3:DeleteObject", "s3:AbortMultipartUpload"]
+                  "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl"]
+EVENT_RULE = ["events:PutRule", "events:DescribeRule", "events:DeleteRule", "events:PutTargets",
+              "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:ListTagsForResource"]
 
 
 def statement(sid: str, actions: list[str], resources: list[str]) -> dict:
@@ -117,14 +120,20 @@ def objects_arn(bucket: str, prefix: str, region: str) -> str:
     return f"{bucket_arn(bucket, region)}/{prefix}*"
 
 
-def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef]) -> list[dict]:
+def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], rule: str) -> list[dict]:
     """What the source side's credentials need: list the bucket, route its events to the pair's
-    queue (and its dead-letter queue), read the objects under the prefix, consume the queue."""
-    region = queues[0].region
+    queue (and its dead-letter queue) by a notification entry or the pair's EventBridge rule `rule`
+    (ferry/s3/routes.py: it reads other Ferry rules' tags and lists the bus's rules to leave what
+    others use), read the objects under the prefix, consume the queue."""
+    region, account = queues[0].region, queues[0].account
+    rules = f"arn:{partition(region)}:events:{region}:{account}:rule/"
     return [
         statement("ReadSourceBucket", SOURCE_BUCKET, [bucket_arn(source, region)]),
         statement("ReadSourceObjects", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
         statement("EventQueues", EVENT_QUEUES, [queue.arn for queue in queues]),
+        statement("EventRule", EVENT_RULE, [rules + rule]),
+        statement("OtherFerryRules", ["events:ListTagsForResource"], [rules + "ferry-sync-*"]),
+        statement("ListEventRules", ["events:ListRules"], ["*"]),  # no resource-level form
         statement("LiveSyncStatus", ["lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
     ]
 
@@ -136,7 +145,8 @@ def bucket_target_statements(source: str, target: str, prefix: str, region: str)
     return [
         statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
         statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
-        statement("CopyFromSource", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
+        statement("CopyFromSource", [a for a in SOURCE_OBJECTS if a != "s3:GetObjectAcl"],
+                  [objects_arn(source, prefix, region)]),
     ]
 
 

@@ -1,7 +1,9 @@
 """The migrate-bucket flow: copy a live bucket server-side, then prove the copy.
 
-    0. preflight             both buckets reachable; no clash with existing event notifications
-    1. enable_bucket_events  object events from now on go to a durable queue
+    0. preflight             both buckets reachable; with --events notification, no overlap with an
+                             existing consumer's notification entry
+    1. enable_bucket_events  object events from now on go to a durable queue (a notification entry,
+                             or an EventBridge rule beside existing consumers: ferry/s3/routes.py)
     2. live sync             with live_sync="lambda": a Lambda consumes that queue (the same handler)
     3. bulk sync             both buckets compared range by range as they are listed; each batch
                              of differences copied server-side by its own task meanwhile
@@ -19,12 +21,13 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.config import AwsSide, BucketJob, LiveSyncMode
+from ferry.config import AwsSide, BucketJob, EventsMode, LiveSyncMode
 from ferry.s3.sync import listing_is_proof
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 from tasks.handles import stop_all_on_signals
-from tasks.s3 import (delete_extras, deploy_bucket_live_sync, drain_bucket_events, enable_bucket_events,
-                      preflight_bucket, sync_objects, verify_bucket)
+from tasks.s3 import (delete_bucket_queues, delete_extras, deploy_bucket_live_sync, drain_bucket_events,
+                      enable_bucket_events, find_bucket_queue, preflight_bucket, remove_bucket_live_sync,
+                      remove_bucket_route, sync_objects, verify_bucket)
 
 PARALLEL_BATCHES = 2
 
@@ -54,6 +57,7 @@ def migrate_bucket(
     multipart_threshold: int = MULTIPART_THRESHOLD,
     part_size: int = PART_SIZE,
     live_sync: LiveSyncMode = "poller",
+    events: EventsMode = "auto",
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
     preflight: bool = True,
@@ -61,7 +65,7 @@ def migrate_bucket(
     """`preflight=False` skips step 0 when the caller has just run the same checks (the CLI does)."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
-                    source_aws=source_aws, target_aws=target_aws)
+                    events=events, source_aws=source_aws, target_aws=target_aws)
     with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: copies stop after the objects in hand
         if preflight:
             preflight_bucket(job)
@@ -99,3 +103,28 @@ def sync_bucket(
                     source_aws=source_aws, target_aws=target_aws)
     queue_url = enable_bucket_events(job)  # idempotent: finds the queue and configuration in place
     return drain_bucket_events(job, queue_url, idle_seconds)
+
+
+@flow(name="finish-bucket", flow_run_name="finish live sync {source} -> {target}")
+def finish_bucket(
+    source: str,
+    target: str,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> dict:
+    """End a bucket's live sync, leaving the source bucket as it was before Ferry:
+    1. remove the route Ferry added (its notification entry or EventBridge rule; EventBridge
+       delivery only if Ferry turned it on and nothing else may use it), so no new event comes;
+    2. remove the live-sync Lambda, if one was deployed (its log group stays);
+    3. apply what the queue still holds;
+    4. delete the pair's queues, unless dead letters remain in them.
+    Rerunning it finishes what a killed run left."""
+    job = BucketJob(source=source, target=target, source_aws=source_aws, target_aws=target_aws)
+    queue_url = find_bucket_queue(job)
+    unrouted = remove_bucket_route(job, queue_url)
+    lambda_removed = remove_bucket_live_sync(job, queue_url)
+    drained = drain_bucket_events(job, queue_url, idle_seconds=1.0)
+    queues_removed, queues_kept = delete_bucket_queues(job)
+    return {"source": source, "target": target, "removed": unrouted.removed + lambda_removed + queues_removed,
+            "kept": unrouted.kept + queues_kept, "events_applied": drained["messages"],
+            "events_failed": drained["failed"]}

@@ -14,8 +14,16 @@ The rule, cheapest evidence first:
    c. else the source ETag Ferry recorded on the target when it copied it (`ferry-source-etag`,
       set on multipart copies, whose own ETag differs from the source's);
    d. else nothing proves them equal: different, so the object is copied again (never lost).
-`deep` skips step 2: every same-size pair is decided by step 3, so additional checksums are read
-for all objects. Timestamps are never used: a copy is always newer than its source.
+4. Same bytes are the same object only with the same headers (Content-Type, -Encoding,
+   -Disposition, -Language, Cache-Control, Expires, the website redirect) and the same user metadata
+   (Ferry's own `ferry-*` entries aside): a metadata-only change (CopyObject with REPLACE) keeps the
+   ETag but is a change. Both HEADs carry them, so this costs no request.
+5. Tags (same_tags) are compared where a change may be only a tag change: live sync of a tagging
+   event, and `--deep`, read both tag sets; elsewhere the HEADs' tag counts decide when they differ.
+`deep` skips step 2: every same-size pair is decided by steps 3-5, so additional checksums, headers,
+metadata and tags are read for all objects. Timestamps are never used: a copy is always newer than
+its source. Between the listing steps (1-2, no request) and HEADs, a bulk sync without `--deep` sees
+a metadata-only change only through its event (live sync); `--deep` sees every one.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RECORDED_ETAG = "ferry-source-etag"
+FERRY_METADATA = "ferry-"  # user metadata entries Ferry writes on copies, not the service's
+HEADERS = ["ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage", "Expires",
+           "WebsiteRedirectLocation"]
 ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # unreadable, so uncopyable, until restored (GLACIER_IR is not)
 CHECKSUMS = ["ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32C", "ChecksumCRC32"]
 ENCRYPTED_ETAGS = {"aws:kms", "aws:kms:dsse"}  # their ETags are not an MD5 of the content
@@ -81,10 +92,26 @@ def content_md5(head: dict) -> bool:
             and not head.get("SSECustomerAlgorithm"))
 
 
+def service_metadata(head: dict) -> dict[str, str]:
+    """The object's user metadata without the entries Ferry adds to its copies."""
+    return {name: value for name, value in head.get("Metadata", {}).items() if not name.startswith(FERRY_METADATA)}
+
+
+def same_headers(source: dict, target: dict) -> bool:
+    """Step 4: the headers and user metadata the service set are the same on both HEADs."""
+    return (all(source.get(name) == target.get(name) for name in HEADERS)
+            and service_metadata(source) == service_metadata(target))
+
+
 def same_object(source: dict, target: dict | None) -> bool:
-    """Step 3, for the HEAD responses of a source object and its target (None: absent)."""
+    """Steps 3 and 4, for the HEAD responses of a source object and its target (None: absent)."""
     if target is None or source["ContentLength"] != target["ContentLength"]:
         return False
+    return same_bytes(source, target) and same_headers(source, target)
+
+
+def same_bytes(source: dict, target: dict) -> bool:
+    """Step 3: the strongest evidence both HEADs have that the bytes are the same."""
     source_sums, target_sums = full_object_checksums(source), full_object_checksums(target)
     shared = [name for name in CHECKSUMS if name in source_sums and name in target_sums]
     if shared:
@@ -93,3 +120,18 @@ def same_object(source: dict, target: dict | None) -> bool:
     if content_md5(source) and content_md5(target):
         return source_etag == target["ETag"].strip('"')
     return target.get("Metadata", {}).get(RECORDED_ETAG) == source_etag
+
+
+def tag_set(tagging: dict) -> dict[str, str]:
+    """A GetObjectTagging answer as {key: value}."""
+    return {tag["Key"]: tag["Value"] for tag in tagging.get("TagSet", [])}
+
+
+def tag_counts_differ(source: dict, target: dict) -> bool:
+    """Whether the two HEADs' tag counts (absent: none) already say the tag sets differ."""
+    return source.get("TagCount", 0) != target.get("TagCount", 0)
+
+
+def same_tags(source_tags: dict[str, str], target_tags: dict[str, str]) -> bool:
+    """Step 5: the same tags, keys and values."""
+    return source_tags == target_tags

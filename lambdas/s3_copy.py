@@ -20,12 +20,11 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import ENCRYPTED_ETAGS, RECORDED_ETAG, is_md5_etag
+from lambdas.s3_compare import ENCRYPTED_ETAGS, HEADERS, RECORDED_ETAG, is_md5_etag, same_headers, tag_set
 
 MULTIPART_THRESHOLD = 256 * 2**20
 PART_SIZE = 128 * 2**20
 PART_THREADS = 8
-HEADERS = ["ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage", "Expires"]
 
 
 @dataclass
@@ -69,20 +68,34 @@ def record_source_etag(s3, source_bucket: str, key: str, target_bucket: str, eta
     copy's metadata (`ferry-source-etag`, rule step 3c), by copying the target onto itself with the
     source's headers and metadata, so a later comparison sees they are the same bytes instead of
     copying them again on every run. The source is read pinned to the ETag that was copied: if it
-    changed since, nothing is recorded (the copy then compares as different and is made again)."""
+    changed since, nothing is recorded (the copy then compares as different and is made again). The
+    headers and metadata written are values read from the source, so the source is read again after
+    the write and, if they changed meanwhile (a metadata-only change keeps the ETag), written again."""
+    target_etag, head = "", source_head(s3, source_bucket, key, etag)
+    for _ in range(3):
+        if head is None:
+            return target_etag
+        headers = {name: head[name] for name in HEADERS if name in head}
+        response = s3.copy_object(
+            Bucket=target_bucket, Key=key, CopySource={"Bucket": target_bucket, "Key": key},
+            MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')},
+            TaggingDirective="COPY", StorageClass=storage_class or head.get("StorageClass", "STANDARD"), **headers,
+        )
+        target_etag, written = response["CopyObjectResult"]["ETag"].strip('"'), head
+        head = source_head(s3, source_bucket, key, etag)
+        if head is None or same_headers(head, written):
+            return target_etag
+    return target_etag
+
+
+def source_head(s3, bucket: str, key: str, etag: str) -> dict | None:
+    """The source object's HEAD if it still has `etag`, else None."""
     try:
-        head = s3.head_object(Bucket=source_bucket, Key=key, IfMatch=f'"{etag.strip(chr(34))}"')
+        return s3.head_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip(chr(34))}"')
     except ClientError as error:
         if error.response["Error"]["Code"] in ("412", "PreconditionFailed", "404", "NoSuchKey", "NotFound"):
-            return ""
+            return None
         raise
-    headers = {name: head[name] for name in HEADERS if name in head}
-    response = s3.copy_object(
-        Bucket=target_bucket, Key=key, CopySource={"Bucket": target_bucket, "Key": key},
-        MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')},
-        TaggingDirective="COPY", StorageClass=storage_class or head.get("StorageClass", "STANDARD"), **headers,
-    )
-    return response["CopyObjectResult"]["ETag"].strip('"')
 
 
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -142,4 +155,20 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
     except BaseException:
         s3.abort_multipart_upload(Bucket=target_bucket, Key=key, UploadId=upload_id)
         raise
+    # The headers, metadata and tags were read at the start and written as values: read them again
+    # (the parts' pin covers the bytes only; a metadata-only change keeps the ETag).
+    after = source_head(s3, source_bucket, key, etag)
+    if after is not None and not same_headers(after, head):
+        raise SourceChanged(f"the headers or metadata of {key} changed during its copy: copy it again")
+    if after is not None:
+        wanted = tag_set(s3.get_object_tagging(Bucket=source_bucket, Key=key))
+        if wanted != {t["Key"]: t["Value"] for t in tags}:
+            from lambdas.s3_apply import sync_tags  # the one way tags are written after the fact
+
+            sync_tags(s3, source_bucket, target_bucket, key)
     return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True)
+
+
+class SourceChanged(Exception):
+    """The source object changed while it was copied in a way no pin catches: the copy is made again
+    (a task's retry, or the event's redelivery, reads the source afresh)."""

@@ -1,35 +1,60 @@
 """Lambda handler: S3 events (through SQS) -> make each named target key match its source.
 
 Environment: TARGET_BUCKET (required), PREFIX (the migration's; keys outside it are not its to
-touch, and are skipped rather than failed: the route only sends keys under it anyway). Failures are reported per message (ReportBatchItemFailures),
-so one failing key is retried alone and, after the queue's redrive limit, lands in the dead-letter
-queue without holding back the others.
+touch, and are skipped rather than failed: the route only sends keys under it anyway). Failures are
+reported per message (ReportBatchItemFailures), so one failing key is retried alone and, after the
+queue's redrive limit, lands in the dead-letter queue without holding back the others. Every
+LAG_RECORD_EVERY_SECONDS (per running instance) it leaves the lag it measured on the queue, where
+`ferry status bucket` reads it (the same tag the poller writes: ferry/s3/events.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 import boto3
 
-from lambdas.s3_apply import keys_in_message, sync_key
+from lambdas.s3_apply import changes_in_message, sync_key
 
 log = logging.getLogger(__name__)
 
+LAG_TAG = "ferry:lag"  # "SECONDS@EPOCH": ferry/s3/events.record_lag writes the same
+LAG_RECORD_EVERY_SECONDS = 15.0
+_recorded = {"at": 0.0}
 
-def handle(event: dict, s3, target_bucket: str, prefix: str = "") -> dict:
+
+def handle(event: dict, s3, target_bucket: str, prefix: str = "", sqs=None) -> dict:
     failures = []
     for message in event.get("Records", []):
         try:
-            for source_bucket, key in keys_in_message(message["body"]):
+            for source_bucket, key, kind in changes_in_message(message["body"]):
                 if key.startswith(prefix):
-                    sync_key(s3, source_bucket, target_bucket, key)
+                    sync_key(s3, source_bucket, target_bucket, key, kind=kind)
         except Exception as error:  # reported, retried by SQS, then dead-lettered
             log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
             failures.append({"itemIdentifier": message["messageId"]})
+    if sqs is not None:
+        record_lag(sqs, event.get("Records", []))
     return {"batchItemFailures": failures}
 
 
+def record_lag(sqs, records: list[dict]) -> None:
+    """The batch's lag (from its oldest event's delivery to the queue until now) onto the queue,
+    at most every LAG_RECORD_EVERY_SECONDS; a failure to record it fails nothing."""
+    sent = [int(r["attributes"]["SentTimestamp"]) / 1000 for r in records if "SentTimestamp" in r.get("attributes", {})]
+    if not sent or time.time() - _recorded["at"] < LAG_RECORD_EVERY_SECONDS:
+        return
+    _, _, _, _, account, name = records[0]["eventSourceARN"].split(":")
+    try:
+        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        sqs.tag_queue(QueueUrl=url, Tags={LAG_TAG: f"{max(0.0, time.time() - min(sent)):.3f}@{time.time():.0f}"})
+        _recorded["at"] = time.time()
+    except Exception as error:  # the lag is for people watching; the events are applied either way
+        log.warning("could not record the lag on %s: %s", name, type(error).__name__)
+
+
 def handler(event, context):
-    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""))
+    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""),
+                  boto3.client("sqs"))

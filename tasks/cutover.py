@@ -16,7 +16,7 @@ from ferry.dynamo import lambda_sync
 from ferry.dynamo.stream import enable_stream
 from ferry.errors import CannotContinue
 from ferry.plan import Plan
-from ferry.s3 import events
+from ferry.s3 import events, routes
 from ferry.state import Phase, SegmentProgress, StateStore
 from tasks.common import RETRYING, state_store, table_clients
 
@@ -140,8 +140,9 @@ def set_lambda_mapping(job: TableJob, enabled: bool) -> None:
 def capture_bucket_events(job: BucketJob) -> str:
     """Ferry's notification entry for this pair in place (and its Lambda's mapping on), whatever the
     pair's hold says: the cutover captures a direction's events before it lets it apply them."""
-    url, arn, _ = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
-                                        job.target, job.prefix, respect_hold=False)
+    url, arn, _ = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"),
+                                        client(job.source_aws, "events"), job.source, job.target, job.prefix,
+                                        job.events, respect_hold=False)
     if job.live_sync == "lambda":
         set_queue_mappings(job, arn, enabled=True)
     return url
@@ -155,15 +156,16 @@ def set_queue_mappings(job: BucketJob, queue_arn: str, enabled: bool) -> None:
 
 @task(name="stop-bucket-events", task_run_name="stop routing events of {job.source}", **RETRYING)
 def stop_bucket_events(job: BucketJob, plan_name: str) -> bool:
-    """Hold this direction (its queue says so), then remove only the notification entry Ferry added
-    for the pair (the queue stays, to be drained)."""
+    """Hold this direction (its queue says so), then remove only the route Ferry added for the pair
+    (its notification entry or EventBridge rule: ferry/s3/routes.py; the queue stays, to be drained)."""
     sqs = client(job.source_aws, "sqs")
     url = events.find_queue(sqs, job.source, job.target)
     events.hold_queue(sqs, url, plan_name)
-    removed = events.disable_bucket_events(client(job.source_aws, "s3"), job.source, events.queue_arn(sqs, url))
+    unrouted = routes.unroute(client(job.source_aws, "s3"), client(job.source_aws, "events"), job.source, job.target,
+                              events.queue_arn(sqs, url))
     if job.live_sync == "lambda":
         set_queue_mappings(job, events.queue_arn(sqs, url), enabled=False)
-    return removed
+    return bool(unrouted.removed)
 
 
 @task(name="hold-bucket-sync", task_run_name="hold live sync {job.source} -> {job.target}", **RETRYING)

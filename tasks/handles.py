@@ -117,11 +117,19 @@ class BucketCounters:
     def __init__(self):
         self.lock = threading.Lock()
         self.compared = self.to_copy = self.copied = self.bytes_copied = 0
+        self.events_applied = 0  # by this run's drains, so far
+        self.lag_seconds: float | None = None  # of the last batch of events applied
 
     def add(self, **counts: int) -> None:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def applied(self, messages: int, lag_seconds: float) -> None:
+        """A batch of events a drain applied (ferry/s3/events.drain_queue's `progress`)."""
+        with self.lock:
+            self.events_applied += messages
+            self.lag_seconds = lag_seconds
 
 
 @dataclass

@@ -13,12 +13,12 @@ from ferry import report as reports
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.errors import BadInput, Stopped, denied_line
-from ferry.s3 import events
+from ferry.s3 import events, routes
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
 from ferry.s3.sync import batches_to_copy
 from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
-from lambdas.s3_apply import keys_in_message, sync_key
+from lambdas.s3_apply import changes_in_message, sync_key
 from lambdas.s3_compare import Listed
 from tasks.common import RETRYING as retrying
 from tasks.handles import STOPPING, BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
@@ -50,17 +50,22 @@ def preflight_bucket(job: BucketJob) -> None:
 @task(name="enable-bucket-events", task_run_name="route events of {job.source} to a queue", **retrying)
 def enable_bucket_events(job: BucketJob) -> str:
     """Events from now on land in a durable queue; returns its URL."""
-    try:
-        url, _, added = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"), job.source,
-                                              job.target, job.prefix)  # a direction a plan stopped stays stopped
+    try:  # a direction a plan stopped stays stopped
+        url, _, route = events.route_to_queue(client(job.source_aws, "sqs"), client(job.source_aws, "s3"),
+                                              client(job.source_aws, "events"), job.source, job.target, job.prefix,
+                                              job.events)
     except ClientError as error:  # a permission IAM's simulator could not check up front: bad input
         if (line := denied_line(error)) is None:
             raise
         if error.operation_name != "CreateQueue":
             line += "; the pair's event queues stay for the rerun"
         raise BadInput(line) from None
-    if added:
-        get_run_logger().info("bucket %s now also sends object events to Ferry's queue", job.source)
+    if route.added:
+        get_run_logger().info("bucket %s now also sends object events to Ferry's queue (%s)", job.source,
+                              "through EventBridge" if route.way == "eventbridge" else "a notification entry")
+    if route.turned_on_eventbridge:
+        get_run_logger().warning("turned on EventBridge delivery for bucket %s (turned off again when this pair's "
+                                 "route is removed, if nothing else uses it)", job.source)
     return url
 
 
@@ -155,17 +160,45 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
     _, target_s3 = s3_clients(job)
 
     def apply(body: str) -> None:
-        for bucket, key in keys_in_message(body):
+        for bucket, key, kind in changes_in_message(body):
             if bucket == job.source and key.startswith(job.prefix):
-                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since)
+                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
+                         kind)
 
     sync = this_run(f"bucket-live-sync:{job.source}>{job.target}", LiveSync)
+    progress = counters(job)
     with stop_on_signals(sync):
         drained = events.drain_queue(client(job.source_aws, "sqs"), queue_url, apply, idle_seconds, stop=sync.stop,
-                                     until_caught_up=until_caught_up)
+                                     until_caught_up=until_caught_up, progress=progress.applied)
     if until_caught_up and STOPPING.is_set():  # stopped before the queue was caught up: not a proof of anything
         raise Stopped(f"applying the queued events of {job.source} stopped after the batch in hand")
     return drained
+
+
+@task(name="remove-bucket-route", task_run_name="stop routing events of {job.source} to {job.target}'s queue",
+      **retrying)
+def remove_bucket_route(job: BucketJob, queue_url: str) -> routes.Unrouted:
+    """Remove only what the pair's routing added (ferry/s3/routes.py unroute)."""
+    sqs = client(job.source_aws, "sqs")
+    unrouted = routes.unroute(client(job.source_aws, "s3"), client(job.source_aws, "events"), job.source, job.target,
+                              events.queue_arn(sqs, queue_url))
+    for line in unrouted.removed:
+        get_run_logger().info("removed %s", line)
+    return unrouted
+
+
+@task(name="remove-bucket-live-sync", task_run_name="remove live-sync Lambda {job.source} -> {job.target}",
+      **retrying)
+def remove_bucket_live_sync(job: BucketJob, queue_url: str) -> list[str]:
+    from ferry.s3 import lambda_sync
+
+    return lambda_sync.remove(client(job.source_aws, "iam"), client(job.source_aws, "lambda"), source=job.source,
+                              target=job.target, queue_arn=events.queue_arn(client(job.source_aws, "sqs"), queue_url))
+
+
+@task(name="delete-bucket-queues", task_run_name="delete the queues of {job.source} -> {job.target}", **retrying)
+def delete_bucket_queues(job: BucketJob) -> tuple[list[str], list[str]]:
+    return events.delete_queues(client(job.source_aws, "sqs"), job.source, job.target)
 
 
 @task(name="verify-bucket", task_run_name="verify {job.source} = {job.target}", **retrying)

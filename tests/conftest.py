@@ -73,6 +73,9 @@ def aws_environment(moto_endpoint, tmp_path_factory):
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(home / "aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+        # moto delivers a bucket's events as the request is answered: nothing is in transit for long
+        # (test_bucket_events.py proves the settle with a delayed message)
+        FERRY_EVENT_SETTLE_SECONDS="0.5",
     )
     os.environ.pop("AWS_PROFILE", None)
     yield

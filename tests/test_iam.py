@@ -124,7 +124,7 @@ def test_a_table_migration_succeeds_with_exactly_the_printed_policy_and_stops_wi
 def for_moto(policy: dict, without: str | None = None) -> dict:
     """The printed policy as moto's server can enforce it (see the bucket test's docstring; moto 5.2.6
     also checks many S3 requests under their operation's name, CopyObject or HeadObject), less
-    the action `without`: DynamoDB and SQS statements on "*", and moto's own names for HEAD bucket,
+    the action `without`: DynamoDB, SQS and EventBridge statements on "*", and moto's own names for HEAD bucket,
     DeleteObjects and the SQS batch requests added beside the real ones."""
     moto_names = {"s3:ListBucket": ["s3:HeadBucket", "s3:ListObjectsV2"], "sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
                   # moto 5.2.6 checks these requests under their operation's name
@@ -139,7 +139,7 @@ def for_moto(policy: dict, without: str | None = None) -> dict:
     for s in policy["Statement"]:
         actions = [a for a in s["Action"] if a != without]
         actions += [extra for a in actions for extra in moto_names.get(a, [])]
-        on_any = any(a.startswith(("dynamodb:", "sqs:")) for a in actions)
+        on_any = any(a.startswith(("dynamodb:", "sqs:", "events:")) for a in actions)
         if actions:
             statements.append({**s, "Action": actions, "Resource": "*" if on_any else s["Resource"]})
         if "s3:DeleteObject" in actions:  # moto checks a DeleteObjects request on the bucket's own ARN

@@ -120,6 +120,7 @@ def test_arns_carry_the_partition_of_their_region():
 
     assert TableRef("cn-north-1", "1", "t").arn == "arn:aws-cn:dynamodb:cn-north-1:1:table/t"
     assert TableRef("us-gov-west-1", "1", "t").arn.startswith("arn:aws-us-gov:dynamodb:")
-    statements = bucket_source_statements("media", "", [QueueRef("cn-north-1", "1", "q")])
+    statements = bucket_source_statements("media", "", [QueueRef("cn-north-1", "1", "q")], "ferry-sync-media-x")
     assert {r for s in statements for r in s["Resource"] if r != "*"} == {
-        "arn:aws-cn:s3:::media", "arn:aws-cn:s3:::media/*", "arn:aws-cn:sqs:cn-north-1:1:q"}
+        "arn:aws-cn:s3:::media", "arn:aws-cn:s3:::media/*", "arn:aws-cn:sqs:cn-north-1:1:q",
+        "arn:aws-cn:events:cn-north-1:1:rule/ferry-sync-media-x", "arn:aws-cn:events:cn-north-1:1:rule/ferry-sync-*"}

@@ -22,6 +22,9 @@ TargetBucket = Annotated[str, typer.Argument(metavar="TARGET", help="Target buck
 Prefix = Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")]
 MultipartThreshold = Annotated[int, typer.Option("--multipart-threshold", help="Bytes above which copies are multipart.")]
 PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a multipart copy.")]
+Events = Annotated[str, typer.Option("--events", help="How the source's events reach Ferry: 'auto' (default: a "
+                                     "notification entry unless one would overlap an existing consumer's, then "
+                                     "EventBridge), 'notification' or 'eventbridge'.")]
 
 
 def connect(job: BucketJob, preflight: bool = True) -> None:
@@ -49,6 +52,7 @@ def migrate(
     multipart_threshold: MultipartThreshold = MULTIPART_THRESHOLD,
     part_size: PartSize = PART_SIZE,
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    events: Events = "auto",
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -57,7 +61,7 @@ def migrate(
     """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
-                    source_aws=source_aws, target_aws=target_aws)
+                    events=events, source_aws=source_aws, target_aws=target_aws)
     connect(job)
     use_prefect(verbose)
     from flows.migrate_bucket import migrate_bucket
@@ -146,3 +150,38 @@ def sync(
         render.out.print(f"applied {counts['messages']:,} event messages; {counts['failed']} failed "
                          "(retried by the queue)")
     return EXIT_OK
+
+
+@with_aws_sides
+def finish(
+    source: SourceBucket,
+    target: TargetBucket,
+    json_output: JsonOutput = False,
+    verbose: Verbose = False,
+    source_aws: AwsSide = AwsSide(),
+    target_aws: AwsSide = AwsSide(),
+) -> int:
+    """End the live sync of SOURCE into TARGET: remove only what Ferry added to route the source's
+    events, apply what is queued, delete the pair's queues (and its Lambda, if deployed). Exit 1 if
+    dead letters remain (their keys may differ; their queue is kept)."""
+    check_sides(source_aws, target_aws)
+    from ferry.s3 import events
+
+    sqs = client(source_aws, "sqs")
+    queue = events.find_queue(sqs, source, target)  # set up, or nothing to finish
+    prefix = events.recorded_prefix(sqs, queue) or ""
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix, source_aws=source_aws,
+                    target_aws=target_aws)
+    use_prefect(verbose)
+    from flows.migrate_bucket import finish_bucket
+
+    finished = finish_bucket(**flow_arguments(job, finish_bucket))
+    if json_output:
+        print_json(finished)
+    else:
+        for line in finished["removed"]:
+            render.out.print(f"removed {line}", highlight=False)
+        for line in finished["kept"]:
+            render.out.print(f"kept {line}", highlight=False)
+        render.out.print(f"applied {finished['events_applied']:,} queued events", highlight=False)
+    return EXIT_DIFFERENT if finished["kept"] and any("dead" in line for line in finished["kept"]) else EXIT_OK

@@ -15,6 +15,7 @@ from ferry.iam import (TableRef, bucket_live_sync_lambda, bucket_source_statemen
                        table_target_statements)
 from ferry.permissions import Caller, caller, self_check_statement
 from ferry.s3.preflight import event_queues
+from ferry.s3.routes import route_name
 
 
 def self_checks(*principals: str | None) -> list[dict]:
@@ -41,7 +42,7 @@ def table_statements(job: TableJob, create_target: bool) -> list[dict]:
 def bucket_statements(job: BucketJob) -> list[dict]:
     """Both sides' statements for one bucket pair, its queues in the source's account and region."""
     queues = event_queues(job, session_for(job.source_aws).region_name, caller(job.source_aws).account)
-    return (bucket_source_statements(job.source, job.prefix, queues)
+    return (bucket_source_statements(job.source, job.prefix, queues, route_name(job.source, job.target))
             + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region))
 
 

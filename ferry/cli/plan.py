@@ -180,13 +180,15 @@ def status(plan_file: PlanFile, json_output: JsonOutput = False) -> int:
         live = back if reverse else job
         try:
             state = events.sync_status(client(live.source_aws, "sqs"), client(live.source_aws, "s3"),
-                                       client(live.source_aws, "lambda"), live.source, live.target)
+                                       client(live.source_aws, "events"), client(live.source_aws, "lambda"),
+                                       live.source, live.target)
             phase, pending = ("live sync" if state.events_routed else "not routed"), state.pending + state.in_flight
         except BadInput:
             phase, pending = "not started", None
         rows.append({"kind": "bucket", "source": job.source, "target": job.target, "phase": phase,
                      "progress": "-", "direction": steps.REVERSE if reverse else steps.FORWARD,
-                     "lag_seconds": None, "pending_events": pending, "verified": None, "updated_at": None})
+                     "lag_seconds": state.lag_seconds if pending is not None else None, "pending_events": pending,
+                     "verified": None, "updated_at": None})
     payload = {"plan": plan.name, "direction": progress.direction, "cutover_steps": progress.steps, "resources": rows}
     if json_output:
         print_json(payload)

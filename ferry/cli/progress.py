@@ -107,20 +107,25 @@ class BackfillProgress(LiveProgress):
 
 
 class BucketProgress(LiveProgress):
-    """One line from this process's counters: objects compared, to copy and copied, bytes, rate."""
+    """One line from this process's counters: objects compared, to copy and copied, bytes, rate; and
+    once live sync has applied events, how many and its lag."""
 
     def __init__(self, source: str, target: str, console: Console):
         super().__init__(console, *bar_columns("copied, {task.fields[compared]:,} compared, "
-                                               "{task.fields[megabytes]:,.1f} MB, {task.fields[rate]}/s", bar_width=16))
+                                               "{task.fields[megabytes]:,.1f} MB, {task.fields[rate]}/s"
+                                               "{task.fields[live]}", bar_width=16))
         self.name = bucket_counters_name(source, target)
-        self.bar = self.progress.add_task(f"{source} -> {target}", total=None, compared=0, megabytes=0.0, rate="0")
+        self.bar = self.progress.add_task(f"{source} -> {target}", total=None, compared=0, megabytes=0.0, rate="0",
+                                          live="")
         self.started = time.monotonic()
 
     def _refresh(self) -> None:
         c = newest(self.name) or BucketCounters()
         elapsed = max(time.monotonic() - self.started, 1e-6)
+        live = f"; {c.events_applied:,} events, lag {c.lag_seconds:.1f}s" if c.lag_seconds is not None else ""
         self.progress.update(self.bar, completed=c.copied, total=max(c.to_copy, c.copied) or None,
-                             compared=c.compared, megabytes=c.bytes_copied / 2**20, rate=f"{c.copied / elapsed:,.0f}")
+                             compared=c.compared, megabytes=c.bytes_copied / 2**20, rate=f"{c.copied / elapsed:,.0f}",
+                             live=live)
 
 
 class LiveSyncLine(LiveProgress):

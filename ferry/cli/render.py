@@ -180,9 +180,11 @@ def bucket_verification(report) -> None:
 def bucket_sync_status(status) -> None:
     shown = Table(title=f"live sync {status.source} -> {status.target}", show_header=False)
     shown.add_row("event queue", status.queue)
-    shown.add_row("events routed", "yes" if status.events_routed else "NO")
+    shown.add_row("events routed", f"yes ({status.events_via})" if status.events_routed else "NO")
     shown.add_row("queued / in flight", f"{status.pending:,} / {status.in_flight:,}")
     shown.add_row("dead letters", f"{status.dead_letters:,}")
+    shown.add_row("lag", "not measured yet" if status.lag_seconds is None else
+                  f"{status.lag_seconds:.1f}s (measured {duration(status.lag_measured_seconds_ago)} ago)")
     shown.add_row("applied by", "Lambda (" + ", ".join(status.lambda_mappings) + ")" if status.lambda_mappings
                   else "the poller (ferry sync bucket)")
     out.print(shown)

@@ -91,8 +91,8 @@ def bucket(
     from ferry.s3.events import sync_status
 
     check_sides(source_aws, None)
-    status = sync_status(client(source_aws, "sqs"), client(source_aws, "s3"), client(source_aws, "lambda"),
-                         source, target)
+    status = sync_status(client(source_aws, "sqs"), client(source_aws, "s3"), client(source_aws, "events"),
+                         client(source_aws, "lambda"), source, target)
     if json_output:
         print_json(asdict(status))
     else:

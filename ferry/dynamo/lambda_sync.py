@@ -107,6 +107,9 @@ def ensure_log_group(logs, region: str, account: str, function_name: str) -> str
     return f"arn:aws:logs:{region}:{account}:log-group:{log_group}"
 
 
+ROLE_POLICY = "ferry-live-sync"  # the inline policy of a live-sync function's role
+
+
 def ensure_role(iam, name: str, policy: dict) -> str:
     try:
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
@@ -115,7 +118,7 @@ def ensure_role(iam, name: str, policy: dict) -> str:
         if error.response["Error"]["Code"] != "EntityAlreadyExists":
             raise
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName="ferry-live-sync", PolicyDocument=json.dumps(policy))
+    iam.put_role_policy(RoleName=name, PolicyName=ROLE_POLICY, PolicyDocument=json.dumps(policy))
     return arn
 
 

@@ -12,6 +12,7 @@ One object from listing to copy (`ferry bucket`):
     ferry/s3/copy.copy_objects        the batch copied concurrently (copy_listed: one object)
     lambdas/s3_copy.copy_object       one server-side copy (CopyObject, or multipart UploadPartCopy)
 
-Live sync (events.py, lambda_sync.py, lambdas/s3_apply.py) and verification (verify.py) use the same
-comparison and copy.
+Live sync (routes.py: how the bucket's events reach the pair's queue; events.py: the queue and its
+drain; lambda_sync.py; lambdas/s3_apply.py) and verification (verify.py) use the same comparison
+and copy.
 """

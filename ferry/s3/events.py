@@ -1,24 +1,24 @@
-"""Route a bucket's object events to an SQS queue, without disturbing anyone else's notifications.
+"""A pair's event queue, and applying what it holds: the durable middle of a bucket's live sync.
 
 The queue (with a dead-letter queue behind it) is durable: events keep arriving while the bulk copy
-runs and are drained after it. The bucket's notification configuration is read first and Ferry's
-queue configuration added to it; nothing existing is removed or changed. S3 allows one destination
-per event type, so when an existing configuration already takes object-created or object-removed
-events, Ferry stops with a one-line error saying so and how to proceed, instead of failing obscurely.
+runs and are drained after it. How the bucket's events reach it (a notification entry or an
+EventBridge rule, beside every existing consumer) is ferry/s3/routes.py's.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import BadInput, CannotContinue
+from ferry.errors import BadInput
 from ferry.names import pair_name
+from ferry.s3 import routes
+from lambdas import s3_handler
 
-CONFIGURATION_ID = "ferry-live-sync"
-EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 MAX_RECEIVES = 5
 # At least the bucket Lambda's timeout (AWS refuses the mapping otherwise); 6x it, as AWS advises. A
 # poller that fails to apply a message makes it visible again at once instead (drain_queue).
@@ -33,20 +33,26 @@ def queue_names(source: str, target: str) -> tuple[str, str]:
     return base, f"{base}-dlq"
 
 
-def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str) -> tuple[str, str]:
-    """The event queue (and its dead-letter queue), accepting messages from this bucket only.
-    Idempotent: a rerun finds both in place (three requests; the queue's own ARN is its
-    dead-letter queue's with the name changed, both living in one account and region)."""
+def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str, rule_name: str | None = None
+                 ) -> tuple[str, str]:
+    """The event queue (and its dead-letter queue), accepting messages from this bucket's
+    notifications and from the pair's EventBridge rule (`rule_name`) only. Idempotent: a rerun finds
+    both in place (three requests; the queue's own ARN is its dead-letter queue's with the name
+    changed, both living in one account and region)."""
     dead_url = sqs.create_queue(QueueName=dead_letter_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     arn = f"{dead_arn.rsplit(':', 1)[0]}:{name}"
     account = arn.split(":")[4]  # bucket names are global: the bucket must also be this account's
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"},
-                                       "StringEquals": {"aws:SourceAccount": account}}}]}
-    attributes = {"Policy": json.dumps(policy), "MessageRetentionPeriod": "1209600",
-                  "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
+    statements = [{"Sid": "BucketNotifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+                   "Action": "sqs:SendMessage", "Resource": arn,
+                   "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{source_bucket}"},
+                                 "StringEquals": {"aws:SourceAccount": account}}}]
+    if rule_name:
+        statements.append({"Sid": "EventBridgeRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                           "Action": "sqs:SendMessage", "Resource": arn,
+                           "Condition": {"ArnEquals": {"aws:SourceArn": routes.rule_arn(arn, rule_name)}}})
+    attributes = {"Policy": json.dumps({"Version": "2012-10-17", "Statement": statements}),
+                  "MessageRetentionPeriod": "1209600", "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
                   "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)})}
     try:
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
@@ -56,79 +62,6 @@ def ensure_queue(sqs, source_bucket: str, name: str, dead_letter_name: str) -> t
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     return url, arn
-
-
-def _family(event: str) -> str:
-    parts = event.split(":")
-    return ":".join(parts[:2]) if len(parts) > 1 else event
-
-
-def conflicting(configuration: dict) -> list[str]:
-    """Ids (or targets) of existing configurations that already take object-created/removed events."""
-    ours = {_family(e) for e in EVENTS}
-    found = []
-    for kind, target_key in (("QueueConfigurations", "QueueArn"), ("TopicConfigurations", "TopicArn"),
-                             ("LambdaFunctionConfigurations", "LambdaFunctionArn")):
-        for config in configuration.get(kind, []):
-            if config.get("Id") == CONFIGURATION_ID:
-                continue
-            if {_family(e) for e in config.get("Events", [])} & ours:
-                found.append(config.get("Id") or config[target_key])
-    return found
-
-
-def clash(bucket: str, configuration: dict) -> str | None:
-    """The one-line explanation when the bucket's object events already go somewhere else, or None."""
-    clashes = conflicting(configuration)
-    if not clashes:
-        return None
-    return (f"bucket {bucket!r} already sends object-created/removed events to {', '.join(clashes)}, and S3 allows "
-            "one destination per event type: turn on EventBridge for the bucket and route those consumers through "
-            "it, or remove that configuration, then run again (Ferry leaves existing notifications untouched)")
-
-
-def ours(queue_arn: str, prefix: str) -> dict:
-    """Ferry's entry in a bucket's notification configuration: the pair's queue, and with a prefix
-    only the events of keys under it (so no applier ever sees, or dead-letters, another key)."""
-    entry = {"Id": CONFIGURATION_ID, "QueueArn": queue_arn, "Events": EVENTS}
-    if prefix:
-        entry["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
-    return entry
-
-
-def _same_entry(found: dict, wanted: dict) -> bool:
-    rules = lambda entry: sorted((r["Name"].lower(), r["Value"]) for r in  # noqa: E731
-                                 entry.get("Filter", {}).get("Key", {}).get("FilterRules", []))
-    return found.get("Id") == wanted["Id"] and found["QueueArn"] == wanted["QueueArn"] and rules(found) == rules(wanted)
-
-
-def enable_bucket_events(s3, bucket: str, queue_arn: str, prefix: str = "") -> bool:
-    """Add Ferry's queue to the bucket's notifications (merging). Returns False if it was already there."""
-    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
-    configuration.pop("ResponseMetadata", None)
-    queues = configuration.get("QueueConfigurations", [])
-    wanted = ours(queue_arn, prefix)
-    if any(_same_entry(q, wanted) for q in queues):
-        return False
-    if problem := clash(bucket, configuration):  # preflight found none: one was added since
-        raise CannotContinue(problem)
-    configuration["QueueConfigurations"] = [q for q in queues if q.get("Id") != CONFIGURATION_ID] + [wanted]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
-    return True
-
-
-def disable_bucket_events(s3, bucket: str, queue_arn: str) -> bool:
-    """Remove Ferry's entry for `queue_arn` from the bucket's notifications, and nothing else.
-    Returns False if it was not there (a rerun)."""
-    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
-    configuration.pop("ResponseMetadata", None)
-    queues = configuration.get("QueueConfigurations", [])
-    kept = [q for q in queues if not (q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue_arn)]
-    if len(kept) == len(queues):
-        return False
-    configuration["QueueConfigurations"] = kept
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
-    return True
 
 
 def queue_arn(sqs, queue_url: str) -> str:
@@ -165,31 +98,65 @@ def check_not_held(sqs, queue_url: str, source: str, target: str) -> None:
                        "service the other way): run 'ferry sync plan PLAN' for the direction that runs now")
 
 
-def route_to_queue(sqs, s3, source: str, target: str, prefix: str, respect_hold: bool = True) -> tuple[str, str, bool]:
-    """The pair's queue in place, remembering its prefix, and the bucket's events routed to it:
-    (queue URL, queue ARN, whether the route was added now). `respect_hold`: refuse a direction a
+def route_to_queue(sqs, s3, events, source: str, target: str, prefix: str, mode: routes.EventsMode = "auto",
+                   respect_hold: bool = True) -> tuple[str, str, routes.Route]:
+    """The pair's queue in place, remembering its prefix, and the bucket's events routed to it
+    (ferry/s3/routes.py): (queue URL, queue ARN, the route). `respect_hold`: refuse a direction a
     plan has stopped (a cutover itself captures a direction's events before letting it apply them)."""
     name, dead_letter = queue_names(source, target)
-    url, arn = ensure_queue(sqs, source, name, dead_letter)
+    url, arn = ensure_queue(sqs, source, name, dead_letter, routes.route_name(source, target))
     if respect_hold:
         check_not_held(sqs, url, source, target)
     remember_prefix(sqs, url, prefix)
-    return url, arn, enable_bucket_events(s3, source, arn, prefix)
+    return url, arn, routes.route(s3, events, source, target, prefix, arn, mode)
 
 
 def queue_is_empty(sqs, queue_url: str) -> bool:
+    """No message waiting, in flight or delayed (a message sent with a delay is on its way)."""
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed"])["Attributes"]
     return all(int(attributes[name]) == 0 for name in attributes)
 
 
+DEFAULT_SETTLE_SECONDS = 5.0
+LAG_TAG, LAG_RECORD_EVERY_SECONDS = s3_handler.LAG_TAG, s3_handler.LAG_RECORD_EVERY_SECONDS  # the Lambda's too
+
+
+def settle_seconds() -> float:
+    """How long after a catch-up drain began an event of a change made before it may still be on its
+    way (S3 delivers events within seconds, rarely longer): FERRY_EVENT_SETTLE_SECONDS, default 5."""
+    value = os.environ.get("FERRY_EVENT_SETTLE_SECONDS", "")
+    try:
+        return max(0.0, float(value)) if value else DEFAULT_SETTLE_SECONDS
+    except ValueError:
+        raise BadInput(f"FERRY_EVENT_SETTLE_SECONDS must be a number of seconds, got {value!r}") from None
+
+
+def record_lag(sqs, queue_url: str, lag_seconds: float) -> None:
+    """Leave the lag just measured on the queue, for `ferry status bucket` (read by recorded_lag)."""
+    sqs.tag_queue(QueueUrl=queue_url, Tags={LAG_TAG: f"{lag_seconds:.3f}@{time.time():.0f}"})
+
+
+def recorded_lag(sqs, queue_url: str) -> tuple[float, float] | None:
+    """(lag in seconds, seconds since it was measured), as the last applier recorded it; None if none did."""
+    value = sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(LAG_TAG)
+    try:
+        lag, at = value.split("@")
+        return float(lag), max(0.0, time.time() - float(at))
+    except (AttributeError, ValueError):
+        return None
+
+
 def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, stop=None,
-                until_caught_up: bool = False) -> dict:
+                until_caught_up: bool = False, progress=None) -> dict:
     """Receive event messages and `apply(body)` each; a message is deleted only once applied.
 
-    Stops after `idle_seconds` without messages and with none in flight (None: only when `stop` is
-    set), or, with `until_caught_up`, as soon as every message sent before the drain began has been
-    applied (while writes go on, the queue is never idle; what comes later is the poller's).
+    Stops after `idle_seconds` without messages and with none in flight or delayed (None: only when
+    `stop` is set), or, with `until_caught_up`, once every message sent before the drain began has
+    been applied (while writes go on, the queue is never idle; what comes later is the poller's), and
+    not before settle_seconds() after it began: an event of a change made just before is then no
+    longer in transit.
 
     Messages are received for RECEIVE_VISIBILITY_SECONDS, not the queue's long default (which is
     there for the Lambda): an answer lost on the way back (the connection dropped after SQS acted)
@@ -197,23 +164,27 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     queue idle while messages are in flight, and they come back soon. A batch that takes longer to
     apply than that is received again and applied again, which is harmless: `apply` makes the
     target match the source as it is then.
-    """
-    import time
 
+    Each batch's count and lag (from an event's delivery to the queue until it is applied) go to
+    `progress(messages, lag_seconds)` and, every LAG_RECORD_EVERY_SECONDS, onto the queue (record_lag).
+    """
     counts = {"messages": 0, "failed": 0, "lag_seconds": 0.0}  # lag: the last batch's oldest event, when applied
-    began_ms = time.time() * 1000
-    idle_since = time.monotonic()
+    began = time.time()
+    settled_at = began + (settle_seconds() if until_caught_up else 0.0)
+    idle_since, lag_recorded = time.monotonic(), time.monotonic()
     while not (stop and stop.is_set()):
         # A catch-up drain short-polls: an empty answer plus an empty queue means done, with no wait.
+        settling = until_caught_up and time.time() < settled_at
         response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                        VisibilityTimeout=RECEIVE_VISIBILITY_SECONDS,
-                                       WaitTimeSeconds=0 if until_caught_up else 1, AttributeNames=["SentTimestamp"])
+                                       WaitTimeSeconds=0 if until_caught_up and not settling else 1,
+                                       AttributeNames=["SentTimestamp"])
         messages = response.get("Messages", [])
         if not messages:
-            if until_caught_up and queue_is_empty(sqs, queue_url):
+            if until_caught_up and not settling and queue_is_empty(sqs, queue_url):
                 break
             idle_for = time.monotonic() - idle_since
-            if idle_seconds is not None and idle_for >= idle_seconds:
+            if idle_seconds is not None and idle_for >= idle_seconds and not settling:
                 # in flight: maybe a receive of ours whose answer was lost, back within the receive
                 # visibility; held longer than that, they are another consumer's (the Lambda's)
                 if queue_is_empty(sqs, queue_url) or idle_for >= idle_seconds + RECEIVE_VISIBILITY_SECONDS + 5:
@@ -234,11 +205,42 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
                     pass
         if done:
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+        sent = [int(m["Attributes"]["SentTimestamp"]) / 1000 for m in messages]
         counts["messages"] += len(done)
-        counts["lag_seconds"] = max(0.0, time.time() - min(int(m["Attributes"]["SentTimestamp"]) for m in messages) / 1000)
-        if until_caught_up and all(int(m["Attributes"]["SentTimestamp"]) > began_ms for m in messages):
+        counts["lag_seconds"] = max(0.0, time.time() - min(sent))
+        if progress:
+            progress(len(done), counts["lag_seconds"])
+        if time.monotonic() - lag_recorded >= LAG_RECORD_EVERY_SECONDS:
+            record_lag(sqs, queue_url, counts["lag_seconds"])
+            lag_recorded = time.monotonic()
+        if until_caught_up and min(sent) > began and time.time() >= settled_at:
             break
+    if counts["messages"]:
+        record_lag(sqs, queue_url, counts["lag_seconds"])
     return counts
+
+
+def delete_queues(sqs, source: str, target: str) -> tuple[list[str], list[str]]:
+    """Delete the pair's queue and its dead-letter queue once nothing is left in them: (removed,
+    kept and why). A dead letter is a change that never applied: its queue stays to be looked at."""
+    removed, kept = [], []
+    name, dead_letter = queue_names(source, target)
+    for queue in (dead_letter, name):  # the dead-letter queue first: the queue's redrive points at it
+        try:
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        except ClientError as error:
+            if "NonExistentQueue" not in error.response["Error"]["Code"]:
+                raise
+            continue
+        if not queue_is_empty(sqs, url):
+            kept.append(f"queue {queue}: messages remain in it (dead letters: changes that never applied)")
+            continue
+        if queue == name and kept:  # its dead letters are kept: so is it, the redrive's source
+            kept.append(f"queue {queue}: its dead-letter queue is kept")
+            continue
+        sqs.delete_queue(QueueUrl=url)
+        removed.append(f"queue {queue}")
+    return removed, kept
 
 
 def find_queue(sqs, source: str, target: str) -> str:
@@ -260,14 +262,17 @@ class BucketSyncStatus:
     source: str
     target: str
     queue: str
-    events_routed: bool  # the source bucket's notifications include Ferry's queue
+    events_routed: bool  # the source bucket's events reach Ferry's queue
+    events_via: str | None  # "notification" (an entry of the bucket's configuration), "eventbridge", or None
     pending: int  # events waiting in the queue
     in_flight: int  # received by a poller or the Lambda, not yet applied
     dead_letters: int  # events that failed MAX_RECEIVES times: their keys may differ until re-synced
     lambda_mappings: list[str]  # states of Lambda event source mappings on the queue (empty: poller)
+    lag_seconds: float | None  # from an event's arrival in the queue to its apply, as last measured (None: never)
+    lag_measured_seconds_ago: float | None  # when the poller or the Lambda last measured it
 
 
-def sync_status(sqs, s3, lambda_client, source: str, target: str) -> BucketSyncStatus:
+def sync_status(sqs, s3, events, lambda_client, source: str, target: str) -> BucketSyncStatus:
     """The live sync of `source` into `target`, read without changing anything."""
     name, dead_letter = queue_names(source, target)
     url = find_queue(sqs, source, target)
@@ -275,11 +280,11 @@ def sync_status(sqs, s3, lambda_client, source: str, target: str) -> BucketSyncS
     queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=counts + ["QueueArn"])["Attributes"]
     dead_url = sqs.get_queue_url(QueueName=dead_letter)["QueueUrl"]
     dead = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=counts)["Attributes"]
-    configuration = s3.get_bucket_notification_configuration(Bucket=source)
-    routed = any(q.get("Id") == CONFIGURATION_ID and q["QueueArn"] == queue["QueueArn"]
-                 for q in configuration.get("QueueConfigurations", []))
+    way = routes.routed_way(s3, events, source, target, queue["QueueArn"])
     mappings = lambda_client.list_event_source_mappings(EventSourceArn=queue["QueueArn"]).get("EventSourceMappings", [])
+    lag = recorded_lag(sqs, url)
     return BucketSyncStatus(
-        source=source, target=target, queue=name, events_routed=routed,
+        source=source, target=target, queue=name, events_routed=way is not None, events_via=way,
         pending=int(queue[counts[0]]), in_flight=int(queue[counts[1]]),
-        dead_letters=sum(int(dead[c]) for c in counts), lambda_mappings=[m["State"] for m in mappings])
+        dead_letters=sum(int(dead[c]) for c in counts), lambda_mappings=[m["State"] for m in mappings],
+        lag_seconds=lag[0] if lag else None, lag_measured_seconds_ago=round(lag[1], 1) if lag else None)

@@ -11,8 +11,10 @@ need an object ARN pattern (`bucket/prefix*`), the one place a policy here holds
 
 from __future__ import annotations
 
-from ferry.dynamo.lambda_sync import LiveSyncDeployment, ensure_function, ensure_log_group, ensure_role, package, \
-    resource_name
+from botocore.exceptions import ClientError
+
+from ferry.dynamo.lambda_sync import ROLE_POLICY, LiveSyncDeployment, ensure_function, ensure_log_group, ensure_role, \
+    package, resource_name
 
 HANDLER = "lambdas.s3_handler.handler"
 BATCH_SIZE = 10
@@ -21,16 +23,18 @@ FUNCTION_TIMEOUT_SECONDS = 300  # AWS requires the queue's visibility timeout to
 
 def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str) -> dict:
     return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ConsumeEventQueue", "Effect": "Allow",
-         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], "Resource": [queue_arn]},
+        {"Sid": "ConsumeEventQueue", "Effect": "Allow",  # TagQueue, GetQueueUrl: it leaves its lag on the queue
+         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+                    "sqs:TagQueue"], "Resource": [queue_arn]},
         {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{source}"]},
-        {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+        {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging",
+                                                                   "s3:GetObjectAcl"],
          "Resource": [f"arn:aws:s3:::{source}/{prefix}*"]},
         {"Sid": "ListTarget", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
          "Resource": [f"arn:aws:s3:::{target}"]},
         {"Sid": "WriteTargetObjects", "Effect": "Allow",  # GetObject: the handler HEADs the target to compare
-         "Action": ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject",
-                    "s3:AbortMultipartUpload"],
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject",
+                    "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl"],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"]},  # PutLogEvents acts on the stream
@@ -59,3 +63,25 @@ def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, q
         uuid = lambda_client.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, Enabled=True,
                                                          **settings)["UUID"]
     return LiveSyncDeployment(name, function_arn, role_arn, dead_letter_queue_arn, uuid)
+
+
+def remove(iam, lambda_client, *, source: str, target: str, queue_arn: str) -> list[str]:
+    """Remove what `deploy` made for the pair: the queue's mappings, the function, its role. Its log
+    group stays (it holds the function's logs). Idempotent. Returns what was removed."""
+    name = resource_name(source, target, "-s3")
+    removed = []
+    for mapping in lambda_client.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]:
+        lambda_client.delete_event_source_mapping(UUID=mapping["UUID"])
+        removed.append(f"event source mapping {mapping['UUID']}")
+    for what, delete in ((f"Lambda function {name}", lambda: lambda_client.delete_function(FunctionName=name)),
+                         (None, lambda: iam.delete_role_policy(RoleName=name, PolicyName=ROLE_POLICY)),
+                         (f"IAM role {name}", lambda: iam.delete_role(RoleName=name))):
+        try:
+            delete()
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("ResourceNotFoundException", "NoSuchEntity"):
+                raise
+            continue
+        if what:
+            removed.append(what)
+    return removed

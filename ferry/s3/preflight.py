@@ -8,7 +8,7 @@ from ferry.config import BucketJob
 from ferry.errors import BadInput, denied_line
 from ferry.iam import QueueRef, bucket_source_statements, bucket_target_statements
 from ferry.permissions import caller_or_none, check_allowed, simulator
-from ferry.s3 import events
+from ferry.s3 import events, routes
 
 
 def event_queues(job: BucketJob, region: str, account: str) -> list[QueueRef]:
@@ -22,7 +22,8 @@ def check_permissions(job: BucketJob, source_s3) -> None:
     if source_who := caller_or_none(job.source_aws, "source"):
         queues = event_queues(job, source_s3.meta.region_name, source_who.account)
         check_allowed(simulator(job.source_aws), "source", source_who,
-                      bucket_source_statements(job.source, job.prefix, queues), command)
+                      bucket_source_statements(job.source, job.prefix, queues,
+                                               routes.route_name(job.source, job.target)), command)
     if target_who := caller_or_none(job.target_aws, "target"):
         check_allowed(simulator(job.target_aws), "target", target_who,
                       bucket_target_statements(job.source, job.target, job.prefix, source_s3.meta.region_name),
@@ -46,8 +47,19 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
     check_permissions(job, source_s3)
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
-    if problem := events.clash(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source)):
-        raise BadInput(problem)
+    check_route(job, source_s3)
+
+
+def check_route(job: BucketJob, source_s3) -> None:
+    """`--events notification` where an entry already takes the events Ferry needs: S3 would refuse
+    the pair's entry (auto, the default, takes EventBridge then; ferry/s3/routes.py)."""
+    if job.events != routes.NOTIFICATION:
+        return
+    configuration = routes.read_configuration(source_s3, job.source)
+    queue_arn = f"arn:aws:sqs:{source_s3.meta.region_name}:-:{events.queue_names(job.source, job.target)[0]}"
+    if clashes := routes.overlapping(configuration, routes.notification_entry(job.source, job.target, queue_arn,
+                                                                              job.prefix)):
+        raise BadInput(routes.refusal(job.source, clashes))
 
 
 def empty_prefix_warning(job: BucketJob, source_s3) -> str | None:

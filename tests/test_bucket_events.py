@@ -1,0 +1,281 @@
+"""How a bucket's events reach Ferry beside existing consumers (ferry/s3/routes.py), and what live sync
+applies: metadata, tag and ACL changes; events still in transit; the lag people watch."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import boto3
+import pytest
+
+from ferry.s3 import events, routes
+from lambdas.s3_apply import changes_in_message, sync_key, sync_tags
+
+ALL_CREATED = {"Id": "orders-consumer", "Events": ["s3:ObjectCreated:*"]}
+
+
+def queue(sqs, name: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def received(sqs, url: str) -> list[dict]:
+    """Every message waiting in a queue (deleted as read)."""
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [json.loads(m["Body"]) for m in messages]
+        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                                                         for n, m in enumerate(messages)])
+    return bodies
+
+
+def drain(sqs, s3, url: str, source: str, target: str) -> dict:
+    """What the poller does (tasks/s3.py drain_bucket_events), without Prefect."""
+    def apply(body: str) -> None:
+        for bucket, key, kind in changes_in_message(body):
+            if bucket == source:
+                sync_key(s3, source, target, key, kind=kind)
+    return events.drain_queue(sqs, url, apply, idle_seconds=0.5)
+
+
+def eventbridge_delivers(s3, sqs, bucket: str) -> bool:
+    """Whether the bucket's EventBridge delivery is on (moto's get call does not say): a probe rule
+    of someone else's sees an object written now, or not."""
+    probe_url, probe_arn = queue(sqs, "probe")
+    bus = boto3.client("events")
+    bus.put_rule(Name="probe", EventPattern=json.dumps({"source": ["aws.s3"]}), State="ENABLED")
+    bus.put_targets(Rule="probe", Targets=[{"Id": "q", "Arn": probe_arn}])
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"p")
+    seen = bool(received(sqs, probe_url))
+    bus.remove_targets(Rule="probe", Ids=["q"])
+    bus.delete_rule(Name="probe")
+    sqs.delete_queue(QueueUrl=probe_url)
+    s3.delete_object(Bucket=bucket, Key="probe")
+    return seen
+
+
+def test_overlap_is_judged_as_s3_judges_it():
+    def entry(events_, prefix="", suffix=""):
+        rules = [{"Name": "prefix", "Value": prefix}] * bool(prefix) + [{"Name": "Suffix", "Value": suffix}] * bool(suffix)
+        return {"Events": events_, **({"Filter": {"Key": {"FilterRules": rules}}} if rules else {})}
+
+    ours = entry(routes.EVENTS)
+    assert routes.overlap(entry(["s3:ObjectCreated:Put"]), ours)  # a wildcard covers its family
+    assert routes.overlap(entry(["s3:ObjectTagging:Delete"]), ours)
+    assert not routes.overlap(entry(["s3:ObjectRestore:*", "s3:Replication:*"]), ours)
+    assert routes.overlap(entry(["s3:ObjectCreated:*"], prefix="logs/"), entry(routes.EVENTS, prefix="logs/2026/"))
+    assert not routes.overlap(entry(["s3:ObjectCreated:*"], prefix="logs/"), entry(routes.EVENTS, prefix="media/"))
+    assert routes.overlap(entry(["s3:ObjectCreated:*"], suffix=".jpg"), ours)  # a missing filter matches every key
+    assert not routes.overlap(entry(["s3:ObjectCreated:*"], prefix="a/", suffix=".jpg"),
+                              entry(routes.EVENTS, prefix="a/", suffix=".png"))
+
+
+def test_two_migrations_of_one_source_each_have_their_own_route_and_both_stay_live(s3):
+    sqs, bus = boto3.client("sqs"), boto3.client("events")
+    s3.create_bucket(Bucket="dst-two")
+    first_url, first_arn = queue(sqs, events.queue_names("src-bucket", "dst-bucket")[0])
+    legacy = {"Id": routes.LEGACY_ID, "QueueArn": first_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+    s3.put_bucket_notification_configuration(Bucket="src-bucket",  # as an earlier Ferry routed it
+                                             NotificationConfiguration={"QueueConfigurations": [legacy]})
+
+    _, _, first = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "")
+    second_url, second_arn, second = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-two", "")
+
+    assert (first.way, second.way) == ("notification", "eventbridge")  # the first's entry overlaps the second's
+    assert second.turned_on_eventbridge
+    [entry] = s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"]
+    assert entry["Id"] == "ferry-sync-src-bucket-dst-bucket" and sorted(entry["Events"]) == sorted(routes.EVENTS)
+    # a rerun of either finds its route in place and leaves the other's alone
+    assert not events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "")[2].added
+    assert not events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-two", "")[2].added
+    received(sqs, first_url), received(sqs, second_url)  # moto's test events
+
+    s3.put_object(Bucket="src-bucket", Key="a b.txt", Body=b"for both")  # moto adds a tagging event to a put
+    assert drain(sqs, s3, first_url, "src-bucket", "dst-bucket")["messages"] >= 1
+    assert drain(sqs, s3, second_url, "src-bucket", "dst-two")["messages"] >= 1
+    for target in ("dst-bucket", "dst-two"):
+        assert s3.get_object(Bucket=target, Key="a b.txt")["Body"].read() == b"for both"
+
+    done = routes.unroute(s3, bus, "src-bucket", "dst-bucket", first_arn)  # the first migration ends
+    assert done.removed == ["notification entry of bucket src-bucket"] and done.kept == []
+    s3.put_object(Bucket="src-bucket", Key="later", Body=b"second only")
+    assert received(sqs, first_url) == [] and drain(sqs, s3, second_url, "src-bucket", "dst-two")["messages"] >= 1
+    assert s3.get_object(Bucket="dst-two", Key="later")["Body"].read() == b"second only"
+
+    done = routes.unroute(s3, bus, "src-bucket", "dst-two", second_arn)
+    assert done.removed == ["EventBridge rule ferry-sync-src-bucket-dst-two",
+                            "EventBridge delivery of bucket src-bucket (Ferry had turned it on)"]
+    assert routes.unroute(s3, bus, "src-bucket", "dst-two", second_arn).removed == []  # a rerun: nothing left
+    assert not eventbridge_delivers(s3, sqs, "src-bucket")
+    assert s3.get_bucket_notification_configuration(Bucket="src-bucket").get("QueueConfigurations", []) == []
+
+
+def test_metadata_tag_and_acl_changes_reach_the_target(s3):
+    sqs, bus = boto3.client("sqs"), boto3.client("events")
+    s3.put_object(Bucket="src-bucket", Key="doc", Body=b"same bytes", ContentType="text/plain",
+                  Metadata={"owner": "ana"}, Tagging="team=web")
+    url, _, _ = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "")
+    assert sync_key(s3, "src-bucket", "dst-bucket", "doc") == "copied"
+    received(sqs, url)
+
+    s3.copy_object(Bucket="src-bucket", Key="doc", CopySource={"Bucket": "src-bucket", "Key": "doc"},
+                   MetadataDirective="REPLACE", ContentType="text/markdown", Metadata={"owner": "rui"})  # same ETag
+    s3.put_object_tagging(Bucket="src-bucket", Key="doc", Tagging={"TagSet": [{"Key": "team", "Value": "data"},
+                                                                              {"Key": "pii", "Value": "no"}]})
+    s3.put_object_acl(Bucket="src-bucket", Key="doc", ACL="public-read")
+    drained = drain(sqs, s3, url, "src-bucket", "dst-bucket")
+
+    assert drained["messages"] >= 3 and drained["failed"] == 0
+    source, target = (s3.head_object(Bucket=b, Key="doc") for b in ("src-bucket", "dst-bucket"))
+    assert (target["ContentType"], target["Metadata"].get("owner")) == ("text/markdown", "rui")
+    tags = [s3.get_object_tagging(Bucket=b, Key="doc")["TagSet"] for b in ("src-bucket", "dst-bucket")]
+    assert sorted(map(str, tags[0])) == sorted(map(str, tags[1])) and len(tags[1]) == 2
+    public = [g for g in s3.get_object_acl(Bucket="dst-bucket", Key="doc")["Grants"]
+              if g["Grantee"].get("URI", "").endswith("AllUsers")]
+    assert [g["Permission"] for g in public] == ["READ"]
+
+    s3.delete_object_tagging(Bucket="src-bucket", Key="doc")
+    drain(sqs, s3, url, "src-bucket", "dst-bucket")
+    assert s3.get_object_tagging(Bucket="dst-bucket", Key="doc")["TagSet"] == []
+    assert source["ETag"] == target["ETag"]  # it was never copied for its metadata alone: nothing else differed
+
+
+class ChangesTagsAfterFirstWrite:
+    """An S3 client that, right after the first tag write reaches the target, changes the source's
+    tags: the interleaving in which the tags read are already stale when written."""
+
+    def __init__(self, client):
+        self.client, self.ran = client, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name != "put_object_tagging":
+            return attribute
+
+        def writing(**kwargs):
+            answer = attribute(**kwargs)
+            if not self.ran and kwargs["Bucket"] == "dst-bucket":
+                self.ran += 1
+                self.client.put_object_tagging(Bucket="src-bucket", Key=kwargs["Key"],
+                                               Tagging={"TagSet": [{"Key": "v", "Value": "2"}]})
+            return answer
+        return writing
+
+
+def test_a_tag_set_changed_while_it_is_written_is_written_again(s3):
+    s3.put_object(Bucket="src-bucket", Key="k", Body=b"x", Tagging="v=1")
+    s3.put_object(Bucket="dst-bucket", Key="k", Body=b"x")
+    racing = ChangesTagsAfterFirstWrite(s3)
+    assert sync_tags(racing, "src-bucket", "dst-bucket", "k") is True
+    assert racing.ran == 1
+    assert s3.get_object_tagging(Bucket="dst-bucket", Key="k")["TagSet"] == [{"Key": "v", "Value": "2"}]
+
+
+def test_the_catch_up_drain_waits_for_an_event_still_in_transit(aws, monkeypatch):
+    """S3 delivers an event a moment after the change: one sent with a delay stands for it. Without
+    the settle, the drain found the queue empty and ended, and the change waited for the next run."""
+    sqs = boto3.client("sqs")
+    url, _ = queue(sqs, "in-transit")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}), DelaySeconds=1)
+    monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", "3")
+    applied = []
+
+    drained = events.drain_queue(sqs, url, applied.append, until_caught_up=True)
+
+    assert drained["messages"] == 1 and len(applied) == 1
+    monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", "soon")
+    with pytest.raises(events.BadInput, match="FERRY_EVENT_SETTLE_SECONDS"):
+        events.settle_seconds()
+
+
+def test_appliers_leave_their_lag_on_the_queue_for_status(aws):
+    from lambdas import s3_handler
+
+    sqs = boto3.client("sqs")
+    url, arn = queue(sqs, "lagging")
+    assert events.recorded_lag(sqs, url) is None
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}))
+    events.drain_queue(sqs, url, lambda body: time.sleep(0.3), until_caught_up=True)
+    lag, ago = events.recorded_lag(sqs, url)
+    assert 0.3 <= lag < 30 and ago < 30
+
+    s3_handler._recorded["at"] = 0.0  # the Lambda's own record, from its batch's SentTimestamp
+    records = [{"messageId": "1", "body": json.dumps({"Records": []}), "eventSourceARN": arn,
+                "attributes": {"SentTimestamp": str(int((time.time() - 42) * 1000))}}]
+    assert s3_handler.handle({"Records": records}, boto3.client("s3"), "dst", sqs=sqs) == {"batchItemFailures": []}
+    assert 42 <= events.recorded_lag(sqs, url)[0] < 60
+
+
+def test_beside_an_existing_consumer_a_migration_goes_through_eventbridge_and_leaves_it_untouched(s3, run_ferry):
+    """The issue's case: the service's own consumer takes s3:ObjectCreated:* for every key. `ferry
+    bucket` (auto) routes through EventBridge; writes, deletes, metadata and tag changes during and
+    after the run reach the target; the consumer's configuration, and its events, stay as they were,
+    also once `ferry finish bucket` has removed Ferry's route."""
+    sqs = boto3.client("sqs")
+    consumer_url, consumer_arn = queue(sqs, "orders-consumer")
+    mine = {"QueueConfigurations": [{**ALL_CREATED, "QueueArn": consumer_arn},
+                                    {"Id": "restores", "QueueArn": consumer_arn, "Events": ["s3:ObjectRestore:*"]}]}
+    s3.put_bucket_notification_configuration(Bucket="src-bucket", NotificationConfiguration=mine)
+    before = s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"]
+    for n in range(60):
+        s3.put_object(Bucket="src-bucket", Key=f"k{n:03d}", Body=f"v{n}".encode(), Tagging="gen=1")
+    stop, changes = threading.Event(), {"made": 0}
+
+    def service():  # puts, deletes, metadata-only copies and tag changes, throughout the run
+        client, n = boto3.client("s3"), 0
+        while not stop.is_set():
+            n += 1
+            key = f"k{n % 60:03d}"
+            try:
+                if n % 4 == 0:
+                    client.delete_object(Bucket="src-bucket", Key=key)
+                elif n % 4 == 1:
+                    client.put_object(Bucket="src-bucket", Key=key, Body=f"w{n}".encode())
+                elif n % 4 == 2:
+                    client.copy_object(Bucket="src-bucket", Key=key, CopySource={"Bucket": "src-bucket", "Key": key},
+                                       MetadataDirective="REPLACE", Metadata={"rev": str(n)})
+                else:
+                    client.put_object_tagging(Bucket="src-bucket", Key=key,
+                                              Tagging={"TagSet": [{"Key": "gen", "Value": str(n)}]})
+                changes["made"] += 1
+            except client.exceptions.ClientError:  # a copy or tag change of a key deleted just before
+                pass
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=service)
+    writer.start()
+    ran = run_ferry("bucket", "src-bucket", "dst-bucket", "--json")
+    stop.set()
+    writer.join()
+    assert ran.returncode in (0, 1), ran.stderr
+    assert changes["made"] > 20  # the service really wrote during the run
+
+    s3.copy_object(Bucket="src-bucket", Key="k001", CopySource={"Bucket": "src-bucket", "Key": "k001"},
+                   MetadataDirective="REPLACE", Metadata={"after": "run"})  # and after it
+    s3.put_object_tagging(Bucket="src-bucket", Key="k002", Tagging={"TagSet": [{"Key": "after", "Value": "run"}]})
+    s3.delete_object(Bucket="src-bucket", Key="k003")
+    s3.put_object(Bucket="src-bucket", Key="new after run", Body=b"n")
+    assert run_ferry("sync", "bucket", "src-bucket", "dst-bucket", "--until-idle", "2").returncode == 0
+    status = run_ferry("status", "bucket", "src-bucket", "dst-bucket", "--json")
+    assert status.returncode == 0 and status.json["events_via"] == "eventbridge"
+    assert status.json["lag_seconds"] is not None and status.json["pending"] == 0
+    deep = run_ferry("verify", "bucket", "src-bucket", "dst-bucket", "--deep", "--json")
+    assert deep.returncode == 0 and deep.json["equal"] is True, deep.stdout  # bytes, metadata and tags
+    assert s3.head_object(Bucket="dst-bucket", Key="k001")["Metadata"] == {"after": "run"}
+    assert s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"] == before
+    created = [m for m in received(sqs, consumer_url) if m.get("Records")]
+    assert len(created) >= changes["made"] // 4  # the consumer got its events all along
+
+    finished = run_ferry("finish", "bucket", "src-bucket", "dst-bucket", "--json")
+    assert finished.returncode == 0, finished.stderr
+    assert "EventBridge rule ferry-sync-src-bucket-dst-bucket" in finished.json["removed"]
+    assert "EventBridge delivery of bucket src-bucket (Ferry had turned it on)" in finished.json["removed"]
+    assert s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"] == before
+    assert not eventbridge_delivers(s3, sqs, "src-bucket")
+    assert {u.rsplit("/", 1)[1] for u in sqs.list_queues()["QueueUrls"]} == {"orders-consumer"}  # Ferry's are gone
+    received(sqs, consumer_url)  # up to now (the probe's object too)
+    s3.put_object(Bucket="src-bucket", Key="still-theirs", Body=b"x")  # (turning EventBridge off is a put of the
+    assert [m["Records"][0]["s3"]["object"]["key"]  # configuration: S3 sends its consumers an s3:TestEvent)
+            for m in received(sqs, consumer_url) if "Records" in m] == ["still-theirs"]
