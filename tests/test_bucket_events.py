@@ -142,6 +142,21 @@ def test_metadata_tag_and_acl_changes_reach_the_target(s3):
     assert source["ETag"] == target["ETag"]  # it was never copied for its metadata alone: nothing else differed
 
 
+def test_deep_verification_finds_a_metadata_or_tag_change_no_event_brought(s3):
+    from ferry.s3.verify import verify_buckets
+
+    for key in ("meta", "tags", "same"):
+        s3.put_object(Bucket="src-bucket", Key=key, Body=b"bytes", Metadata={"v": "1"}, Tagging="t=1")
+        s3.copy_object(Bucket="dst-bucket", Key=key, CopySource={"Bucket": "src-bucket", "Key": key})
+    s3.copy_object(Bucket="dst-bucket", Key="meta", CopySource={"Bucket": "dst-bucket", "Key": "meta"},
+                   MetadataDirective="REPLACE", Metadata={"v": "stale"})
+    s3.put_object_tagging(Bucket="dst-bucket", Key="tags", Tagging={"TagSet": [{"Key": "t", "Value": "stale"}]})
+
+    assert verify_buckets(s3, s3, "src-bucket", "dst-bucket").equal  # the listings' ETags are equal
+    deep = verify_buckets(s3, s3, "src-bucket", "dst-bucket", deep=True)
+    assert deep.changed == ["meta", "tags"] and not deep.missing and not deep.extra
+
+
 class ChangesTagsAfterFirstWrite:
     """An S3 client that, right after the first tag write reaches the target, changes the source's
     tags: the interleaving in which the tags read are already stale when written."""

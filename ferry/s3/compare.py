@@ -13,8 +13,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 
 from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
-from lambdas.s3_apply import head
-from lambdas.s3_compare import ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_object
+from lambdas.s3_apply import head, read_tags
+from lambdas.s3_compare import (ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_object, same_tags,
+                                tag_counts_differ)
 
 COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
 HEAD_THREADS = 16  # HEADs of one range's undecided pairs in flight
@@ -33,15 +34,22 @@ class RangeComparison:
     archived: list[Listed] = field(default_factory=list)  # differing source objects archived, not restored: not copied
 
 
-def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str]) -> dict[str, bool]:
-    """Step 3 of the rule for `keys`: HEAD each on both sides (in parallel). A key deleted from
-    either side meanwhile counts as different (the next pass sees why)."""
+def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str],
+                   deep: bool = False) -> dict[str, bool]:
+    """Steps 3-4 of the rule for `keys`: HEAD each on both sides (in parallel); `deep`: step 5 too,
+    both tag sets read. A key deleted from either side meanwhile counts as different (the next pass
+    sees why)."""
     if not keys:
         return {}
 
     def verdict(key: str) -> bool:
         source = head(s3_source, source_bucket, key)
-        return source is not None and same_object(source, head(s3_target, target_bucket, key))
+        target = head(s3_target, target_bucket, key) if source is not None else None
+        if source is None or not same_object(source, target):
+            return False
+        if deep or tag_counts_differ(source, target):
+            return same_tags(read_tags(s3_source, source_bucket, key) or {}, read_tags(s3_target, target_bucket, key) or {})
+        return True
 
     with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
         return dict(zip(keys, pool.map(verdict, keys)))
@@ -74,7 +82,7 @@ def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, 
     target = list_range_whole(s3_target, target_bucket, prefix, key_range, page_size)
 
     def judge_closer(keys: list[str]) -> dict[str, bool]:
-        return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys)
+        return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys, deep)
 
     def still_archived(keys: list[str]) -> set[str]:  # a HEAD says whether a restore has finished
         return {key for key in keys if (found := head(s3_source, source_bucket, key)) is None or archived(found)}
