@@ -20,8 +20,8 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import archived, same_object
-from lambdas.s3_copy import copy_object
+from lambdas.s3_compare import archived
+from lambdas.s3_copy import PLAIN, CopySettings, copy_object
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,11 @@ def head(s3, bucket: str, key: str) -> dict | None:
 
 
 def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None,
-             keep_target_changes_since: float | None = None) -> str:
-    """Make target/key match source/key now. Returns 'copied', 'deleted', 'unchanged', 'kept' or
-    'archived' (an archived source object, not restored, is left: lambdas/s3_compare.archived). Idempotent.
+             keep_target_changes_since: float | None = None, settings: CopySettings = PLAIN) -> str:
+    """Make target/key match source/key now, by the one rule with the migration's `settings` (a
+    target key, Object Lock), which its copy carries too. Returns 'copied', 'deleted', 'unchanged',
+    'kept' or 'archived' (an archived source object, not restored, is left: lambdas/s3_compare.archived).
+    Idempotent.
 
     `keep_target_changes_since` (a cutover's switch moment, epoch seconds): the service may already
     write to the target, so a target object written after the source's (or, for a key the source no
@@ -68,7 +70,7 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         target = None
     else:
         target = head(s3, target_bucket, key)
-    if same_object(source, target):
+    if settings.same(source, target):
         return "unchanged"
     if archived(source):  # cannot be read until restored: verification names it as archived
         return "archived"
@@ -76,5 +78,5 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         return "kept"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
     copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
-                storage_class=source.get("StorageClass"), **kwargs)
+                storage_class=source.get("StorageClass"), settings=settings, **kwargs)
     return "copied"

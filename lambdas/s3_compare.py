@@ -14,16 +14,30 @@ The rule, cheapest evidence first:
    c. else the source ETag Ferry recorded on the target when it copied it (`ferry-source-etag`,
       set on multipart copies, whose own ETag differs from the source's);
    d. else nothing proves them equal: different, so the object is copied again (never lost).
+4. With a target KMS key (`target_kms_key_arn`), a target object not encrypted with that key (its
+   HEAD's SSEKMSKeyId, an ARN) is different whatever its bytes: a run with the key re-encrypts older
+   copies. Without one, encryption is not compared (SSE-KMS copies compare equal by step 3c).
+5. With `object_lock` (the source bucket has Object Lock), the lock is part of the object: a target
+   lacking the source's retention still in force (mode and retain-until date) or with another legal
+   hold is different. A target retention where the source has none in force is accepted: it comes
+   from the target bucket's default retention, which no copy can leave out.
 `deep` skips step 2: every same-size pair is decided by step 3, so additional checksums are read
-for all objects. Timestamps are never used: a copy is always newer than its source.
+for all objects. Neither the encryption key nor the lock shows in a listing, so with either of
+steps 4 and 5 in force callers skip step 2 too (lambdas/s3_copy.CopySettings.decided_by_heads):
+step 2 can only say "same", and that it can no longer prove. Timestamps are never used: a copy is
+always newer than its source.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 RECORDED_ETAG = "ferry-source-etag"
 ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # unreadable, so uncopyable, until restored (GLACIER_IR is not)
+ARCHIVE_TIERS = {"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"}  # Intelligent-Tiering's, in a HEAD's ArchiveStatus
+# What a listing shows of an object that may be archived: INTELLIGENT_TIERING hides its tier, so a HEAD decides
+MAYBE_ARCHIVED_CLASSES = ARCHIVED_CLASSES | {"INTELLIGENT_TIERING"}
 CHECKSUMS = ["ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32C", "ChecksumCRC32"]
 ENCRYPTED_ETAGS = {"aws:kms", "aws:kms:dsse"}  # their ETags are not an MD5 of the content
 
@@ -49,9 +63,14 @@ class Listed:
 
 
 def archived(head: dict) -> bool:
-    """Whether an object (its HEAD) is archived and not restored: it cannot be copied now. The
-    bulk sync, live sync and verification report such objects as archived instead of copying them."""
-    return head.get("StorageClass") in ARCHIVED_CLASSES and 'ongoing-request="false"' not in head.get("Restore", "")
+    """Whether an object (its HEAD) is archived and not restored: it cannot be copied now. GLACIER and
+    DEEP_ARCHIVE objects, and INTELLIGENT_TIERING ones in an archive tier (ArchiveStatus
+    ARCHIVE_ACCESS or DEEP_ARCHIVE_ACCESS), until a restore has finished. The bulk sync, live sync
+    and verification report such objects as archived instead of copying them."""
+    storage = head.get("StorageClass")
+    in_archive = storage in ARCHIVED_CLASSES or (storage == "INTELLIGENT_TIERING"
+                                                 and head.get("ArchiveStatus") in ARCHIVE_TIERS)
+    return in_archive and 'ongoing-request="false"' not in head.get("Restore", "")
 
 
 def is_md5_etag(etag: str) -> bool:
@@ -81,9 +100,36 @@ def content_md5(head: dict) -> bool:
             and not head.get("SSECustomerAlgorithm"))
 
 
-def same_object(source: dict, target: dict | None) -> bool:
-    """Step 3, for the HEAD responses of a source object and its target (None: absent)."""
+def retention_in_force(head: dict, now: datetime | None = None) -> tuple[str, datetime] | None:
+    """An object's Object Lock retention (mode, retain-until date) while it still holds, else None:
+    an expired retention protects nothing, and S3 refuses to set one in the past."""
+    mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    if not mode or not until or until <= (now or datetime.now(timezone.utc)):
+        return None
+    return mode, until
+
+
+def legal_hold(head: dict) -> bool:
+    return head.get("ObjectLockLegalHoldStatus") == "ON"
+
+
+def same_lock(source: dict, target: dict) -> bool:
+    """Step 5: the target holds the source's retention in force (any, where the source has none) and
+    its legal hold."""
+    wanted = retention_in_force(source)
+    if wanted and (target.get("ObjectLockMode"), target.get("ObjectLockRetainUntilDate")) != wanted:
+        return False
+    return legal_hold(source) == legal_hold(target)
+
+
+def same_object(source: dict, target: dict | None, target_kms_key_arn: str | None = None,
+                object_lock: bool = False) -> bool:
+    """Steps 3 to 5, for the HEAD responses of a source object and its target (None: absent)."""
     if target is None or source["ContentLength"] != target["ContentLength"]:
+        return False
+    if target_kms_key_arn and target.get("SSEKMSKeyId") != target_kms_key_arn:
+        return False
+    if object_lock and not same_lock(source, target):
         return False
     source_sums, target_sums = full_object_checksums(source), full_object_checksums(target)
     shared = [name for name in CHECKSUMS if name in source_sums and name in target_sums]

@@ -1,9 +1,10 @@
 """Lambda handler: S3 events (through SQS) -> make each named target key match its source.
 
 Environment: TARGET_BUCKET (required), PREFIX (the migration's; keys outside it are not its to
-touch, and are skipped rather than failed: the route only sends keys under it anyway). Failures are reported per message (ReportBatchItemFailures),
-so one failing key is retried alone and, after the queue's redrive limit, lands in the dead-letter
-queue without holding back the others.
+touch, and are skipped rather than failed: the route only sends keys under it anyway), TARGET_KMS_KEY
+and OBJECT_LOCK (the migration's CopySettings, lambdas/s3_copy.py: what every copy carries).
+Failures are reported per message (ReportBatchItemFailures), so one failing key is retried alone
+and, after the queue's redrive limit, lands in the dead-letter queue without holding back the others.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import os
 import boto3
 
 from lambdas.s3_apply import keys_in_message, sync_key
+from lambdas.s3_copy import PLAIN, CopySettings
 
 log = logging.getLogger(__name__)
 
 
-def handle(event: dict, s3, target_bucket: str, prefix: str = "") -> dict:
+def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: CopySettings = PLAIN) -> dict:
     failures = []
     for message in event.get("Records", []):
         try:
             for source_bucket, key in keys_in_message(message["body"]):
                 if key.startswith(prefix):
-                    sync_key(s3, source_bucket, target_bucket, key)
+                    sync_key(s3, source_bucket, target_bucket, key, settings=settings)
         except Exception as error:  # reported, retried by SQS, then dead-lettered
             log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
             failures.append({"itemIdentifier": message["messageId"]})
@@ -32,4 +34,5 @@ def handle(event: dict, s3, target_bucket: str, prefix: str = "") -> dict:
 
 
 def handler(event, context):
-    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""))
+    return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""),
+                  CopySettings.from_environment(os.environ))
