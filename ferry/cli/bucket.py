@@ -35,7 +35,7 @@ RestoreTierOption = Annotated[Optional[str], typer.Option(
 def connect(job: BucketJob, preflight: bool = True) -> None:
     """Both sides have a region and credentials; with `preflight`, every read-only check of a bucket
     migration (buckets reachable, no clash with existing event notifications) has passed; either
-    way, the target key can be used and Object Lock is on both sides or on neither's source."""
+    way, the target key (if any) can be used, and a source with Object Lock has a target with it."""
     from ferry.s3.preflight import check_bucket_job, copy_settings, empty_prefix_warning, require_bucket
 
     check_sides(job.source_aws, job.target_aws)
