@@ -20,6 +20,7 @@ DEFAULT_STATE_TABLE = "ferry-state"
 MAX_SEGMENTS = 1_000_000  # DynamoDB's own limit on TotalSegments
 LiveSyncMode = Literal["poller", "lambda"]  # the local poller, or a deployed Lambda
 EventsMode = Literal["auto", "notification", "eventbridge"]  # how a bucket's events reach its queue (ferry/s3/routes.py)
+RestoreTier = Literal["Bulk", "Standard"]  # S3's retrieval tiers for archived objects (Expedited: not DEEP_ARCHIVE's)
 
 
 class AwsSide(BaseModel):
@@ -143,8 +144,35 @@ class BucketJob(BaseModel):
     part_size: int = PART_SIZE
     live_sync: LiveSyncMode = "poller"
     events: EventsMode = "auto"
+    target_kms_key: str | None = None  # id, alias or ARN: every copy re-encrypted with it (preflight resolves it)
+    restore_days: int | None = None  # archived objects restored for this many days, then copied
+    restore_tier: RestoreTier | None = None  # with restore_days; None: Bulk
 
     model_config = {"frozen": True}
+
+    @field_validator("target_kms_key")
+    @classmethod
+    def _kms_key(cls, key: str | None) -> str | None:
+        if key is not None and (not key.strip() or any(c.isspace() for c in key)):
+            raise ValueError(f"--target-kms-key {key!r} is not a KMS key: give its id, alias/NAME or ARN")
+        return key
+
+    @field_validator("restore_days")
+    @classmethod
+    def _restore_days(cls, days: int | None) -> int | None:
+        if days is not None and days < 1:
+            raise ValueError(f"--restore must be at least 1 day (how long S3 keeps a restored copy), got {days}")
+        return days
+
+    @model_validator(mode="after")
+    def _tier_with_days(self) -> "BucketJob":
+        if self.restore_tier is not None and self.restore_days is None:
+            raise ValueError("--restore-tier goes with --restore DAYS: add it, or drop --restore-tier")
+        return self
+
+    @property
+    def tier(self) -> RestoreTier:
+        return self.restore_tier or "Bulk"
 
     @field_validator("source", "target")
     @classmethod

@@ -58,15 +58,25 @@ class QueueRef:
         return f"arn:{partition(self.region)}:sqs:{self.region}:{self.account}:{self.name}"
 
 
-SOURCE_BUCKET = ["s3:ListBucket", "s3:GetBucketNotification", "s3:PutBucketNotification"]
-SOURCE_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAcl"]  # HEAD and copy sources, tags and
-# ACLs compared by live sync
+# GetBucketObjectLockConfiguration: preflight reads whether the source has Object Lock (then the target too)
+SOURCE_BUCKET = ["s3:ListBucket", "s3:GetBucketNotification", "s3:PutBucketNotification",
+                 "s3:GetBucketObjectLockConfiguration"]
+# A HEAD shows an object's Object Lock retention and legal hold only to a caller with these: without
+# them a copy would silently leave the lock behind. Harmless on buckets without Object Lock.
+LOCK_READ = ["s3:GetObjectRetention", "s3:GetObjectLegalHold"]
+LOCK_WRITE = ["s3:PutObjectRetention", "s3:PutObjectLegalHold"]  # a copy that carries them (Object Lock targets only)
+# HEAD and copy sources, tags copied with them; ACLs compared by live sync
+SOURCE_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAcl", *LOCK_READ]
+SOURCE_RESTORE = ["s3:RestoreObject"]  # `--restore`: archived source objects brought back
+TARGET_KEY = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"]  # `--target-kms-key`: copies encrypted with it
 EVENT_QUEUES = ["sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
                 "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                 "sqs:ChangeMessageVisibility", "sqs:DeleteQueue"]  # DeleteQueue: ferry finish bucket
-TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]  # listings; incomplete copies to abort
+TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads",  # listings; incomplete copies to abort
+                 "s3:GetBucketObjectLockConfiguration"]
 TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
-                  "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl"]
+                  "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl",
+                  *LOCK_READ, *LOCK_WRITE]
 EVENT_RULE = ["events:PutRule", "events:DescribeRule", "events:DeleteRule", "events:PutTargets",
               "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:ListTagsForResource"]
 
@@ -120,16 +130,19 @@ def objects_arn(bucket: str, prefix: str, region: str) -> str:
     return f"{bucket_arn(bucket, region)}/{prefix}*"
 
 
-def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], rule: str) -> list[dict]:
+def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], rule: str,
+                             restore: bool = False) -> list[dict]:
     """What the source side's credentials need: list the bucket, route its events to the pair's
     queue (and its dead-letter queue) by a notification entry or the pair's EventBridge rule `rule`
     (ferry/s3/routes.py: it reads other Ferry rules' tags and lists the bus's rules to leave what
-    others use), read the objects under the prefix, consume the queue."""
+    others use), read the objects under the prefix (with `restore`, restore archived ones), consume
+    the queue."""
     region, account = queues[0].region, queues[0].account
     rules = f"arn:{partition(region)}:events:{region}:{account}:rule/"
     return [
         statement("ReadSourceBucket", SOURCE_BUCKET, [bucket_arn(source, region)]),
-        statement("ReadSourceObjects", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
+        statement("ReadSourceObjects", SOURCE_OBJECTS + (SOURCE_RESTORE if restore else []),
+                  [objects_arn(source, prefix, region)]),
         statement("EventQueues", EVENT_QUEUES, [queue.arn for queue in queues]),
         statement("EventRule", EVENT_RULE, [rules + rule]),
         statement("OtherFerryRules", ["events:ListTagsForResource"], [rules + "ferry-sync-*"]),
@@ -138,16 +151,30 @@ def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], r
     ]
 
 
-def bucket_target_statements(source: str, target: str, prefix: str, region: str) -> list[dict]:
+def bucket_target_statements(source: str, target: str, prefix: str, region: str,
+                             target_key_arn: str | None = None) -> list[dict]:
     """What the target side's credentials need: list and write the target under the prefix, and read
     the source objects (a copy is a request to the target that reads the source: across accounts the
-    source bucket's policy must also allow it)."""
+    source bucket's policy must also allow it); with a target key, encrypt with it. Source objects
+    under a KMS key of their own also need kms:Decrypt on that key, which Ferry cannot name."""
     return [
         statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
         statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
         statement("CopyFromSource", [a for a in SOURCE_OBJECTS if a != "s3:GetObjectAcl"],
                   [objects_arn(source, prefix, region)]),
-    ]
+    ] + ([statement("TargetKey", TARGET_KEY, [target_key_arn])] if target_key_arn else [])
+
+
+def key_arn(key: str, region: str, account: str, kms=None) -> str:
+    """A KMS key's ARN for a policy: an ARN as given, a key id in the target's account and region,
+    an alias resolved by `kms` (IAM grants a key's use on the key's ARN, never an alias's)."""
+    if key.startswith("arn:") and ":key/" in key:
+        return key
+    if not key.startswith(("alias/", "arn:")):
+        return f"arn:{partition(region)}:kms:{region}:{account}:key/{key}"
+    from ferry.s3.preflight import target_key_arn
+
+    return target_key_arn(kms, key)
 
 
 def live_sync_lambda(source: TableRef, target: TableRef, state: TableRef, target_role_arn: str | None = None
@@ -187,7 +214,8 @@ def lambda_deploy_statements(name: str, region: str, account: str) -> list[dict]
     ]
 
 
-def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef) -> tuple[list[dict], dict]:
+def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef,
+                            target_key_arn: str | None = None) -> tuple[list[dict], dict]:
     """With --live-sync lambda for a bucket: deploying the function that consumes the pair's queue,
     and the policy Ferry attaches to its role (ferry/s3/lambda_sync.py)."""
     from ferry.dynamo.lambda_sync import resource_name
@@ -195,7 +223,8 @@ def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueR
 
     name = resource_name(source, target, "-s3")
     return (lambda_deploy_statements(name, queue.region, queue.account),
-            execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name)))
+            execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name),
+                             target_key_arn))
 
 
 def parameter_arn(region: str, account: str, name: str) -> str:

@@ -1,14 +1,16 @@
 """The migrate-bucket flow: copy a live bucket server-side, then prove the copy.
 
     0. preflight             both buckets reachable; with --events notification, no overlap with an
-                             existing consumer's notification entry
+                             existing consumer's notification entry; what every copy carries read
+                             (target KMS key, Object Lock)
     1. enable_bucket_events  object events from now on go to a durable queue (a notification entry,
                              or an EventBridge rule beside existing consumers: ferry/s3/routes.py)
     2. live sync             with live_sync="lambda": a Lambda consumes that queue (the same handler)
     3. bulk sync             both buckets compared range by range as they are listed; each batch
                              of differences copied server-side by its own task meanwhile
-    4. drain events          apply what changed during the copy (HEAD the source, make the target match)
-    5. verify                keys, sizes and checksums of both sides (listed again unless step 3
+    4. restore               with restore_days: archived objects restored, each copied once it is
+    5. drain events          apply what changed during the copy (HEAD the source, make the target match)
+    6. verify                keys, sizes and checksums of both sides (listed again unless step 3
                              found nothing to do and no event came: then its comparison is the proof)
 
 Rerunning it resumes: it lists again and copies only what is missing or different.
@@ -21,13 +23,13 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry.config import AwsSide, BucketJob, EventsMode, LiveSyncMode
+from ferry.config import AwsSide, BucketJob, EventsMode, LiveSyncMode, RestoreTier
 from ferry.s3.sync import listing_is_proof
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE
 from tasks.handles import stop_all_on_signals
 from tasks.s3 import (delete_bucket_queues, delete_extras, deploy_bucket_live_sync, drain_bucket_events,
-                      enable_bucket_events, find_bucket_queue, preflight_bucket, remove_bucket_live_sync,
-                      remove_bucket_route, sync_objects, verify_bucket)
+                      enable_bucket_events, find_bucket_queue, preflight_bucket, read_copy_settings,
+                      remove_bucket_live_sync, remove_bucket_route, restore_archived, sync_objects, verify_bucket)
 
 PARALLEL_BATCHES = 2
 
@@ -43,8 +45,11 @@ class BucketMigrationResult:
     bytes_copied: int
     verified: bool
     events_applied: int
-    archived: int = 0  # source objects archived (GLACIER, DEEP_ARCHIVE), not restored: not copied
+    archived: int = 0  # source objects archived (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers): not copied
     archived_bytes: int = 0
+    restores_started: int = 0  # with restore_days: restores asked for (or found under way)
+    restores_pending: int = 0  # still under way when the wait ended: a rerun waits for them
+    restored_copied: int = 0  # restored objects copied (in `copied` too)
 
 
 @flow(name="migrate-bucket", flow_run_name="migrate-bucket {source} -> {target}",
@@ -61,30 +66,38 @@ def migrate_bucket(
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
     preflight: bool = True,
+    target_kms_key: str | None = None,
+    restore_days: int | None = None,
+    restore_tier: RestoreTier | None = None,
 ) -> BucketMigrationResult:
-    """`preflight=False` skips step 0 when the caller has just run the same checks (the CLI does)."""
+    """`preflight=False` skips step 0's checks when the caller has just run them (the CLI does)."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
-                    events=events, source_aws=source_aws, target_aws=target_aws)
+                    events=events, source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    restore_days=restore_days, restore_tier=restore_tier)
     with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: copies stop after the objects in hand
-        if preflight:
-            preflight_bucket(job)
+        # what every copy carries (the target key's ARN, Object Lock), read by the checks or on their own
+        settings = preflight_bucket(job) if preflight else read_copy_settings(job)
         queue_url = enable_bucket_events(job)
         if job.live_sync == "lambda":
-            deploy_bucket_live_sync(job, queue_url)
+            deploy_bucket_live_sync(job, queue_url, settings)
 
-        synced = sync_objects(job)  # compared range by range; each batch of differences copied by its own task
-        deleted = delete_extras(job, synced.to_delete) if delete and synced.to_delete else 0
+        synced = sync_objects(job, settings)  # compared range by range; each batch of differences copied meanwhile
+        deleted = delete_extras(job, synced.to_delete, settings) if delete and synced.to_delete else 0
+        restored = restore_archived(job, synced.archived, settings) if synced.archived else None
 
-        drained = drain_bucket_events(job, queue_url, until_caught_up=True)  # changes made during the copy
+        drained = drain_bucket_events(job, queue_url, until_caught_up=True, settings=settings)  # changes made meanwhile
         # When nothing was copied, deleted, changed or failed since the listings, their comparison is the proof.
-        untouched = listing_is_proof(synced.planned, deleted, drained)
-        report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url)
+        untouched = listing_is_proof(synced.planned + (restored.copied if restored else 0), deleted, drained)
+        report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url,
+                               settings=settings)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
-        copied=synced.copied, deleted=deleted, bytes_copied=synced.bytes_copied,
+        copied=synced.copied + (restored.copied if restored else 0), deleted=deleted,
+        bytes_copied=synced.bytes_copied + (restored.bytes_copied if restored else 0),
         verified=report.verified(delete), archived=report.archived_count, archived_bytes=report.archived_bytes,
-        events_applied=drained["messages"],
+        events_applied=drained["messages"], restores_started=restored.started if restored else 0,
+        restores_pending=len(restored.pending) if restored else 0, restored_copied=restored.copied if restored else 0,
     )
 
 
@@ -97,10 +110,11 @@ def sync_bucket(
     multipart_threshold: int = MULTIPART_THRESHOLD,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
+    target_kms_key: str | None = None,
 ) -> dict:
     """The bucket poller: apply queued events until idle (or until stopped)."""
     job = BucketJob(source=source, target=target, prefix=prefix, multipart_threshold=multipart_threshold,
-                    source_aws=source_aws, target_aws=target_aws)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
     queue_url = enable_bucket_events(job)  # idempotent: finds the queue and configuration in place
     return drain_bucket_events(job, queue_url, idle_seconds)
 

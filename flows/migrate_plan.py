@@ -105,7 +105,7 @@ def sync_resource(plan: Plan, kind: str, source: str, target: str, reverse: bool
     job = next(j for j in plan.bucket_jobs(reverse) if j.source == source)
     counts = sync_bucket(source=job.source, target=job.target, idle_seconds=idle_seconds, prefix=job.prefix,
                          multipart_threshold=job.multipart_threshold, source_aws=job.source_aws,
-                         target_aws=job.target_aws)
+                         target_aws=job.target_aws, target_kms_key=job.target_kms_key)
     return {"kind": kind, "source": source, "target": target, "applied": counts["messages"]}
 
 
@@ -136,7 +136,8 @@ def verify_plan(plan: Plan, repair: bool = False) -> PlanResult:
         results.append(ResourceResult("table", job.source, job.target, report.equal, 0))
     for job in plan.bucket_jobs(reverse):
         report = verify_bucket(source=job.source, target=job.target, prefix=job.prefix, repair=repair,
-                               fail_on_difference=False, source_aws=job.source_aws, target_aws=job.target_aws)
+                               fail_on_difference=False, source_aws=job.source_aws, target_aws=job.target_aws,
+                               target_kms_key=job.target_kms_key)
         equal = report.verified(job.delete)
         results.append(ResourceResult("bucket", job.source, job.target, equal, 0))
     return PlanResult(plan.name, all(r.verified for r in results), results)

@@ -26,10 +26,12 @@ def verify_bucket(
     part_size: int = PART_SIZE,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
+    target_kms_key: str | None = None,
 ) -> BucketReport:
+    """`target_kms_key`: copies not encrypted with it are differences, which `repair` re-encrypts."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size,
-                    source_aws=source_aws, target_aws=target_aws)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
     report = verify_bucket_task(job, repair=repair, report_dir=report_dir, deep=deep, live_sync_queue=live_sync_queue)
     if fail_on_difference and not report.equal:
         raise DifferencesRemain(f"{report.count('missing')} missing, {report.count('extra')} extra, "

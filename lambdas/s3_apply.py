@@ -28,8 +28,8 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import archived, same_object, same_tags, tag_counts_differ, tag_set
-from lambdas.s3_copy import copy_object
+from lambdas.s3_compare import archived, same_tags, tag_counts_differ, tag_set
+from lambdas.s3_copy import PLAIN, CopySettings, copy_object
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,12 @@ def head(s3, bucket: str, key: str) -> dict | None:
 
 
 def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None,
-             keep_target_changes_since: float | None = None, kind: str = OBJECT) -> str:
-    """Make target/key match source/key now. Returns 'copied', 'deleted', 'unchanged', 'kept',
-    'tagged' (only its tags differed), 'acl' (only its ACL was written) or 'archived' (an archived
-    source object, not restored, is left: lambdas/s3_compare.archived). Idempotent.
+             keep_target_changes_since: float | None = None, kind: str = OBJECT,
+             settings: CopySettings = PLAIN) -> str:
+    """Make target/key match source/key now, by the one rule with the migration's `settings` (a
+    target key, Object Lock), which its copy carries too. Returns 'copied', 'deleted', 'unchanged',
+    'kept', 'tagged' (only its tags differed), 'acl' (only its ACL was written) or 'archived' (an
+    archived source object, not restored, is left: lambdas/s3_compare.archived). Idempotent.
 
     `kind`: what the event says changed. A tagging event reads both tag sets (a tag change alone
     shows on no HEAD but the tag count); an ACL event compares and writes the ACL (copies do not
@@ -96,7 +98,7 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         target = None
     else:
         target = head(s3, target_bucket, key)
-    if same_object(source, target):
+    if settings.same(source, target):
         if kind == ACL:
             return "acl" if sync_acl(s3, source_bucket, target_bucket, key) else "unchanged"
         if kind == TAGS or tag_counts_differ(source, target):
@@ -108,7 +110,7 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
         return "kept"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
     copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
-                storage_class=source.get("StorageClass"), **kwargs)
+                storage_class=source.get("StorageClass"), settings=settings, **kwargs)
     if kind == ACL:  # a copy is private: the ACL event's grants go on the new copy
         sync_acl(s3, source_bucket, target_bucket, key)
     return "copied"

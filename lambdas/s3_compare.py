@@ -20,21 +20,35 @@ The rule, cheapest evidence first:
    ETag but is a change. Both HEADs carry them, so this costs no request.
 5. Tags (same_tags) are compared where a change may be only a tag change: live sync of a tagging
    event, and `--deep`, read both tag sets; elsewhere the HEADs' tag counts decide when they differ.
-`deep` skips step 2: every same-size pair is decided by steps 3-5, so additional checksums, headers,
-metadata and tags are read for all objects. Timestamps are never used: a copy is always newer than
-its source. Between the listing steps (1-2, no request) and HEADs, a bulk sync without `--deep` sees
-a metadata-only change only through its event (live sync); `--deep` sees every one.
+6. With a target KMS key (`target_kms_key_arn`), a target object not encrypted with that key (its
+   HEAD's SSEKMSKeyId, an ARN) is different whatever its bytes: a run with the key re-encrypts older
+   copies. Without one, encryption is not compared (SSE-KMS copies compare equal by step 3c).
+7. With `object_lock` (the source bucket has Object Lock), the lock is part of the object: a target
+   lacking the source's retention still in force (mode and retain-until date) or with another legal
+   hold is different. A target retention where the source has none in force is accepted: it comes
+   from the target bucket's default retention, which no copy can leave out.
+`deep` skips step 2: every same-size pair is decided by steps 3-7, so additional checksums, headers,
+metadata and tags are read for all objects. Neither the encryption key nor the lock shows in a
+listing, so with either of steps 6 and 7 in force callers skip step 2 too
+(lambdas/s3_copy.CopySettings.decided_by_heads): step 2 can only say "same", and that it can no
+longer prove. Timestamps are never used: a copy is always newer than its source. Between the listing
+steps (1-2, no request) and HEADs, a bulk sync without `--deep` sees a metadata-only change only
+through its event (live sync); `--deep` sees every one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 RECORDED_ETAG = "ferry-source-etag"
 FERRY_METADATA = "ferry-"  # user metadata entries Ferry writes on copies, not the service's
 HEADERS = ["ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage", "Expires",
            "WebsiteRedirectLocation"]
 ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # unreadable, so uncopyable, until restored (GLACIER_IR is not)
+ARCHIVE_TIERS = {"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"}  # Intelligent-Tiering's, in a HEAD's ArchiveStatus
+# What a listing shows of an object that may be archived: INTELLIGENT_TIERING hides its tier, so a HEAD decides
+MAYBE_ARCHIVED_CLASSES = ARCHIVED_CLASSES | {"INTELLIGENT_TIERING"}
 CHECKSUMS = ["ChecksumCRC64NVME", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32C", "ChecksumCRC32"]
 ENCRYPTED_ETAGS = {"aws:kms", "aws:kms:dsse"}  # their ETags are not an MD5 of the content
 
@@ -60,9 +74,14 @@ class Listed:
 
 
 def archived(head: dict) -> bool:
-    """Whether an object (its HEAD) is archived and not restored: it cannot be copied now. The
-    bulk sync, live sync and verification report such objects as archived instead of copying them."""
-    return head.get("StorageClass") in ARCHIVED_CLASSES and 'ongoing-request="false"' not in head.get("Restore", "")
+    """Whether an object (its HEAD) is archived and not restored: it cannot be copied now. GLACIER and
+    DEEP_ARCHIVE objects, and INTELLIGENT_TIERING ones in an archive tier (ArchiveStatus
+    ARCHIVE_ACCESS or DEEP_ARCHIVE_ACCESS), until a restore has finished. The bulk sync, live sync
+    and verification report such objects as archived instead of copying them."""
+    storage = head.get("StorageClass")
+    in_archive = storage in ARCHIVED_CLASSES or (storage == "INTELLIGENT_TIERING"
+                                                 and head.get("ArchiveStatus") in ARCHIVE_TIERS)
+    return in_archive and 'ongoing-request="false"' not in head.get("Restore", "")
 
 
 def is_md5_etag(etag: str) -> bool:
@@ -103,9 +122,36 @@ def same_headers(source: dict, target: dict) -> bool:
             and service_metadata(source) == service_metadata(target))
 
 
-def same_object(source: dict, target: dict | None) -> bool:
-    """Steps 3 and 4, for the HEAD responses of a source object and its target (None: absent)."""
+def retention_in_force(head: dict, now: datetime | None = None) -> tuple[str, datetime] | None:
+    """An object's Object Lock retention (mode, retain-until date) while it still holds, else None:
+    an expired retention protects nothing, and S3 refuses to set one in the past."""
+    mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    if not mode or not until or until <= (now or datetime.now(timezone.utc)):
+        return None
+    return mode, until
+
+
+def legal_hold(head: dict) -> bool:
+    return head.get("ObjectLockLegalHoldStatus") == "ON"
+
+
+def same_lock(source: dict, target: dict) -> bool:
+    """Step 7: the target holds the source's retention in force (any, where the source has none) and
+    its legal hold."""
+    wanted = retention_in_force(source)
+    if wanted and (target.get("ObjectLockMode"), target.get("ObjectLockRetainUntilDate")) != wanted:
+        return False
+    return legal_hold(source) == legal_hold(target)
+
+
+def same_object(source: dict, target: dict | None, target_kms_key_arn: str | None = None,
+                object_lock: bool = False) -> bool:
+    """Steps 3, 4, 6 and 7, for the HEAD responses of a source object and its target (None: absent)."""
     if target is None or source["ContentLength"] != target["ContentLength"]:
+        return False
+    if target_kms_key_arn and target.get("SSEKMSKeyId") != target_kms_key_arn:
+        return False
+    if object_lock and not same_lock(source, target):
         return False
     return same_bytes(source, target) and same_headers(source, target)
 

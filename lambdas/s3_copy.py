@@ -10,6 +10,26 @@ that changes mid-copy fails the copy instead of mixing versions; the caller retr
 copy also carries `ferry-source-etag` in its user metadata: its own ETag differs from the source's,
 and this is what lets a later comparison see that the bytes are the same. So does a single copy of
 an object whose ETags are not MD5s (uploaded in parts, SSE-KMS, SSE-C): see record_source_etag.
+
+What every write into the target carries beyond the object is one CopySettings, decided once per
+migration (ferry/s3/preflight.copy_settings) and passed down to each copy, the Lambda's included:
+- a target KMS key: every write (CopyObject, CreateMultipartUpload) re-encrypts with it
+  (ServerSideEncryption aws:kms, SSEKMSKeyId), so a key the target bucket's default does not name
+  still covers every copy;
+- Object Lock (the source bucket has it, so the target must: preflight refuses otherwise): every
+  write carries the object's retention in force (ObjectLockMode, ObjectLockRetainUntilDate) and its
+  legal hold, read from the source's HEAD; S3 does not copy them by itself.
+With either, a small object is copied from its HEAD (copy_described): one HEAD and one CopyObject
+that passes the headers and metadata itself and records the source ETag in the same request, instead
+of a CopyObject then a metadata-only copy of the copy onto itself (record_source_etag): a target
+under Object Lock is versioned, and that second write would keep a second locked version.
+
+Object Lock buckets are versioned, so a copy over an existing key adds a version: that is allowed
+even when the current version is under COMPLIANCE retention (or GOVERNANCE: Ferry never asks to
+bypass it), which only forbids deleting or shortening that version. So a target whose lock differs
+from its source's is fixed by a new copy carrying the source's settings (rule step 7), whatever the
+old version's retention; the old version stays, as S3 requires, until its retain-until date. For the
+same reason Ferry's deletes in such a bucket (`--delete`, live sync) only add delete markers.
 """
 
 from __future__ import annotations
@@ -20,11 +40,54 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import ENCRYPTED_ETAGS, HEADERS, RECORDED_ETAG, is_md5_etag, same_headers, tag_set
+from lambdas.s3_compare import (ENCRYPTED_ETAGS, HEADERS, RECORDED_ETAG, is_md5_etag, legal_hold, retention_in_force,
+                                same_headers, same_object, tag_set)
 
 MULTIPART_THRESHOLD = 256 * 2**20
 PART_SIZE = 128 * 2**20
 PART_THREADS = 8
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """What every write into the target carries beyond the object itself (see the module's docstring)."""
+
+    target_kms_key: str | None = None  # a key ARN (preflight resolves ids and aliases): every copy re-encrypted with it
+    object_lock: bool = False  # the source bucket has Object Lock: copies keep each object's retention and legal hold
+
+    @property
+    def decided_by_heads(self) -> bool:
+        """Whether pairs must be HEADed to be called the same: neither a key nor a lock shows in a
+        listing (lambdas/s3_compare.py, steps 6 and 7)."""
+        return bool(self.target_kms_key or self.object_lock)
+
+    def same(self, source: dict, target: dict | None) -> bool:
+        """The one rule (lambdas/s3_compare.same_object) with these settings' steps."""
+        return same_object(source, target, self.target_kms_key, self.object_lock)
+
+    def write_arguments(self, source_head: dict) -> dict:
+        """Encryption and lock arguments of a write into the target (CopyObject, CreateMultipartUpload)."""
+        arguments = {}
+        if self.target_kms_key:
+            arguments.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.target_kms_key)
+        if self.object_lock:
+            if retention := retention_in_force(source_head):
+                arguments.update(ObjectLockMode=retention[0], ObjectLockRetainUntilDate=retention[1])
+            if legal_hold(source_head):
+                arguments["ObjectLockLegalHoldStatus"] = "ON"
+        return arguments
+
+    def environment(self) -> dict[str, str]:
+        """As the live-sync Lambda's environment variables (read back by from_environment)."""
+        return {**({"TARGET_KMS_KEY": self.target_kms_key} if self.target_kms_key else {}),
+                **({"OBJECT_LOCK": "true"} if self.object_lock else {})}
+
+    @classmethod
+    def from_environment(cls, environment) -> "CopySettings":
+        return cls(environment.get("TARGET_KMS_KEY") or None, environment.get("OBJECT_LOCK") == "true")
+
+
+PLAIN = CopySettings()  # no key, no lock: copies as the source is
 
 
 @dataclass
@@ -38,14 +101,18 @@ class CopyResult:
 
 def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
-                etag: str | None = None, storage_class: str | None = None) -> CopyResult:
-    """Copy one object, server-side, with its headers, metadata, tags and storage class. Idempotent.
+                etag: str | None = None, storage_class: str | None = None,
+                settings: CopySettings = PLAIN) -> CopyResult:
+    """Copy one object, server-side, with its headers, metadata, tags and storage class, and the
+    `settings`' key and lock. Idempotent.
 
-    With the `etag` and `storage_class` a listing already gave, a small object takes one request;
-    the copy is pinned to that ETag, so an object changed since the listing fails with 412.
+    With the `etag` and `storage_class` a listing already gave and no settings, a small object takes
+    one request; the copy is pinned to that ETag, so an object changed since the listing fails with 412.
     """
     if size > multipart_threshold:
-        return copy_multipart(s3, source_bucket, key, target_bucket, part_size)
+        return copy_multipart(s3, source_bucket, key, target_bucket, part_size, settings)
+    if settings.decided_by_heads:
+        return copy_described(s3, source_bucket, key, target_bucket, etag, settings)
     if etag is None:
         head = s3.head_object(Bucket=source_bucket, Key=key)
         etag, storage_class = head["ETag"], head.get("StorageClass")
@@ -98,6 +165,29 @@ def source_head(s3, bucket: str, key: str, etag: str) -> dict | None:
         raise
 
 
+def copy_described(s3, source_bucket: str, key: str, target_bucket: str, etag: str | None,
+                   settings: CopySettings) -> CopyResult:
+    """A small object copied from its HEAD (pinned to `etag` when a listing gave one: a changed
+    object fails with 412, as the copy itself would): one CopyObject passing the headers, metadata
+    and source ETag (`ferry-source-etag`) itself, tags copied, with the settings' key and the
+    object's lock. Two requests whatever the object's ETag, and one version written."""
+    head = s3.head_object(Bucket=source_bucket, Key=key, **({"IfMatch": f'"{etag.strip(chr(34))}"'} if etag else {}))
+    etag = head["ETag"].strip('"')
+    for _ in range(3):  # headers and metadata are written as values read: read again after, as record_source_etag
+        response = s3.copy_object(
+            Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
+            CopySourceIfMatch=f'"{etag}"', MetadataDirective="REPLACE",
+            Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag}, TaggingDirective="COPY",
+            StorageClass=head.get("StorageClass", "STANDARD"), **{name: head[name] for name in HEADERS if name in head},
+            **settings.write_arguments(head),
+        )
+        written, head = head, source_head(s3, source_bucket, key, etag)
+        if head is None or (same_headers(head, written) and settings.write_arguments(head)
+                            == settings.write_arguments(written)):
+            break
+    return CopyResult(key, written["ContentLength"], etag, response["CopyObjectResult"]["ETag"].strip('"'), False)
+
+
 MAX_PARTS = 10_000  # S3's limit per upload
 
 
@@ -121,7 +211,8 @@ def abort_unfinished(s3, bucket: str, key: str) -> int:
     return aborted
 
 
-def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int) -> CopyResult:
+def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int,
+                   settings: CopySettings = PLAIN) -> CopyResult:
     head = s3.head_object(Bucket=source_bucket, Key=key)
     etag, size = head["ETag"], head["ContentLength"]
     part_size = fitting_part_size(size, part_size)
@@ -131,7 +222,8 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
     # The source's ETag goes with the copy: a multipart copy's own ETag differs from its source's,
     # so this is how a later comparison knows the two are the same bytes.
     metadata = {**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')}
-    create.update(Bucket=target_bucket, Key=key, Metadata=metadata, StorageClass=head.get("StorageClass", "STANDARD"))
+    create.update(Bucket=target_bucket, Key=key, Metadata=metadata, StorageClass=head.get("StorageClass", "STANDARD"),
+                  **settings.write_arguments(head))
     if tags:
         create["Tagging"] = urlencode({t["Key"]: t["Value"] for t in tags})
     upload_id = s3.create_multipart_upload(**create)["UploadId"]

@@ -1,11 +1,12 @@
 """Lambda handler: S3 events (through SQS) -> make each named target key match its source.
 
 Environment: TARGET_BUCKET (required), PREFIX (the migration's; keys outside it are not its to
-touch, and are skipped rather than failed: the route only sends keys under it anyway). Failures are
-reported per message (ReportBatchItemFailures), so one failing key is retried alone and, after the
-queue's redrive limit, lands in the dead-letter queue without holding back the others. Every
-LAG_RECORD_EVERY_SECONDS (per running instance) it leaves the lag it measured on the queue, where
-`ferry status bucket` reads it (the same tag the poller writes: ferry/s3/events.py).
+touch, and are skipped rather than failed: the route only sends keys under it anyway), TARGET_KMS_KEY
+and OBJECT_LOCK (the migration's CopySettings, lambdas/s3_copy.py: what every copy carries).
+Failures are reported per message (ReportBatchItemFailures), so one failing key is retried alone
+and, after the queue's redrive limit, lands in the dead-letter queue without holding back the others.
+Every LAG_RECORD_EVERY_SECONDS (per running instance) it leaves the lag it measured on the queue,
+where `ferry status bucket` reads it (the same tag the poller writes: ferry/s3/events.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import boto3
 
 from lambdas.s3_apply import changes_in_message, sync_key
+from lambdas.s3_copy import PLAIN, CopySettings
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +27,13 @@ LAG_RECORD_EVERY_SECONDS = 15.0
 _recorded = {"at": 0.0}
 
 
-def handle(event: dict, s3, target_bucket: str, prefix: str = "", sqs=None) -> dict:
+def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: CopySettings = PLAIN, sqs=None) -> dict:
     failures = []
     for message in event.get("Records", []):
         try:
             for source_bucket, key, kind in changes_in_message(message["body"]):
                 if key.startswith(prefix):
-                    sync_key(s3, source_bucket, target_bucket, key, kind=kind)
+                    sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
         except Exception as error:  # reported, retried by SQS, then dead-lettered
             log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
             failures.append({"itemIdentifier": message["messageId"]})
@@ -57,4 +59,4 @@ def record_lag(sqs, records: list[dict]) -> None:
 
 def handler(event, context):
     return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""),
-                  boto3.client("sqs"))
+                  CopySettings.from_environment(os.environ), boto3.client("sqs"))

@@ -134,6 +134,7 @@ def for_moto(policy: dict, without: str | None = None) -> dict:
                   "s3:PutObject": ["s3:CopyObject", "s3:UploadPartCopy", "s3:CreateMultipartUpload",
                                    "s3:CompleteMultipartUpload"],
                   "s3:ListBucketMultipartUploads": ["s3:ListMultipartUploads"],
+                  "s3:GetBucketObjectLockConfiguration": ["s3:GetObjectLockConfiguration"],
                   "sqs:ChangeMessageVisibility": ["sqs:ChangeMessageVisibilityBatch"]}
     statements = []
     for s in policy["Statement"]:

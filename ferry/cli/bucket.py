@@ -25,12 +25,21 @@ PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a 
 Events = Annotated[str, typer.Option("--events", help="How the source's events reach Ferry: 'auto' (default: a "
                                      "notification entry unless one would overlap an existing consumer's, then "
                                      "EventBridge), 'notification' or 'eventbridge'.")]
+TargetKmsKey = Annotated[Optional[str], typer.Option(
+    "--target-kms-key", metavar="KEY", help="Encrypt every copy with this KMS key (id, alias/NAME or ARN, in the "
+    "target's account); copies under another key count as different.")]
+Restore = Annotated[Optional[int], typer.Option(
+    "--restore", metavar="DAYS", help="Restore archived objects (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive "
+    "tiers) for DAYS days, wait, and copy each once restored.")]
+RestoreTierOption = Annotated[Optional[str], typer.Option(
+    "--restore-tier", help="With --restore: 'Bulk' (default, cheapest, up to 48 h) or 'Standard' (hours).")]
 
 
 def connect(job: BucketJob, preflight: bool = True) -> None:
     """Both sides have a region and credentials; with `preflight`, every read-only check of a bucket
-    migration (buckets reachable, no clash with existing event notifications) has passed."""
-    from ferry.s3.preflight import check_bucket_job, empty_prefix_warning, require_bucket
+    migration (buckets reachable, no clash with existing event notifications) has passed; either
+    way, the target key (if any) can be used, and a source with Object Lock has a target with it."""
+    from ferry.s3.preflight import check_bucket_job, copy_settings, empty_prefix_warning, require_bucket
 
     check_sides(job.source_aws, job.target_aws)
     source_s3, target_s3 = client(job.source_aws, "s3"), client(job.target_aws, "s3")
@@ -41,6 +50,7 @@ def connect(job: BucketJob, preflight: bool = True) -> None:
     else:
         require_bucket(source_s3, job.source, "source")
         require_bucket(target_s3, job.target, "target")
+        copy_settings(job, source_s3, target_s3)
 
 
 @with_aws_sides
@@ -53,6 +63,9 @@ def migrate(
     part_size: PartSize = PART_SIZE,
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
     events: Events = "auto",
+    target_kms_key: TargetKmsKey = None,
+    restore: Restore = None,
+    restore_tier: RestoreTierOption = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -61,7 +74,12 @@ def migrate(
     """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
-                    events=events, source_aws=source_aws, target_aws=target_aws)
+                    events=events, source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    restore_days=restore, restore_tier=restore_tier)
+    if job.restore_days:
+        from ferry.s3.restore import restore_timing
+
+        restore_timing()  # FERRY_RESTORE_POLL_SECONDS, FERRY_RESTORE_WAIT_SECONDS checked before anything runs
     connect(job)
     use_prefect(verbose)
     from flows.migrate_bucket import migrate_bucket
@@ -76,9 +94,11 @@ def migrate(
     else:
         render.bucket_migration(result, elapsed)
     if result.archived:
+        hint = (f"{result.restores_pending} restores are still under way: rerun the same command to wait for them "
+                "(none is asked for twice)" if job.restore_days else "restore them (or rerun with --restore DAYS)")
         render.err.print(f"ferry: warning: {result.archived} archived objects ({result.archived_bytes:,} bytes, "
-                         "GLACIER or DEEP_ARCHIVE) were not copied: restore them, then rerun", highlight=False,
-                         markup=False, soft_wrap=True)
+                         f"GLACIER, DEEP_ARCHIVE or Intelligent-Tiering archive tiers) were not copied: {hint}",
+                         highlight=False, markup=False, soft_wrap=True)
     return EXIT_OK if result.verified else EXIT_DIFFERENT
 
 
@@ -92,6 +112,7 @@ def verify(
     report_dir: ReportDir = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also compare every object's additional checksums "
                                        "(CRC32C, SHA256...): one HEAD per object on each side.")] = False,
+    target_kms_key: TargetKmsKey = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -99,7 +120,7 @@ def verify(
 ) -> int:
     """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
-                    source_aws=source_aws, target_aws=target_aws)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
     connect(job, preflight=False)
     use_prefect(verbose)
     from flows.verify_bucket import verify_bucket
@@ -120,6 +141,7 @@ def sync(
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
     prefix: Annotated[Optional[str], typer.Option("--prefix", help="The migration's prefix (default: the one it "
                                                   "was made with).")] = None,
+    target_kms_key: TargetKmsKey = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -139,7 +161,10 @@ def sync(
         raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
                        "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
     job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
-                    source_aws=source_aws, target_aws=target_aws)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
+    from ferry.s3.preflight import copy_settings
+
+    copy_settings(job, client(source_aws, "s3"), client(target_aws, "s3"))  # a usable key, Object Lock on both sides
     use_prefect(verbose)
     from flows.migrate_bucket import sync_bucket
 

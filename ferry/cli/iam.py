@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ferry.aws import check_sides, session_for
+from ferry.aws import check_sides, client, session_for
+from ferry.cli.bucket import Restore, TargetKmsKey
 from ferry.cli.options import DEFAULT_LIVE_SYNC, LiveSync, StateTable, build_job, print_json, with_aws_sides
 from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, TableJob
 from ferry.dynamo.lambda_sync import TRUST_POLICY
 from ferry.iam import (TableRef, bucket_live_sync_lambda, bucket_source_statements, bucket_target_statements, cutover_statements,
-                       live_sync_lambda, numbered, policy, state_table_statement, table_source_statements,
+                       key_arn, live_sync_lambda, numbered, policy, state_table_statement, table_source_statements,
                        table_target_statements)
 from ferry.permissions import Caller, caller, self_check_statement
 from ferry.s3.preflight import event_queues
@@ -39,11 +40,20 @@ def table_statements(job: TableJob, create_target: bool) -> list[dict]:
     return table_source_statements(source, create_target) + table_target_statements(target, state, create_target)
 
 
+def target_key(job: BucketJob) -> str | None:
+    """The ARN of the job's target KMS key (an alias is resolved by the target side's KMS)."""
+    if not job.target_kms_key:
+        return None
+    region = session_for(job.target_aws).region_name
+    return key_arn(job.target_kms_key, region, caller(job.target_aws).account, client(job.target_aws, "kms"))
+
+
 def bucket_statements(job: BucketJob) -> list[dict]:
     """Both sides' statements for one bucket pair, its queues in the source's account and region."""
     queues = event_queues(job, session_for(job.source_aws).region_name, caller(job.source_aws).account)
-    return (bucket_source_statements(job.source, job.prefix, queues, route_name(job.source, job.target))
-            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region))
+    return (bucket_source_statements(job.source, job.prefix, queues, route_name(job.source, job.target),
+                                     restore=bool(job.restore_days))
+            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region, target_key(job)))
 
 
 @with_aws_sides
@@ -81,15 +91,19 @@ def bucket(
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
     prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    target_kms_key: TargetKmsKey = None,
+    restore: Restore = None,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> None:
     """Print {"operator": POLICY} for `ferry bucket SOURCE TARGET` (also covering verify, sync and
     status of the pair), scoped to the buckets, the objects under the prefix and the pair's event
-    queues; with --live-sync lambda, also deploying the function, and {"live_sync_role": POLICY,
+    queues (with --target-kms-key, the key's use; with --restore, restoring source objects); with
+    --live-sync lambda, also deploying the function, and {"live_sync_role": POLICY,
     "live_sync_trust": POLICY} for the function's role."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, live_sync=live_sync,
-                    source_aws=source_aws, target_aws=target_aws)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    restore_days=restore)
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     statements = bucket_statements(job) + self_checks(source_who.principal, target_who.principal)
@@ -97,7 +111,7 @@ def bucket(
         print_json({"operator": policy(statements)})
         return
     queue = event_queues(job, session_for(job.source_aws).region_name, source_who.account)[0]
-    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue)
+    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue, target_key(job))
     print_json({"operator": policy(statements + deploy), "live_sync_role": role, "live_sync_trust": TRUST_POLICY})
 
 

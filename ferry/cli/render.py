@@ -19,7 +19,8 @@ err = Console(stderr=True)
 MIGRATION_KEYS = ("source", "target", "source_items", "target_items", "copied", "resumed", "verified", "segments",
                   "stream_records", "source_checksum", "target_checksum")
 BUCKET_MIGRATION_KEYS = ("source", "target", "source_objects", "target_objects", "copied", "deleted", "bytes_copied",
-                         "verified", "events_applied", "archived", "archived_bytes")
+                         "verified", "events_applied", "archived", "archived_bytes", "restores_started",
+                         "restores_pending", "restored_copied")
 
 
 def unless(json_output: bool, display: Callable[[], contextlib.AbstractContextManager]):

@@ -10,7 +10,10 @@ One object from listing to copy (`ferry bucket`):
     ferry/s3/sync.batches_to_copy     differences gathered into batches as ranges come in
     tasks/s3.copy_batch               one batch, its own Prefect task with retries
     ferry/s3/copy.copy_objects        the batch copied concurrently (copy_listed: one object)
-    lambdas/s3_copy.copy_object       one server-side copy (CopyObject, or multipart UploadPartCopy)
+    lambdas/s3_copy.copy_object       one server-side copy (CopyObject, or multipart UploadPartCopy),
+                                      carrying the migration's CopySettings (target KMS key, Object Lock)
+    ferry/s3/restore                  with --restore: archived objects the comparison set aside,
+                                      restored, then copied by the same path as each restore finishes
 
 Live sync (routes.py: how the bucket's events reach the pair's queue; events.py: the queue and its
 drain; lambda_sync.py; lambdas/s3_apply.py) and verification (verify.py) use the same comparison

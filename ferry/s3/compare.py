@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
 from lambdas.s3_apply import head, read_tags
-from lambdas.s3_compare import (ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_object, same_tags,
-                                tag_counts_differ)
+from lambdas.s3_compare import MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_tags, tag_counts_differ
+from lambdas.s3_copy import PLAIN, CopySettings
 
 COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
 HEAD_THREADS = 16  # HEADs of one range's undecided pairs in flight
@@ -35,17 +35,17 @@ class RangeComparison:
 
 
 def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str],
-                   deep: bool = False) -> dict[str, bool]:
-    """Steps 3-4 of the rule for `keys`: HEAD each on both sides (in parallel); `deep`: step 5 too,
-    both tag sets read. A key deleted from either side meanwhile counts as different (the next pass
-    sees why)."""
+                   settings: CopySettings = PLAIN, deep: bool = False) -> dict[str, bool]:
+    """Steps 3-4 and 6-7 of the rule for `keys`: HEAD each on both sides (in parallel); `deep`: step
+    5 too, both tag sets read. A key deleted from either side meanwhile counts as different (the next
+    pass sees why)."""
     if not keys:
         return {}
 
     def verdict(key: str) -> bool:
         source = head(s3_source, source_bucket, key)
         target = head(s3_target, target_bucket, key) if source is not None else None
-        if source is None or not same_object(source, target):
+        if source is None or not settings.same(source, target):
             return False
         if deep or tag_counts_differ(source, target):
             return same_tags(read_tags(s3_source, source_bucket, key) or {}, read_tags(s3_target, target_bucket, key) or {})
@@ -58,13 +58,14 @@ def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str,
 def compare_objects(source: list[Listed], target: list[Listed], judge_closer, deep: bool = False,
                     still_archived=lambda keys: set(keys)) -> RangeComparison:
     """Judge every key of one range; `judge_closer(keys)` decides the pairs the listings cannot;
-    `still_archived(keys)`: which of the differing objects a listing shows in an archive class are
-    not restored (those are set aside as archived, not copied)."""
+    `still_archived(keys)`: which of the differing objects a listing shows in a class that may be
+    archived (GLACIER, DEEP_ARCHIVE; INTELLIGENT_TIERING, whose archive tiers only a HEAD shows) are
+    archived and not restored (those are set aside as archived, not copied)."""
     on_target = {o.key: o for o in target}
     by_listing = {o.key: same_by_listing(o, on_target.get(o.key), deep) for o in source}
     by_listing.update(judge_closer([key for key, same in by_listing.items() if same is None]))
     differing = [o for o in source if not by_listing[o.key]]
-    unreadable = still_archived([o.key for o in differing if o.storage_class in ARCHIVED_CLASSES])
+    unreadable = still_archived([o.key for o in differing if o.storage_class in MAYBE_ARCHIVED_CLASSES])
     to_copy = [o for o in differing if o.key not in unreadable]
     on_source = {o.key for o in source}
     return RangeComparison(
@@ -77,21 +78,26 @@ def compare_objects(source: list[Listed], target: list[Listed], judge_closer, de
 
 
 def compare_range(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str, key_range: KeyRange,
-                  source: list[Listed], deep: bool = False, page_size: int = PAGE_SIZE) -> RangeComparison:
-    """Compare one range the source listing has finished with the same range of the target."""
+                  source: list[Listed], deep: bool = False, page_size: int = PAGE_SIZE,
+                  settings: CopySettings = PLAIN) -> RangeComparison:
+    """Compare one range the source listing has finished with the same range of the target. With a
+    target key or Object Lock (`settings`), the listings cannot show what must be the same: every
+    same-size pair is HEADed on both sides, as with `deep` (on AWS a KMS copy's ETag is no MD5, so
+    after the first run with a key those pairs are HEADed anyway)."""
     target = list_range_whole(s3_target, target_bucket, prefix, key_range, page_size)
 
     def judge_closer(keys: list[str]) -> dict[str, bool]:
-        return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys, deep)
+        return judge_by_heads(s3_source, s3_target, source_bucket, target_bucket, keys, settings, deep)
 
     def still_archived(keys: list[str]) -> set[str]:  # a HEAD says whether a restore has finished
         return {key for key in keys if (found := head(s3_source, source_bucket, key)) is None or archived(found)}
 
-    return compare_objects(source, target, judge_closer, deep, still_archived)
+    return compare_objects(source, target, judge_closer, deep or settings.decided_by_heads, still_archived)
 
 
 def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
-                    deep: bool = False, page_size: int = PAGE_SIZE) -> Iterator[RangeComparison]:
+                    deep: bool = False, page_size: int = PAGE_SIZE,
+                    settings: CopySettings = PLAIN) -> Iterator[RangeComparison]:
     """Both buckets compared range by range, in whatever order the ranges finish. Together the
     ranges cover every key of both sides once (a target key outside every source range cannot
     exist: the ranges run from the first possible key to the last)."""
@@ -99,7 +105,7 @@ def compare_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str
         comparing: set[Future] = set()
         for key_range, listed in iter_ranges(s3_source, source_bucket, prefix, page_size):
             comparing.add(pool.submit(compare_range, s3_source, s3_target, source_bucket, target_bucket, prefix,
-                                      key_range, listed, deep, page_size))
+                                      key_range, listed, deep, page_size, settings))
             # The listing waits while comparisons lag (and, through the caller, while copies do):
             # what is held is a few ranges, however big the bucket.
             finished, comparing = wait(comparing, timeout=None if len(comparing) >= 2 * COMPARE_THREADS else 0,

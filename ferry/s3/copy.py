@@ -16,7 +16,7 @@ from ferry.errors import Stopped
 from ferry.stopping import STOPPING
 
 from lambdas.s3_compare import Listed
-from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, CopyResult, copy_object
+from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, PLAIN, CopyResult, CopySettings, copy_object
 
 COPY_THREADS = 16  # per batch task; two batch tasks run at once: 32 copies in flight (best measured on moto)
 DELETE_BATCH = 1000  # DeleteObjects' limit
@@ -25,14 +25,15 @@ CHANGED = {"412", "PreconditionFailed"}
 
 
 def copy_listed(s3, source_bucket: str, listed: Listed, target_bucket: str,
-                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> CopyResult | None:
+                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                settings: CopySettings = PLAIN) -> CopyResult | None:
     """Copy one listed object. A key deleted since the listing is skipped (None): its delete event
     is in the queue. A key that changed since (its pinned ETag no longer matches) is read again and
     copied once more; if it keeps changing, the task's retry takes over."""
     for attempt in range(2):
         try:
             return copy_object(s3, source_bucket, listed.key, target_bucket, listed.size, multipart_threshold,
-                               part_size, listed.etag, listed.storage_class)
+                               part_size, listed.etag, listed.storage_class, settings)
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code in GONE:
@@ -46,8 +47,9 @@ def copy_listed(s3, source_bucket: str, listed: Listed, target_bucket: str,
 def copy_objects(s3, source_bucket: str, target_bucket: str, objects: list[Listed],
                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
                  threads: int = COPY_THREADS, stopping: Callable[[], bool] = STOPPING.is_set,
-                 ) -> list[CopyResult]:
-    """Copy listed objects server-side, concurrently. Each copy is idempotent; safe to retry.
+                 settings: CopySettings = PLAIN) -> list[CopyResult]:
+    """Copy listed objects server-side, concurrently, each with the `settings` (a target key, Object
+    Lock: lambdas/s3_copy.CopySettings). Each copy is idempotent; safe to retry.
     Returns what was copied (keys deleted meanwhile are left to the queue). Once `stopping()`
     (Ctrl-C, SIGTERM), no further copy starts: the ones in hand finish, then Stopped is raised."""
     if not objects:
@@ -56,7 +58,7 @@ def copy_objects(s3, source_bucket: str, target_bucket: str, objects: list[Liste
     def copy(listed: Listed) -> CopyResult | None | bool:
         if stopping():
             return False
-        return copy_listed(s3, source_bucket, listed, target_bucket, multipart_threshold, part_size)
+        return copy_listed(s3, source_bucket, listed, target_bucket, multipart_threshold, part_size, settings)
 
     with ThreadPoolExecutor(min(threads, len(objects))) as pool:
         results = list(pool.map(copy, objects))
@@ -80,7 +82,8 @@ HEAD_THREADS = 16
 
 
 def delete_extras(s3, source_bucket: str, target_bucket: str, keys: list[str],
-                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> int:
+                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                  settings: CopySettings = PLAIN) -> int:
     """Delete target keys the source does not have, by the rule every destructive step follows
     (lambdas/s3_apply.py): the source is read just before the delete (a key it has now is left
     alone) and again just after (a key it has by then was written, and perhaps copied by live sync,
@@ -96,5 +99,5 @@ def delete_extras(s3, source_bucket: str, target_bucket: str, keys: list[str],
         delete_keys(s3, target_bucket, absent)
         after = list(pool.map(lambda key: head(s3, source_bucket, key), absent))
     back = [Listed.from_head(key, found) for key, found in zip(absent, after) if found is not None]
-    copy_objects(s3, source_bucket, target_bucket, back, multipart_threshold, part_size)
+    copy_objects(s3, source_bucket, target_bucket, back, multipart_threshold, part_size, settings=settings)
     return len(absent) - len(back)

@@ -4,9 +4,11 @@ The queue already exists (enable_bucket_events) with its dead-letter queue behin
 takes it through an SQS event source mapping with partial batch failure reporting, so a failing key
 is retried alone and, after the queue's redrive limit, dead-lettered. The role may: consume this one
 queue; HEAD/GET objects and tags of the source (and list it, so a missing key reads as 404 rather
-than 403); HEAD, put, tag and delete objects in the target (and list it and its uploads); write its
-own log group. S3 object actions
-need an object ARN pattern (`bucket/prefix*`), the one place a policy here holds a wildcard.
+than 403); HEAD, put, tag and delete objects in the target (and list it and its uploads); read and
+carry Object Lock retention and legal holds; with a target KMS key, encrypt with it; write its own
+log group. S3 object actions need an object ARN pattern (`bucket/prefix*`), the one place a policy
+here holds a wildcard. What every copy carries (lambdas/s3_copy.CopySettings) reaches the function
+as environment variables (TARGET_KMS_KEY, OBJECT_LOCK).
 """
 
 from __future__ import annotations
@@ -15,41 +17,48 @@ from botocore.exceptions import ClientError
 
 from ferry.dynamo.lambda_sync import ROLE_POLICY, LiveSyncDeployment, ensure_function, ensure_log_group, ensure_role, \
     package, resource_name
+from ferry.iam import LOCK_READ, LOCK_WRITE
+from lambdas.s3_copy import PLAIN, CopySettings
 
 HANDLER = "lambdas.s3_handler.handler"
 BATCH_SIZE = 10
 FUNCTION_TIMEOUT_SECONDS = 300  # AWS requires the queue's visibility timeout to be at least this (events.py)
 
 
-def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str) -> dict:
+def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str,
+                     target_key_arn: str | None = None) -> dict:
+    key = [{"Sid": "TargetKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": [target_key_arn]}] if target_key_arn else []
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ConsumeEventQueue", "Effect": "Allow",  # TagQueue, GetQueueUrl: it leaves its lag on the queue
          "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                     "sqs:TagQueue"], "Resource": [queue_arn]},
         {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{source}"]},
         {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging",
-                                                                   "s3:GetObjectAcl"],
+                                                                   "s3:GetObjectAcl", *LOCK_READ],
          "Resource": [f"arn:aws:s3:::{source}/{prefix}*"]},
         {"Sid": "ListTarget", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
          "Resource": [f"arn:aws:s3:::{target}"]},
         {"Sid": "WriteTargetObjects", "Effect": "Allow",  # GetObject: the handler HEADs the target to compare
          "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject",
-                    "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl"],
+                    "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl", *LOCK_READ, *LOCK_WRITE],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"]},  # PutLogEvents acts on the stream
+        *key,
     ]}
 
 
 def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, queue_arn: str,
-           dead_letter_queue_arn: str) -> LiveSyncDeployment:
+           dead_letter_queue_arn: str, settings: CopySettings = PLAIN) -> LiveSyncDeployment:
     """Create or update the function, its role and its queue mapping (enabled: events are hints, so
     applying them during the bulk copy is harmless)."""
     name = resource_name(source, target, "-s3")
     account = queue_arn.split(":")[4]
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, account, name)
-    role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn))
-    environment = {"TARGET_BUCKET": target, **({"PREFIX": prefix} if prefix else {})}
+    role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn,
+                                                       settings.target_kms_key))
+    environment = {"TARGET_BUCKET": target, **({"PREFIX": prefix} if prefix else {}), **settings.environment()}
     function_arn = ensure_function(lambda_client, name, role_arn, environment, package(),
                                    handler=HANDLER, description="Ferry live sync (S3 events -> target bucket)",
                                    timeout=FUNCTION_TIMEOUT_SECONDS)

@@ -12,7 +12,8 @@ import pandas as pd
 from ferry.s3.compare import RangeComparison, compare_buckets
 from ferry.s3.listing import PAGE_SIZE
 from lambdas.s3_apply import head
-from lambdas.s3_compare import Listed, same_object
+from lambdas.s3_compare import Listed
+from lambdas.s3_copy import PLAIN, CopySettings
 
 MAX_LISTED_KEYS = 100
 KINDS = ("missing", "extra", "changed")
@@ -111,16 +112,18 @@ def report_from(comparisons: Iterable[RangeComparison], source: str, target: str
 
 
 def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str, prefix: str = "",
-                   deep: bool = False, page_size: int = PAGE_SIZE) -> BucketReport:
-    """List and compare both buckets now. `deep`: read every object's additional checksums too."""
-    comparisons = compare_buckets(s3_source, s3_target, source_bucket, target_bucket, prefix, deep, page_size)
+                   deep: bool = False, page_size: int = PAGE_SIZE, settings: CopySettings = PLAIN) -> BucketReport:
+    """List and compare both buckets now. `deep`: read every object's additional checksums too;
+    `settings`: a target key and Object Lock are part of "the same" (lambdas/s3_compare.py)."""
+    comparisons = compare_buckets(s3_source, s3_target, source_bucket, target_bucket, prefix, deep, page_size,
+                                  settings)
     return report_from(comparisons, source_bucket, target_bucket, prefix)
 
 
 MAX_RECONFIRMED = 10_000  # beyond this many differences, a listing's answer stands
 
 
-def reconfirm(report: BucketReport, s3_source, s3_target) -> BucketReport:
+def reconfirm(report: BucketReport, s3_source, s3_target, settings: CopySettings = PLAIN) -> BucketReport:
     """Keep only the differences that are still there now. A listing taken while live sync applies
     the service's changes sees keys written a moment ago as missing or changed; the caller applies
     the queued events first, then each differing key is read again on both sides (HEAD) and judged
@@ -137,7 +140,7 @@ def reconfirm(report: BucketReport, s3_source, s3_target) -> BucketReport:
             if target is not None:
                 still["extra"].append(key)
             continue
-        if not same_object(source, target):
+        if not settings.same(source, target):
             still["missing" if target is None else "changed"].append(key)
             to_copy.append(Listed(key, source["ContentLength"], source["ETag"].strip('"'),
                                   source.get("StorageClass", "STANDARD")))
