@@ -10,6 +10,11 @@ that changes mid-copy fails the copy instead of mixing versions; the caller retr
 copy also carries `ferry-source-etag` in its user metadata: its own ETag differs from the source's,
 and this is what lets a later comparison see that the bytes are the same. So does a single copy of
 an object whose ETags are not MD5s (uploaded in parts, SSE-KMS, SSE-C): see record_source_etag.
+
+With a `version_id`, that version of the key is copied (`--all-versions`, lambdas/s3_versions.py):
+the copy source names it, so no pinning is needed (a version never changes), and, the target being
+versioned, every write is a version of its own: the source ETag is then recorded by the copy itself
+(a metadata-replacing CopyObject from the source version), never by a second copy onto itself.
 """
 
 from __future__ import annotations
@@ -35,31 +40,60 @@ class CopyResult:
     source_etag: str
     target_etag: str
     multipart: bool
+    version_id: str | None = None  # the copy's own version, on a versioned target
 
 
 def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
-                etag: str | None = None, storage_class: str | None = None) -> CopyResult:
-    """Copy one object, server-side, with its headers, metadata, tags and storage class. Idempotent.
+                etag: str | None = None, storage_class: str | None = None,
+                version_id: str | None = None) -> CopyResult:
+    """Copy one object, server-side, with its headers, metadata, tags and storage class. Idempotent
+    (with `version_id`, each call adds a version: lambdas/s3_versions.py decides when to make one).
 
     With the `etag` and `storage_class` a listing already gave, a small object takes one request;
     the copy is pinned to that ETag, so an object changed since the listing fails with 412.
+    `version_id`: copy that version of the key (one request too, unless its ETags cannot be compared).
     """
     if size > multipart_threshold:
-        return copy_multipart(s3, source_bucket, key, target_bucket, part_size)
+        return copy_multipart(s3, source_bucket, key, target_bucket, part_size, version_id)
+    pinned = {"VersionId": version_id} if version_id else {}
     if etag is None:
-        head = s3.head_object(Bucket=source_bucket, Key=key)
+        head = s3.head_object(Bucket=source_bucket, Key=key, **pinned)
         etag, storage_class = head["ETag"], head.get("StorageClass")
+    etag = etag.strip('"')
+    if version_id and not is_md5_etag(etag):  # known from the listing: record the ETag in this one copy
+        response = copy_recording_etag(s3, source_bucket, key, target_bucket, etag, storage_class, version_id)
+        return CopyResult(key, size, etag, response["CopyObjectResult"]["ETag"].strip('"'), False,
+                          response.get("VersionId"))
     response = s3.copy_object(
-        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
-        CopySourceIfMatch=f'"{etag.strip(chr(34))}"', MetadataDirective="COPY", TaggingDirective="COPY",
+        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key, **pinned},
+        CopySourceIfMatch=f'"{etag}"', MetadataDirective="COPY", TaggingDirective="COPY",
         StorageClass=storage_class or "STANDARD",
     )
     target_etag = response["CopyObjectResult"]["ETag"].strip('"')
-    if not is_md5_etag(etag.strip('"')) or target_etag != etag.strip('"') or response.get("ServerSideEncryption") \
+    if not is_md5_etag(etag) or target_etag != etag or response.get("ServerSideEncryption") \
             in ENCRYPTED_ETAGS or response.get("SSECustomerAlgorithm"):
+        if version_id:  # only now known (an encrypted source or target): that version is replaced by one recording it
+            s3.delete_object(Bucket=target_bucket, Key=key, VersionId=response["VersionId"])
+            response = copy_recording_etag(s3, source_bucket, key, target_bucket, etag, storage_class, version_id)
+            return CopyResult(key, size, etag, response["CopyObjectResult"]["ETag"].strip('"'), False,
+                              response.get("VersionId"))
         target_etag = record_source_etag(s3, source_bucket, key, target_bucket, etag, storage_class)
-    return CopyResult(key, size, etag.strip('"'), target_etag, False)
+    return CopyResult(key, size, etag, target_etag, False, response.get("VersionId"))
+
+
+def copy_recording_etag(s3, source_bucket: str, key: str, target_bucket: str, etag: str,
+                        storage_class: str | None, version_id: str) -> dict:
+    """One CopyObject of a source version carrying its headers and metadata (read from its HEAD)
+    plus `ferry-source-etag`: on a versioned target the ETag must come with the copy itself, as a
+    copy onto itself (record_source_etag) would be a second version. Returns CopyObject's answer."""
+    head = s3.head_object(Bucket=source_bucket, Key=key, VersionId=version_id)
+    headers = {name: head[name] for name in HEADERS if name in head}
+    return s3.copy_object(
+        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key, "VersionId": version_id},
+        MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag.strip('"')},
+        TaggingDirective="COPY", StorageClass=storage_class or head.get("StorageClass", "STANDARD"), **headers,
+    )
 
 
 def record_source_etag(s3, source_bucket: str, key: str, target_bucket: str, etag: str,
@@ -108,12 +142,14 @@ def abort_unfinished(s3, bucket: str, key: str) -> int:
     return aborted
 
 
-def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int) -> CopyResult:
-    head = s3.head_object(Bucket=source_bucket, Key=key)
+def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int,
+                   version_id: str | None = None) -> CopyResult:
+    pinned = {"VersionId": version_id} if version_id else {}
+    head = s3.head_object(Bucket=source_bucket, Key=key, **pinned)
     etag, size = head["ETag"], head["ContentLength"]
     part_size = fitting_part_size(size, part_size)
     abort_unfinished(s3, target_bucket, key)
-    tags = s3.get_object_tagging(Bucket=source_bucket, Key=key)["TagSet"]
+    tags = s3.get_object_tagging(Bucket=source_bucket, Key=key, **pinned)["TagSet"]
     create = {name: head[name] for name in HEADERS if name in head}
     # The source's ETag goes with the copy: a multipart copy's own ETag differs from its source's,
     # so this is how a later comparison knows the two are the same bytes.
@@ -128,7 +164,7 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
         end = min(size, start + part_size) - 1
         part = s3.upload_part_copy(
             Bucket=target_bucket, Key=key, UploadId=upload_id, PartNumber=number,
-            CopySource={"Bucket": source_bucket, "Key": key}, CopySourceRange=f"bytes={start}-{end}",
+            CopySource={"Bucket": source_bucket, "Key": key, **pinned}, CopySourceRange=f"bytes={start}-{end}",
             CopySourceIfMatch=etag,
         )
         return {"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]}
@@ -142,4 +178,4 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
     except BaseException:
         s3.abort_multipart_upload(Bucket=target_bucket, Key=key, UploadId=upload_id)
         raise
-    return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True)
+    return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True, done.get("VersionId"))
