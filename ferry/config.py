@@ -141,6 +141,7 @@ class BucketJob(BaseModel):
     multipart_threshold: int = MULTIPART_THRESHOLD
     part_size: int = PART_SIZE
     live_sync: LiveSyncMode = "poller"
+    all_versions: bool = False  # every version and delete marker of every key, in order (ferry/s3/versions.py)
 
     model_config = {"frozen": True}
 

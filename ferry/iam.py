@@ -66,6 +66,11 @@ EVENT_QUEUES = ["sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes", 
 TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]  # listings; incomplete copies to abort
 TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
                   "s3:DeleteObject", "s3:AbortMultipartUpload"]
+# --all-versions: histories listed on both sides (and the versioning checked), versions read by their ID,
+# a target's out-of-place versions deleted by theirs (lambdas/s3_versions.py)
+VERSIONED_BUCKET = ["s3:ListBucketVersions", "s3:GetBucketVersioning"]
+SOURCE_VERSIONS = ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"]
+TARGET_VERSIONS = ["s3:GetObjectVersion", "s3:DeleteObjectVersion"]
 
 
 def statement(sid: str, actions: list[str], resources: list[str]) -> dict:
@@ -117,26 +122,40 @@ def objects_arn(bucket: str, prefix: str, region: str) -> str:
     return f"{bucket_arn(bucket, region)}/{prefix}*"
 
 
-def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef]) -> list[dict]:
+def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef],
+                             all_versions: bool = False) -> list[dict]:
     """What the source side's credentials need: list the bucket, route its events to the pair's
-    queue (and its dead-letter queue), read the objects under the prefix, consume the queue."""
+    queue (and its dead-letter queue), read the objects under the prefix, consume the queue; with
+    `all_versions`, list and read its versions too."""
     region = queues[0].region
+    bucket_actions, object_actions = SOURCE_BUCKET, SOURCE_OBJECTS
+    if all_versions:
+        bucket_actions, object_actions = bucket_actions + VERSIONED_BUCKET, object_actions + SOURCE_VERSIONS
     return [
-        statement("ReadSourceBucket", SOURCE_BUCKET, [bucket_arn(source, region)]),
-        statement("ReadSourceObjects", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
+        statement("ReadSourceBucket", bucket_actions, [bucket_arn(source, region)]),
+        statement("ReadSourceObjects", object_actions, [objects_arn(source, prefix, region)]),
         statement("EventQueues", EVENT_QUEUES, [queue.arn for queue in queues]),
         statement("LiveSyncStatus", ["lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
     ]
 
 
-def bucket_target_statements(source: str, target: str, prefix: str, region: str) -> list[dict]:
+def bucket_target_statements(source: str, target: str, prefix: str, region: str,
+                             all_versions: bool = False) -> list[dict]:
     """What the target side's credentials need: list and write the target under the prefix, and read
     the source objects (a copy is a request to the target that reads the source: across accounts the
-    source bucket's policy must also allow it)."""
+    source bucket's policy must also allow it); with `all_versions`, the versions of both (live sync
+    lists the source's histories with these credentials too)."""
+    if not all_versions:
+        return [
+            statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
+            statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
+            statement("CopyFromSource", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
+        ]
     return [
-        statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
-        statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
-        statement("CopyFromSource", SOURCE_OBJECTS, [objects_arn(source, prefix, region)]),
+        statement("WriteTargetBucket", TARGET_BUCKET + VERSIONED_BUCKET, [bucket_arn(target, region)]),
+        statement("WriteTargetObjects", TARGET_OBJECTS + TARGET_VERSIONS, [objects_arn(target, prefix, region)]),
+        statement("CopyFromSource", SOURCE_OBJECTS + SOURCE_VERSIONS, [objects_arn(source, prefix, region)]),
+        statement("ListSourceVersions", ["s3:ListBucketVersions"], [bucket_arn(source, region)]),
     ]
 
 
@@ -177,7 +196,8 @@ def lambda_deploy_statements(name: str, region: str, account: str) -> list[dict]
     ]
 
 
-def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef) -> tuple[list[dict], dict]:
+def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef,
+                            all_versions: bool = False) -> tuple[list[dict], dict]:
     """With --live-sync lambda for a bucket: deploying the function that consumes the pair's queue,
     and the policy Ferry attaches to its role (ferry/s3/lambda_sync.py)."""
     from ferry.dynamo.lambda_sync import resource_name
@@ -185,7 +205,8 @@ def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueR
 
     name = resource_name(source, target, "-s3")
     return (lambda_deploy_statements(name, queue.region, queue.account),
-            execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name)))
+            execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name),
+                             all_versions))
 
 
 def parameter_arn(region: str, account: str, name: str) -> str:

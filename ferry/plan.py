@@ -72,6 +72,7 @@ class PlanBucket(Strict):
     multipart_threshold: int | None = None
     part_size: int | None = None
     live_sync: LiveSyncMode = "poller"
+    all_versions: bool = False
 
     @model_validator(mode="after")
     def _as_a_command_would(self) -> "PlanBucket":

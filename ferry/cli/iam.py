@@ -41,8 +41,8 @@ def table_statements(job: TableJob, create_target: bool) -> list[dict]:
 def bucket_statements(job: BucketJob) -> list[dict]:
     """Both sides' statements for one bucket pair, its queues in the source's account and region."""
     queues = event_queues(job, session_for(job.source_aws).region_name, caller(job.source_aws).account)
-    return (bucket_source_statements(job.source, job.prefix, queues)
-            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region))
+    return (bucket_source_statements(job.source, job.prefix, queues, job.all_versions)
+            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region, job.all_versions))
 
 
 @with_aws_sides
@@ -80,6 +80,7 @@ def bucket(
     target: Annotated[str, typer.Argument(metavar="TARGET", help="Target bucket.")],
     prefix: Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")] = "",
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Include what --all-versions needs.")] = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> None:
@@ -88,7 +89,7 @@ def bucket(
     queues; with --live-sync lambda, also deploying the function, and {"live_sync_role": POLICY,
     "live_sync_trust": POLICY} for the function's role."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, live_sync=live_sync,
-                    source_aws=source_aws, target_aws=target_aws)
+                    all_versions=all_versions, source_aws=source_aws, target_aws=target_aws)
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     statements = bucket_statements(job) + self_checks(source_who.principal, target_who.principal)
@@ -96,7 +97,7 @@ def bucket(
         print_json({"operator": policy(statements)})
         return
     queue = event_queues(job, session_for(job.source_aws).region_name, source_who.account)[0]
-    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue)
+    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue, job.all_versions)
     print_json({"operator": policy(statements + deploy), "live_sync_role": role, "live_sync_trust": TRUST_POLICY})
 
 

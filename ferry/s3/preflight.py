@@ -22,10 +22,11 @@ def check_permissions(job: BucketJob, source_s3) -> None:
     if source_who := caller_or_none(job.source_aws, "source"):
         queues = event_queues(job, source_s3.meta.region_name, source_who.account)
         check_allowed(simulator(job.source_aws), "source", source_who,
-                      bucket_source_statements(job.source, job.prefix, queues), command)
+                      bucket_source_statements(job.source, job.prefix, queues, job.all_versions), command)
     if target_who := caller_or_none(job.target_aws, "target"):
         check_allowed(simulator(job.target_aws), "target", target_who,
-                      bucket_target_statements(job.source, job.target, job.prefix, source_s3.meta.region_name),
+                      bucket_target_statements(job.source, job.target, job.prefix, source_s3.meta.region_name,
+                                               job.all_versions),
                       command)
 
 
@@ -46,6 +47,10 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3) -> None:
     check_permissions(job, source_s3)
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
+    if job.all_versions:
+        from ferry.s3.versions import check_versioning
+
+        check_versioning(source_s3, target_s3, job.source, job.target)
     if problem := events.clash(job.source, source_s3.get_bucket_notification_configuration(Bucket=job.source)):
         raise BadInput(problem)
 
