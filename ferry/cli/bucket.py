@@ -22,6 +22,8 @@ TargetBucket = Annotated[str, typer.Argument(metavar="TARGET", help="Target buck
 Prefix = Annotated[str, typer.Option("--prefix", help="Only keys under this prefix.")]
 MultipartThreshold = Annotated[int, typer.Option("--multipart-threshold", help="Bytes above which copies are multipart.")]
 PartSize = Annotated[int, typer.Option("--part-size", help="Bytes per part of a multipart copy.")]
+AllVersions = Annotated[bool, typer.Option("--all-versions", help="Every version and delete marker of every key, in "
+                                           "order (the target's versioning must be Enabled).")]
 
 
 def connect(job: BucketJob, preflight: bool = True) -> None:
@@ -49,6 +51,7 @@ def migrate(
     multipart_threshold: MultipartThreshold = MULTIPART_THRESHOLD,
     part_size: PartSize = PART_SIZE,
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
+    all_versions: AllVersions = False,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -57,7 +60,7 @@ def migrate(
     """Sync bucket SOURCE into TARGET server-side, apply changes made meanwhile, verify. Rerun to resume."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
-                    source_aws=source_aws, target_aws=target_aws)
+                    all_versions=all_versions, source_aws=source_aws, target_aws=target_aws)
     connect(job)
     use_prefect(verbose)
     from flows.migrate_bucket import migrate_bucket
@@ -88,6 +91,9 @@ def verify(
     report_dir: ReportDir = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also compare every object's additional checksums "
                                        "(CRC32C, SHA256...): one HEAD per object on each side.")] = False,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Compare every key's history: count, order, "
+                                               "sizes and checksums of versions, delete markers (with --report-dir: "
+                                               "the version-ID map).")] = False,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -95,11 +101,15 @@ def verify(
 ) -> int:
     """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
-                    source_aws=source_aws, target_aws=target_aws)
+                    all_versions=all_versions, source_aws=source_aws, target_aws=target_aws)
     connect(job, preflight=False)
     use_prefect(verbose)
     from flows.verify_bucket import verify_bucket
 
+    if job.all_versions and repair:  # a repair writes histories: the target must keep versions
+        from ferry.s3.versions import check_versioning
+
+        check_versioning(client(job.source_aws, "s3"), client(job.target_aws, "s3"), job.source, job.target)
     report = verify_bucket(**flow_arguments(job, verify_bucket, repair=repair, report_dir=report_dir, deep=deep,
                                             fail_on_difference=False))
     if json_output:
@@ -116,6 +126,8 @@ def sync(
     until_idle: Annotated[Optional[float], typer.Option("--until-idle", help="Stop once the queue is idle this many seconds.")] = None,
     prefix: Annotated[Optional[str], typer.Option("--prefix", help="The migration's prefix (default: the one it "
                                                   "was made with).")] = None,
+    all_versions: Annotated[Optional[bool], typer.Option("--all-versions", help="Apply events to histories (default: "
+                                                         "as the migration was made).")] = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -134,8 +146,14 @@ def sync(
     if prefix is not None and recorded is not None and prefix != recorded:
         raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
                        "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
+    from ferry.s3.versions import recorded_all_versions
+
+    histories = recorded_all_versions(sqs, queue)
+    if all_versions and not histories:
+        raise BadInput(f"the migration of {source} into {target} was made without --all-versions, so the target has "
+                       f"no histories to keep up: run 'ferry bucket {source} {target} --all-versions' first")
     job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
-                    source_aws=source_aws, target_aws=target_aws)
+                    all_versions=bool(histories), source_aws=source_aws, target_aws=target_aws)
     use_prefect(verbose)
     from flows.migrate_bucket import sync_bucket
 
