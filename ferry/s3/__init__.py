@@ -13,5 +13,6 @@ One object from listing to copy (`ferry bucket`):
     lambdas/s3_copy.copy_object       one server-side copy (CopyObject, or multipart UploadPartCopy)
 
 Live sync (events.py, lambda_sync.py, lambdas/s3_apply.py) and verification (verify.py) use the same
-comparison and copy.
+comparison and copy. With --all-versions, versions.py lists both buckets' histories key by key and
+lambdas/s3_versions.py makes each key's target history equal (the bulk sync, live sync, verify).
 """
