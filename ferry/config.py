@@ -147,6 +147,7 @@ class BucketJob(BaseModel):
     target_kms_key: str | None = None  # id, alias or ARN: every copy re-encrypted with it (preflight resolves it)
     restore_days: int | None = None  # archived objects restored for this many days, then copied
     restore_tier: RestoreTier | None = None  # with restore_days; None: Bulk
+    all_versions: bool = False  # every version and delete marker of every key, in order (ferry/s3/versions.py)
 
     model_config = {"frozen": True}
 

@@ -79,6 +79,11 @@ TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:Put
                   *LOCK_READ, *LOCK_WRITE]
 EVENT_RULE = ["events:PutRule", "events:DescribeRule", "events:DeleteRule", "events:PutTargets",
               "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:ListTagsForResource"]
+# --all-versions: histories listed on both sides (and the versioning checked), versions read by their ID,
+# a target's out-of-place versions deleted by theirs (lambdas/s3_versions.py)
+VERSIONED_BUCKET = ["s3:ListBucketVersions", "s3:GetBucketVersioning"]
+SOURCE_VERSIONS = ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"]
+TARGET_VERSIONS = ["s3:GetObjectVersion", "s3:DeleteObjectVersion"]
 
 
 def statement(sid: str, actions: list[str], resources: list[str]) -> dict:
@@ -131,18 +136,19 @@ def objects_arn(bucket: str, prefix: str, region: str) -> str:
 
 
 def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], rule: str,
-                             restore: bool = False) -> list[dict]:
+                             restore: bool = False, all_versions: bool = False) -> list[dict]:
     """What the source side's credentials need: list the bucket, route its events to the pair's
     queue (and its dead-letter queue) by a notification entry or the pair's EventBridge rule `rule`
     (ferry/s3/routes.py: it reads other Ferry rules' tags and lists the bus's rules to leave what
-    others use), read the objects under the prefix (with `restore`, restore archived ones), consume
-    the queue."""
+    others use), read the objects under the prefix (with `restore`, restore archived ones; with
+    `all_versions`, list and read its versions too), consume the queue."""
     region, account = queues[0].region, queues[0].account
     rules = f"arn:{partition(region)}:events:{region}:{account}:rule/"
+    bucket_actions = SOURCE_BUCKET + (VERSIONED_BUCKET if all_versions else [])
+    object_actions = SOURCE_OBJECTS + (SOURCE_RESTORE if restore else []) + (SOURCE_VERSIONS if all_versions else [])
     return [
-        statement("ReadSourceBucket", SOURCE_BUCKET, [bucket_arn(source, region)]),
-        statement("ReadSourceObjects", SOURCE_OBJECTS + (SOURCE_RESTORE if restore else []),
-                  [objects_arn(source, prefix, region)]),
+        statement("ReadSourceBucket", bucket_actions, [bucket_arn(source, region)]),
+        statement("ReadSourceObjects", object_actions, [objects_arn(source, prefix, region)]),
         statement("EventQueues", EVENT_QUEUES, [queue.arn for queue in queues]),
         statement("EventRule", EVENT_RULE, [rules + rule]),
         statement("OtherFerryRules", ["events:ListTagsForResource"], [rules + "ferry-sync-*"]),
@@ -152,17 +158,25 @@ def bucket_source_statements(source: str, prefix: str, queues: list[QueueRef], r
 
 
 def bucket_target_statements(source: str, target: str, prefix: str, region: str,
-                             target_key_arn: str | None = None) -> list[dict]:
+                             target_key_arn: str | None = None, all_versions: bool = False) -> list[dict]:
     """What the target side's credentials need: list and write the target under the prefix, and read
     the source objects (a copy is a request to the target that reads the source: across accounts the
-    source bucket's policy must also allow it); with a target key, encrypt with it. Source objects
-    under a KMS key of their own also need kms:Decrypt on that key, which Ferry cannot name."""
-    return [
-        statement("WriteTargetBucket", TARGET_BUCKET, [bucket_arn(target, region)]),
-        statement("WriteTargetObjects", TARGET_OBJECTS, [objects_arn(target, prefix, region)]),
-        statement("CopyFromSource", [a for a in SOURCE_OBJECTS if a != "s3:GetObjectAcl"],
+    source bucket's policy must also allow it); with a target key, encrypt with it; with
+    `all_versions`, the versions of both (live sync lists the source's histories with these
+    credentials too). Source objects under a KMS key of their own also need kms:Decrypt on that key,
+    which Ferry cannot name."""
+    copy_from = [a for a in SOURCE_OBJECTS if a != "s3:GetObjectAcl"]
+    statements = [
+        statement("WriteTargetBucket", TARGET_BUCKET + (VERSIONED_BUCKET if all_versions else []),
+                  [bucket_arn(target, region)]),
+        statement("WriteTargetObjects", TARGET_OBJECTS + (TARGET_VERSIONS if all_versions else []),
+                  [objects_arn(target, prefix, region)]),
+        statement("CopyFromSource", copy_from + (SOURCE_VERSIONS if all_versions else []),
                   [objects_arn(source, prefix, region)]),
-    ] + ([statement("TargetKey", TARGET_KEY, [target_key_arn])] if target_key_arn else [])
+    ]
+    if all_versions:
+        statements.append(statement("ListSourceVersions", ["s3:ListBucketVersions"], [bucket_arn(source, region)]))
+    return statements + ([statement("TargetKey", TARGET_KEY, [target_key_arn])] if target_key_arn else [])
 
 
 def key_arn(key: str, region: str, account: str, kms=None) -> str:
@@ -215,7 +229,7 @@ def lambda_deploy_statements(name: str, region: str, account: str) -> list[dict]
 
 
 def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueRef,
-                            target_key_arn: str | None = None) -> tuple[list[dict], dict]:
+                            target_key_arn: str | None = None, all_versions: bool = False) -> tuple[list[dict], dict]:
     """With --live-sync lambda for a bucket: deploying the function that consumes the pair's queue,
     and the policy Ferry attaches to its role (ferry/s3/lambda_sync.py)."""
     from ferry.dynamo.lambda_sync import resource_name
@@ -224,7 +238,7 @@ def bucket_live_sync_lambda(source: str, target: str, prefix: str, queue: QueueR
     name = resource_name(source, target, "-s3")
     return (lambda_deploy_statements(name, queue.region, queue.account),
             execution_policy(queue.arn, source, target, prefix, log_group_arn(queue.region, queue.account, name),
-                             target_key_arn))
+                             target_key_arn, all_versions))
 
 
 def parameter_arn(region: str, account: str, name: str) -> str:

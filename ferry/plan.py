@@ -75,6 +75,7 @@ class PlanBucket(Strict):
     target_kms_key: str | None = None  # forward only: the reverse sync copies back as the old home is
     restore_days: int | None = None
     restore_tier: RestoreTier | None = None
+    all_versions: bool = False
 
     @model_validator(mode="after")
     def _as_a_command_would(self) -> "PlanBucket":

@@ -13,6 +13,9 @@
     6. verify                keys, sizes and checksums of both sides (listed again unless step 3
                              found nothing to do and no event came: then its comparison is the proof)
 
+With all_versions, steps 3 and 5 work on histories: every version and delete marker of every key,
+in order (ferry/s3/versions.py), and live sync makes each event's key's history equal.
+
 Rerunning it resumes: it lists again and copies only what is missing or different.
 """
 
@@ -30,6 +33,8 @@ from tasks.handles import stop_all_on_signals
 from tasks.s3 import (delete_bucket_queues, delete_extras, deploy_bucket_live_sync, drain_bucket_events,
                       enable_bucket_events, find_bucket_queue, preflight_bucket, read_copy_settings,
                       remove_bucket_live_sync, remove_bucket_route, restore_archived, sync_objects, verify_bucket)
+from tasks.s3_versions import (recorded_versions_mode, remember_versions_mode, sync_object_versions,
+                               verify_object_versions)
 
 PARALLEL_BATCHES = 2
 
@@ -50,6 +55,10 @@ class BucketMigrationResult:
     restores_started: int = 0  # with restore_days: restores asked for (or found under way)
     restores_pending: int = 0  # still under way when the wait ended: a rerun waits for them
     restored_copied: int = 0  # restored objects copied (in `copied` too)
+    all_versions: bool = False
+    versions_copied: int = 0  # with all_versions (then `copied` counts them too)
+    delete_markers_copied: int = 0
+    version_map: int = 0  # (source, target) pairs of versions and delete markers the verification found in place
 
 
 @flow(name="migrate-bucket", flow_run_name="migrate-bucket {source} -> {target}",
@@ -69,35 +78,52 @@ def migrate_bucket(
     target_kms_key: str | None = None,
     restore_days: int | None = None,
     restore_tier: RestoreTier | None = None,
+    all_versions: bool = False,
 ) -> BucketMigrationResult:
     """`preflight=False` skips step 0's checks when the caller has just run them (the CLI does)."""
     job = BucketJob(source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
                     events=events, source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
-                    restore_days=restore_days, restore_tier=restore_tier)
+                    restore_days=restore_days, restore_tier=restore_tier, all_versions=all_versions)
     with stop_all_on_signals(interrupt=True):  # Ctrl-C, SIGTERM: copies stop after the objects in hand
         # what every copy carries (the target key's ARN, Object Lock), read by the checks or on their own
         settings = preflight_bucket(job) if preflight else read_copy_settings(job)
         queue_url = enable_bucket_events(job)
+        remember_versions_mode(job, queue_url)  # `ferry sync bucket` and the Lambda apply events the same way
         if job.live_sync == "lambda":
             deploy_bucket_live_sync(job, queue_url, settings)
 
-        synced = sync_objects(job, settings)  # compared range by range; each batch of differences copied meanwhile
-        deleted = delete_extras(job, synced.to_delete, settings) if delete and synced.to_delete else 0
-        restored = restore_archived(job, synced.archived, settings) if synced.archived else None
+        restored = None
+        if job.all_versions:  # every key's history, key by key as both sides' versions are listed
+            histories = sync_object_versions(job, settings)
+            copied, bytes_copied, planned = histories.versions, histories.bytes, histories.planned
+            deleted = histories.removed
+        else:
+            synced = sync_objects(job, settings)  # compared range by range; each batch of differences copied meanwhile
+            deleted = delete_extras(job, synced.to_delete, settings) if delete and synced.to_delete else 0
+            restored = restore_archived(job, synced.archived, settings) if synced.archived else None
+            copied = synced.copied + (restored.copied if restored else 0)
+            bytes_copied = synced.bytes_copied + (restored.bytes_copied if restored else 0)
+            planned = synced.planned + (restored.copied if restored else 0)
 
         drained = drain_bucket_events(job, queue_url, until_caught_up=True, settings=settings)  # changes made meanwhile
         # When nothing was copied, deleted, changed or failed since the listings, their comparison is the proof.
-        untouched = listing_is_proof(synced.planned + (restored.copied if restored else 0), deleted, drained)
-        report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url,
-                               settings=settings)
+        untouched = listing_is_proof(planned, deleted, drained)
+        if job.all_versions:
+            report = verify_object_versions(job, compared=histories.found if untouched else None,
+                                            live_sync_queue=queue_url, settings=settings)
+        else:
+            report = verify_bucket(job, compared=synced.comparison if untouched else None, live_sync_queue=queue_url,
+                                   settings=settings)
     return BucketMigrationResult(
         source=source, target=target, source_objects=report.source_objects, target_objects=report.target_objects,
-        copied=synced.copied + (restored.copied if restored else 0), deleted=deleted,
-        bytes_copied=synced.bytes_copied + (restored.bytes_copied if restored else 0),
+        copied=copied, deleted=deleted, bytes_copied=bytes_copied,
         verified=report.verified(delete), archived=report.archived_count, archived_bytes=report.archived_bytes,
         events_applied=drained["messages"], restores_started=restored.started if restored else 0,
         restores_pending=len(restored.pending) if restored else 0, restored_copied=restored.copied if restored else 0,
+        all_versions=job.all_versions, versions_copied=histories.versions if job.all_versions else 0,
+        delete_markers_copied=histories.markers if job.all_versions else 0,
+        version_map=getattr(report, "version_map", 0),
     )
 
 
@@ -111,11 +137,16 @@ def sync_bucket(
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
     target_kms_key: str | None = None,
+    all_versions: bool | None = None,
 ) -> dict:
-    """The bucket poller: apply queued events until idle (or until stopped)."""
+    """The bucket poller: apply queued events until idle (or until stopped). `all_versions`: None,
+    the mode the pair was migrated with (its queue remembers it)."""
     job = BucketJob(source=source, target=target, prefix=prefix, multipart_threshold=multipart_threshold,
-                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    all_versions=bool(all_versions))
     queue_url = enable_bucket_events(job)  # idempotent: finds the queue and configuration in place
+    if all_versions is None:
+        job = job.model_copy(update={"all_versions": recorded_versions_mode(job, queue_url)})
     return drain_bucket_events(job, queue_url, idle_seconds)
 
 

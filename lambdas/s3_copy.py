@@ -30,6 +30,11 @@ bypass it), which only forbids deleting or shortening that version. So a target 
 from its source's is fixed by a new copy carrying the source's settings (rule step 7), whatever the
 old version's retention; the old version stays, as S3 requires, until its retain-until date. For the
 same reason Ferry's deletes in such a bucket (`--delete`, live sync) only add delete markers.
+
+With a `version_id`, that version of the key is copied (`--all-versions`, lambdas/s3_versions.py):
+the copy source names it, so no pinning is needed (a version never changes), and, the target being
+versioned, every write is a version of its own: the source ETag is then recorded by the copy itself
+(a metadata-replacing CopyObject from the source version), never by a second copy onto itself.
 """
 
 from __future__ import annotations
@@ -97,35 +102,45 @@ class CopyResult:
     source_etag: str
     target_etag: str
     multipart: bool
+    version_id: str | None = None  # the copy's own version, on a versioned target
 
 
 def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
                 etag: str | None = None, storage_class: str | None = None,
-                settings: CopySettings = PLAIN) -> CopyResult:
+                settings: CopySettings = PLAIN, version_id: str | None = None) -> CopyResult:
     """Copy one object, server-side, with its headers, metadata, tags and storage class, and the
-    `settings`' key and lock. Idempotent.
+    `settings`' key and lock. Idempotent (with `version_id`, each call adds a version:
+    lambdas/s3_versions.py decides when to make one).
 
     With the `etag` and `storage_class` a listing already gave and no settings, a small object takes
     one request; the copy is pinned to that ETag, so an object changed since the listing fails with 412.
+    `version_id`: copy that version of the key (one request too, unless its ETags cannot be compared).
     """
     if size > multipart_threshold:
-        return copy_multipart(s3, source_bucket, key, target_bucket, part_size, settings)
+        return copy_multipart(s3, source_bucket, key, target_bucket, part_size, settings, version_id)
     if settings.decided_by_heads:
-        return copy_described(s3, source_bucket, key, target_bucket, etag, settings)
+        return copy_described(s3, source_bucket, key, target_bucket, etag, settings, version_id)
+    pinned = {"VersionId": version_id} if version_id else {}
     if etag is None:
-        head = s3.head_object(Bucket=source_bucket, Key=key)
+        head = s3.head_object(Bucket=source_bucket, Key=key, **pinned)
         etag, storage_class = head["ETag"], head.get("StorageClass")
+    etag = etag.strip('"')
+    if version_id and not is_md5_etag(etag):  # known from the listing: record the ETag in this one copy
+        return copy_described(s3, source_bucket, key, target_bucket, etag, settings, version_id)
     response = s3.copy_object(
-        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
-        CopySourceIfMatch=f'"{etag.strip(chr(34))}"', MetadataDirective="COPY", TaggingDirective="COPY",
+        Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key, **pinned},
+        CopySourceIfMatch=f'"{etag}"', MetadataDirective="COPY", TaggingDirective="COPY",
         StorageClass=storage_class or "STANDARD",
     )
     target_etag = response["CopyObjectResult"]["ETag"].strip('"')
-    if not is_md5_etag(etag.strip('"')) or target_etag != etag.strip('"') or response.get("ServerSideEncryption") \
+    if not is_md5_etag(etag) or target_etag != etag or response.get("ServerSideEncryption") \
             in ENCRYPTED_ETAGS or response.get("SSECustomerAlgorithm"):
+        if version_id:  # only now known (an encrypted source or target): that version is replaced by one recording it
+            s3.delete_object(Bucket=target_bucket, Key=key, VersionId=response["VersionId"])
+            return copy_described(s3, source_bucket, key, target_bucket, etag, settings, version_id)
         target_etag = record_source_etag(s3, source_bucket, key, target_bucket, etag, storage_class)
-    return CopyResult(key, size, etag.strip('"'), target_etag, False)
+    return CopyResult(key, size, etag, target_etag, False, response.get("VersionId"))
 
 
 def record_source_etag(s3, source_bucket: str, key: str, target_bucket: str, etag: str,
@@ -166,26 +181,29 @@ def source_head(s3, bucket: str, key: str, etag: str) -> dict | None:
 
 
 def copy_described(s3, source_bucket: str, key: str, target_bucket: str, etag: str | None,
-                   settings: CopySettings) -> CopyResult:
+                   settings: CopySettings, version_id: str | None = None) -> CopyResult:
     """A small object copied from its HEAD (pinned to `etag` when a listing gave one: a changed
     object fails with 412, as the copy itself would): one CopyObject passing the headers, metadata
     and source ETag (`ferry-source-etag`) itself, tags copied, with the settings' key and the
-    object's lock. Two requests whatever the object's ETag, and one version written."""
-    head = s3.head_object(Bucket=source_bucket, Key=key, **({"IfMatch": f'"{etag.strip(chr(34))}"'} if etag else {}))
+    object's lock. Two requests whatever the object's ETag, and one version written. With
+    `version_id`, that version (it never changes: no pin, nothing to read again)."""
+    pinned = {"VersionId": version_id} if version_id else {"IfMatch": f'"{etag.strip(chr(34))}"'} if etag else {}
+    head = s3.head_object(Bucket=source_bucket, Key=key, **pinned)
     etag = head["ETag"].strip('"')
+    source = {"Bucket": source_bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
     for _ in range(3):  # headers and metadata are written as values read: read again after, as record_source_etag
         response = s3.copy_object(
-            Bucket=target_bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": key},
-            CopySourceIfMatch=f'"{etag}"', MetadataDirective="REPLACE",
-            Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag}, TaggingDirective="COPY",
-            StorageClass=head.get("StorageClass", "STANDARD"), **{name: head[name] for name in HEADERS if name in head},
-            **settings.write_arguments(head),
+            Bucket=target_bucket, Key=key, CopySource=source, CopySourceIfMatch=f'"{etag}"',
+            MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RECORDED_ETAG: etag},
+            TaggingDirective="COPY", StorageClass=head.get("StorageClass", "STANDARD"),
+            **{name: head[name] for name in HEADERS if name in head}, **settings.write_arguments(head),
         )
-        written, head = head, source_head(s3, source_bucket, key, etag)
+        written, head = head, None if version_id else source_head(s3, source_bucket, key, etag)
         if head is None or (same_headers(head, written) and settings.write_arguments(head)
                             == settings.write_arguments(written)):
             break
-    return CopyResult(key, written["ContentLength"], etag, response["CopyObjectResult"]["ETag"].strip('"'), False)
+    return CopyResult(key, written["ContentLength"], etag, response["CopyObjectResult"]["ETag"].strip('"'), False,
+                      response.get("VersionId"))
 
 
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -212,12 +230,13 @@ def abort_unfinished(s3, bucket: str, key: str) -> int:
 
 
 def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_size: int,
-                   settings: CopySettings = PLAIN) -> CopyResult:
-    head = s3.head_object(Bucket=source_bucket, Key=key)
+                   settings: CopySettings = PLAIN, version_id: str | None = None) -> CopyResult:
+    pinned = {"VersionId": version_id} if version_id else {}
+    head = s3.head_object(Bucket=source_bucket, Key=key, **pinned)
     etag, size = head["ETag"], head["ContentLength"]
     part_size = fitting_part_size(size, part_size)
     abort_unfinished(s3, target_bucket, key)
-    tags = s3.get_object_tagging(Bucket=source_bucket, Key=key)["TagSet"]
+    tags = s3.get_object_tagging(Bucket=source_bucket, Key=key, **pinned)["TagSet"]
     create = {name: head[name] for name in HEADERS if name in head}
     # The source's ETag goes with the copy: a multipart copy's own ETag differs from its source's,
     # so this is how a later comparison knows the two are the same bytes.
@@ -233,7 +252,7 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
         end = min(size, start + part_size) - 1
         part = s3.upload_part_copy(
             Bucket=target_bucket, Key=key, UploadId=upload_id, PartNumber=number,
-            CopySource={"Bucket": source_bucket, "Key": key}, CopySourceRange=f"bytes={start}-{end}",
+            CopySource={"Bucket": source_bucket, "Key": key, **pinned}, CopySourceRange=f"bytes={start}-{end}",
             CopySourceIfMatch=etag,
         )
         return {"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]}
@@ -248,8 +267,9 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
         s3.abort_multipart_upload(Bucket=target_bucket, Key=key, UploadId=upload_id)
         raise
     # The headers, metadata and tags were read at the start and written as values: read them again
-    # (the parts' pin covers the bytes only; a metadata-only change keeps the ETag).
-    after = source_head(s3, source_bucket, key, etag)
+    # (the parts' pin covers the bytes only; a metadata-only change keeps the ETag). A version never
+    # changes: nothing to read again.
+    after = None if version_id else source_head(s3, source_bucket, key, etag)
     if after is not None and not same_headers(after, head):
         raise SourceChanged(f"the headers or metadata of {key} changed during its copy: copy it again")
     if after is not None:
@@ -258,7 +278,7 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
             from lambdas.s3_apply import sync_tags  # the one way tags are written after the fact
 
             sync_tags(s3, source_bucket, target_bucket, key)
-    return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True)
+    return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True, done.get("VersionId"))
 
 
 class SourceChanged(Exception):

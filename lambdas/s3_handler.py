@@ -2,11 +2,14 @@
 
 Environment: TARGET_BUCKET (required), PREFIX (the migration's; keys outside it are not its to
 touch, and are skipped rather than failed: the route only sends keys under it anyway), TARGET_KMS_KEY
-and OBJECT_LOCK (the migration's CopySettings, lambdas/s3_copy.py: what every copy carries).
-Failures are reported per message (ReportBatchItemFailures), so one failing key is retried alone
-and, after the queue's redrive limit, lands in the dead-letter queue without holding back the others.
-Every LAG_RECORD_EVERY_SECONDS (per running instance) it leaves the lag it measured on the queue,
-where `ferry status bucket` reads it (the same tag the poller writes: ferry/s3/events.py).
+and OBJECT_LOCK (the migration's CopySettings, lambdas/s3_copy.py: what every copy carries),
+ALL_VERSIONS ("true": the migration copies every version, so an event makes the key's target
+history equal the source's, lambdas/s3_versions.sync_chain; else its current state,
+lambdas/s3_apply.sync_key). Failures are reported per message (ReportBatchItemFailures), so one
+failing key is retried alone and, after the queue's redrive limit, lands in the dead-letter queue
+without holding back the others. Every LAG_RECORD_EVERY_SECONDS (per running instance) it leaves the
+lag it measured on the queue, where `ferry status bucket` reads it (the same tag the poller writes:
+ferry/s3/events.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import boto3
 
 from lambdas.s3_apply import changes_in_message, sync_key
 from lambdas.s3_copy import PLAIN, CopySettings
+from lambdas.s3_versions import sync_chain
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +31,17 @@ LAG_RECORD_EVERY_SECONDS = 15.0
 _recorded = {"at": 0.0}
 
 
-def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: CopySettings = PLAIN, sqs=None) -> dict:
+def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: CopySettings = PLAIN,
+           all_versions: bool = False, sqs=None) -> dict:
     failures = []
     for message in event.get("Records", []):
         try:
             for source_bucket, key, kind in changes_in_message(message["body"]):
                 if key.startswith(prefix):
-                    sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
+                    if all_versions:
+                        sync_chain(s3, source_bucket, target_bucket, key, settings=settings)
+                    else:
+                        sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
         except Exception as error:  # reported, retried by SQS, then dead-lettered
             log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
             failures.append({"itemIdentifier": message["messageId"]})
@@ -59,4 +67,5 @@ def record_lag(sqs, records: list[dict]) -> None:
 
 def handler(event, context):
     return handle(event, boto3.client("s3"), os.environ["TARGET_BUCKET"], os.environ.get("PREFIX", ""),
-                  CopySettings.from_environment(os.environ), boto3.client("sqs"))
+                  CopySettings.from_environment(os.environ), os.environ.get("ALL_VERSIONS") == "true",
+                  boto3.client("sqs"))

@@ -23,6 +23,7 @@ from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_bucke
 from lambdas.s3_apply import changes_in_message, sync_key
 from lambdas.s3_compare import Listed
 from lambdas.s3_copy import CopySettings
+from lambdas.s3_versions import sync_chain
 from tasks.common import RETRYING as retrying
 from tasks.handles import STOPPING, BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
 from tasks.verify import artifact_key
@@ -107,7 +108,7 @@ def deploy_bucket_live_sync(job: BucketJob, queue_url: str, settings: CopySettin
         client(job.source_aws, "iam"), client(job.source_aws, "lambda"), client(job.source_aws, "logs"),
         source=job.source, target=job.target, prefix=job.prefix, queue_arn=attributes["QueueArn"],
         dead_letter_queue_arn=json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"],
-        settings=settings_for(job, settings))
+        settings=settings_for(job, settings), all_versions=job.all_versions)
     get_run_logger().info("live-sync Lambda %s consumes the event queue", deployment.function_name)
     return deployment
 
@@ -212,13 +213,21 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
                         settings: CopySettings | None = None) -> dict:
     """Apply queued events with the live-sync handler's function: HEAD the source, make the target
     match. Messages are deleted only once applied. `keep_target_changes_since`: a cutover's switch
-    moment (lambdas/s3_apply.sync_key keeps the service's newer writes to the target)."""
+    moment (lambdas/s3_apply.sync_key keeps the service's newer writes to the target). With
+    job.all_versions, the key's whole history is made equal (lambdas/s3_versions.sync_chain), until a
+    switch: the target's new versions are then the service's, and only current state is applied."""
     settings = settings_for(job, settings)
     _, target_s3 = s3_clients(job)
+    histories = job.all_versions and keep_target_changes_since is None
 
     def apply(body: str) -> None:
         for bucket, key, kind in changes_in_message(body):
-            if bucket == job.source and key.startswith(job.prefix):
+            if bucket != job.source or not key.startswith(job.prefix):
+                continue
+            if histories:
+                sync_chain(target_s3, job.source, job.target, key, job.multipart_threshold, job.part_size,
+                           settings=settings)
+            else:
                 sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
                          kind, settings)
 

@@ -33,6 +33,8 @@ Restore = Annotated[Optional[int], typer.Option(
     "tiers) for DAYS days, wait, and copy each once restored.")]
 RestoreTierOption = Annotated[Optional[str], typer.Option(
     "--restore-tier", help="With --restore: 'Bulk' (default, cheapest, up to 48 h) or 'Standard' (hours).")]
+AllVersions = Annotated[bool, typer.Option("--all-versions", help="Every version and delete marker of every key, in "
+                                           "order (the target's versioning must be Enabled).")]
 
 
 def connect(job: BucketJob, preflight: bool = True) -> None:
@@ -66,6 +68,7 @@ def migrate(
     target_kms_key: TargetKmsKey = None,
     restore: Restore = None,
     restore_tier: RestoreTierOption = None,
+    all_versions: AllVersions = False,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -75,7 +78,7 @@ def migrate(
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
                     multipart_threshold=multipart_threshold, part_size=part_size, live_sync=live_sync,
                     events=events, source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
-                    restore_days=restore, restore_tier=restore_tier)
+                    restore_days=restore, restore_tier=restore_tier, all_versions=all_versions)
     if job.restore_days:
         from ferry.s3.restore import restore_timing
 
@@ -113,6 +116,9 @@ def verify(
     deep: Annotated[bool, typer.Option("--deep", help="Also compare every object's additional checksums "
                                        "(CRC32C, SHA256...): one HEAD per object on each side.")] = False,
     target_kms_key: TargetKmsKey = None,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Compare every key's history: count, order, "
+                                               "sizes and checksums of versions, delete markers (with --report-dir: "
+                                               "the version-ID map).")] = False,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -120,11 +126,16 @@ def verify(
 ) -> int:
     """Compare keys, sizes and checksums of two buckets. Exit 0 equal (after --repair), 1 different."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, delete=delete,
-                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    all_versions=all_versions)
     connect(job, preflight=False)
     use_prefect(verbose)
     from flows.verify_bucket import verify_bucket
 
+    if job.all_versions and repair:  # a repair writes histories: the target must keep versions
+        from ferry.s3.versions import check_versioning
+
+        check_versioning(client(job.source_aws, "s3"), client(job.target_aws, "s3"), job.source, job.target)
     report = verify_bucket(**flow_arguments(job, verify_bucket, repair=repair, report_dir=report_dir, deep=deep,
                                             fail_on_difference=False))
     if json_output:
@@ -142,6 +153,8 @@ def sync(
     prefix: Annotated[Optional[str], typer.Option("--prefix", help="The migration's prefix (default: the one it "
                                                   "was made with).")] = None,
     target_kms_key: TargetKmsKey = None,
+    all_versions: Annotated[Optional[bool], typer.Option("--all-versions", help="Apply events to histories (default: "
+                                                         "as the migration was made).")] = None,
     json_output: JsonOutput = False,
     verbose: Verbose = False,
     source_aws: AwsSide = AwsSide(),
@@ -160,8 +173,15 @@ def sync(
     if prefix is not None and recorded is not None and prefix != recorded:
         raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
                        "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
+    from ferry.s3.versions import recorded_all_versions
+
+    histories = recorded_all_versions(sqs, queue)
+    if all_versions and not histories:
+        raise BadInput(f"the migration of {source} into {target} was made without --all-versions, so the target has "
+                       f"no histories to keep up: run 'ferry bucket {source} {target} --all-versions' first")
     job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
-                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key)
+                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
+                    all_versions=bool(histories))
     from ferry.s3.preflight import copy_settings
 
     copy_settings(job, client(source_aws, "s3"), client(target_aws, "s3"))  # a usable key, Object Lock on both sides

@@ -52,8 +52,9 @@ def bucket_statements(job: BucketJob) -> list[dict]:
     """Both sides' statements for one bucket pair, its queues in the source's account and region."""
     queues = event_queues(job, session_for(job.source_aws).region_name, caller(job.source_aws).account)
     return (bucket_source_statements(job.source, job.prefix, queues, route_name(job.source, job.target),
-                                     restore=bool(job.restore_days))
-            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region, target_key(job)))
+                                     restore=bool(job.restore_days), all_versions=job.all_versions)
+            + bucket_target_statements(job.source, job.target, job.prefix, queues[0].region, target_key(job),
+                                       job.all_versions))
 
 
 @with_aws_sides
@@ -93,6 +94,7 @@ def bucket(
     live_sync: LiveSync = DEFAULT_LIVE_SYNC,
     target_kms_key: TargetKmsKey = None,
     restore: Restore = None,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Include what --all-versions needs.")] = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> None:
@@ -103,7 +105,7 @@ def bucket(
     "live_sync_trust": POLICY} for the function's role."""
     job = build_job(BucketJob, source=source, target=target, prefix=prefix, live_sync=live_sync,
                     source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
-                    restore_days=restore)
+                    restore_days=restore, all_versions=all_versions)
     check_sides(job.source_aws, job.target_aws)
     source_who, target_who = caller(job.source_aws), caller(job.target_aws)
     statements = bucket_statements(job) + self_checks(source_who.principal, target_who.principal)
@@ -111,7 +113,7 @@ def bucket(
         print_json({"operator": policy(statements)})
         return
     queue = event_queues(job, session_for(job.source_aws).region_name, source_who.account)[0]
-    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue, target_key(job))
+    deploy, role = bucket_live_sync_lambda(job.source, job.target, job.prefix, queue, target_key(job), job.all_versions)
     print_json({"operator": policy(statements + deploy), "live_sync_role": role, "live_sync_trust": TRUST_POLICY})
 
 

@@ -21,6 +21,7 @@ MIGRATION_KEYS = ("source", "target", "source_items", "target_items", "copied", 
 BUCKET_MIGRATION_KEYS = ("source", "target", "source_objects", "target_objects", "copied", "deleted", "bytes_copied",
                          "verified", "events_applied", "archived", "archived_bytes", "restores_started",
                          "restores_pending", "restored_copied")
+VERSIONS_KEYS = ("all_versions", "versions_copied", "delete_markers_copied", "version_map")  # added to the JSON
 
 
 def unless(json_output: bool, display: Callable[[], contextlib.AbstractContextManager]):
@@ -152,12 +153,12 @@ def migration_states(migrations: list, state_table: str, one: bool) -> None:
 
 # --- buckets -------------------------------------------------------------------------------------
 def bucket_migration_json(result, elapsed: float) -> dict:
-    return {k: getattr(result, k) for k in BUCKET_MIGRATION_KEYS} | {"seconds": round(elapsed, 2)}
+    return {k: getattr(result, k) for k in BUCKET_MIGRATION_KEYS + VERSIONS_KEYS} | {"seconds": round(elapsed, 2)}
 
 
 def bucket_migration(result, elapsed: float) -> None:
     summary = Table(title=f"{result.source} -> {result.target}", show_header=False)
-    for name in BUCKET_MIGRATION_KEYS:
+    for name in BUCKET_MIGRATION_KEYS + (VERSIONS_KEYS[1:] if result.all_versions else ()):
         value = getattr(result, name)
         shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
         summary.add_row(name.replace("_", " "), shown)

@@ -17,5 +17,6 @@ One object from listing to copy (`ferry bucket`):
 
 Live sync (routes.py: how the bucket's events reach the pair's queue; events.py: the queue and its
 drain; lambda_sync.py; lambdas/s3_apply.py) and verification (verify.py) use the same comparison
-and copy.
+and copy. With --all-versions, versions.py lists both buckets' histories key by key and
+lambdas/s3_versions.py makes each key's target history equal (the bulk sync, live sync, verify).
 """

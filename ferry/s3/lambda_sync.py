@@ -26,22 +26,29 @@ FUNCTION_TIMEOUT_SECONDS = 300  # AWS requires the queue's visibility timeout to
 
 
 def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_group_arn: str,
-                     target_key_arn: str | None = None) -> dict:
+                     target_key_arn: str | None = None, all_versions: bool = False) -> dict:
+    """`all_versions`: the handler lists both histories, reads versions by ID and deletes the
+    target's out-of-place versions by theirs (lambdas/s3_versions.py)."""
     key = [{"Sid": "TargetKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": [target_key_arn]}] if target_key_arn else []
+    versions = {"list": ["s3:ListBucketVersions"], "read": ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"],
+                "write": ["s3:GetObjectVersion", "s3:DeleteObjectVersion"]} if all_versions else {}
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ConsumeEventQueue", "Effect": "Allow",  # TagQueue, GetQueueUrl: it leaves its lag on the queue
          "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                     "sqs:TagQueue"], "Resource": [queue_arn]},
-        {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{source}"]},
-        {"Sid": "ReadSourceObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging",
-                                                                   "s3:GetObjectAcl", *LOCK_READ],
+        {"Sid": "ListSource", "Effect": "Allow", "Action": ["s3:ListBucket", *versions.get("list", [])],
+         "Resource": [f"arn:aws:s3:::{source}"]},
+        {"Sid": "ReadSourceObjects", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectAcl", *LOCK_READ, *versions.get("read", [])],
          "Resource": [f"arn:aws:s3:::{source}/{prefix}*"]},
-        {"Sid": "ListTarget", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+        {"Sid": "ListTarget", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads", *versions.get("list", [])],
          "Resource": [f"arn:aws:s3:::{target}"]},
         {"Sid": "WriteTargetObjects", "Effect": "Allow",  # GetObject: the handler HEADs the target to compare
          "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject",
-                    "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl", *LOCK_READ, *LOCK_WRITE],
+                    "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl", *LOCK_READ, *LOCK_WRITE,
+                    *versions.get("write", [])],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"]},  # PutLogEvents acts on the stream
@@ -50,15 +57,17 @@ def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_
 
 
 def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, queue_arn: str,
-           dead_letter_queue_arn: str, settings: CopySettings = PLAIN) -> LiveSyncDeployment:
+           dead_letter_queue_arn: str, settings: CopySettings = PLAIN, all_versions: bool = False
+           ) -> LiveSyncDeployment:
     """Create or update the function, its role and its queue mapping (enabled: events are hints, so
     applying them during the bulk copy is harmless)."""
     name = resource_name(source, target, "-s3")
     account = queue_arn.split(":")[4]
     log_group_arn = ensure_log_group(logs, lambda_client.meta.region_name, account, name)
     role_arn = ensure_role(iam, name, execution_policy(queue_arn, source, target, prefix, log_group_arn,
-                                                       settings.target_kms_key))
-    environment = {"TARGET_BUCKET": target, **({"PREFIX": prefix} if prefix else {}), **settings.environment()}
+                                                       settings.target_kms_key, all_versions))
+    environment = {"TARGET_BUCKET": target, **({"PREFIX": prefix} if prefix else {}), **settings.environment(),
+                   **({"ALL_VERSIONS": "true"} if all_versions else {})}
     function_arn = ensure_function(lambda_client, name, role_arn, environment, package(),
                                    handler=HANDLER, description="Ferry live sync (S3 events -> target bucket)",
                                    timeout=FUNCTION_TIMEOUT_SECONDS)

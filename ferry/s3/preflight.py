@@ -33,11 +33,12 @@ def check_permissions(job: BucketJob, source_s3, target_key_arn: str | None = No
         check_allowed(simulator(job.source_aws), "source", source_who,
                       bucket_source_statements(job.source, job.prefix, queues,
                                                routes.route_name(job.source, job.target),
-                                               restore=bool(job.restore_days)), command)
+                                               restore=bool(job.restore_days), all_versions=job.all_versions),
+                      command)
     if target_who := caller_or_none(job.target_aws, "target"):
         check_allowed(simulator(job.target_aws), "target", target_who,
                       bucket_target_statements(job.source, job.target, job.prefix, source_s3.meta.region_name,
-                                               target_key_arn), command)
+                                               target_key_arn, job.all_versions), command)
 
 
 def target_key_arn(kms, key: str) -> str:
@@ -113,6 +114,10 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3, kms=None) -> CopySett
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
     settings = CopySettings(key_arn, object_lock_required(job, source_s3, target_s3))
+    if job.all_versions:
+        from ferry.s3.versions import check_versioning
+
+        check_versioning(source_s3, target_s3, job.source, job.target)
     check_route(job, source_s3)
     return settings
 
