@@ -25,6 +25,7 @@ bench: install
 	$(BIN)/python bench/bench_table.py
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_sync.py
+	$(BIN)/python bench/bench_bucket_sync.py
 	$(BIN)/python bench/bench_limits.py
 	$(BIN)/python bench/bench_bucket.py
 	$(BIN)/python bench/bench_multipart.py

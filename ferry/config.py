@@ -169,6 +169,10 @@ class BucketJob(BaseModel):
     def _tier_with_days(self) -> "BucketJob":
         if self.restore_tier is not None and self.restore_days is None:
             raise ValueError("--restore-tier goes with --restore DAYS: add it, or drop --restore-tier")
+        if self.restore_days is not None and self.all_versions:
+            raise ValueError("--restore restores current versions only, not the histories --all-versions copies: "
+                             "restore the archived versions first (aws s3api restore-object --version-id), "
+                             "or drop one of the two")
         return self
 
     @property

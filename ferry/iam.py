@@ -60,7 +60,8 @@ class QueueRef:
 
 # GetBucketObjectLockConfiguration: preflight reads whether the source has Object Lock (then the target too)
 SOURCE_BUCKET = ["s3:ListBucket", "s3:GetBucketNotification", "s3:PutBucketNotification",
-                 "s3:GetBucketObjectLockConfiguration"]
+                 "s3:GetBucketObjectLockConfiguration",
+                 "s3:GetBucketOwnershipControls"]  # are its ACLs enabled (then copies carry grants)
 # A HEAD shows an object's Object Lock retention and legal hold only to a caller with these: without
 # them a copy would silently leave the lock behind. Harmless on buckets without Object Lock.
 LOCK_READ = ["s3:GetObjectRetention", "s3:GetObjectLegalHold"]
@@ -75,7 +76,7 @@ EVENT_QUEUES = ["sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes", 
 TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads",  # listings; incomplete copies to abort
                  "s3:GetBucketObjectLockConfiguration"]
 TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
-                  "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl",
+                  "s3:DeleteObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl",
                   *LOCK_READ, *LOCK_WRITE]
 EVENT_RULE = ["events:PutRule", "events:DescribeRule", "events:DeleteRule", "events:PutTargets",
               "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:ListTagsForResource"]
@@ -165,7 +166,7 @@ def bucket_target_statements(source: str, target: str, prefix: str, region: str,
     `all_versions`, the versions of both (live sync lists the source's histories with these
     credentials too). Source objects under a KMS key of their own also need kms:Decrypt on that key,
     which Ferry cannot name."""
-    copy_from = [a for a in SOURCE_OBJECTS if a != "s3:GetObjectAcl"]
+    copy_from = SOURCE_OBJECTS  # the source's ACL too: copies and live sync carry its grants
     statements = [
         statement("WriteTargetBucket", TARGET_BUCKET + (VERSIONED_BUCKET if all_versions else []),
                   [bucket_arn(target, region)]),
@@ -217,13 +218,15 @@ def lambda_deploy_statements(name: str, region: str, account: str) -> list[dict]
     event source mapping and its log group."""
     aws = partition(region)
     return [
-        statement("LiveSyncRole", ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy", "iam:PassRole"],
+        statement("LiveSyncRole", ["iam:CreateRole", "iam:GetRole", "iam:PutRolePolicy", "iam:PassRole",
+                                   "iam:DeleteRolePolicy", "iam:DeleteRole"],  # Delete*: ferry finish bucket
                   [f"arn:{aws}:iam::{account}:role/{name}"]),
         statement("LiveSyncFunction", ["lambda:CreateFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
-                                       "lambda:UpdateFunctionConfiguration"],
+                                       "lambda:UpdateFunctionConfiguration", "lambda:DeleteFunction"],
                   [f"arn:{aws}:lambda:{region}:{account}:function:{name}"]),
         statement("LiveSyncMapping", ["lambda:CreateEventSourceMapping", "lambda:UpdateEventSourceMapping",
-                                      "lambda:ListEventSourceMappings"], ["*"]),  # no resource-level form
+                                      "lambda:ListEventSourceMappings", "lambda:DeleteEventSourceMapping"],
+                  ["*"]),  # no resource-level form
         statement("LiveSyncLogs", ["logs:CreateLogGroup"], [log_group_arn(region, account, name)]),
     ]
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, LiveSyncMode, RestoreTier, TableJob
+from ferry.config import DEFAULT_STATE_TABLE, AwsSide, BucketJob, EventsMode, LiveSyncMode, RestoreTier, TableJob
 from ferry.errors import BadInput
 
 Kind = Literal["table", "bucket"]
@@ -72,6 +72,7 @@ class PlanBucket(Strict):
     multipart_threshold: int | None = None
     part_size: int | None = None
     live_sync: LiveSyncMode = "poller"
+    events: EventsMode = "auto"
     target_kms_key: str | None = None  # forward only: the reverse sync copies back as the old home is
     restore_days: int | None = None
     restore_tier: RestoreTier | None = None

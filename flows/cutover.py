@@ -109,7 +109,8 @@ def check_gates(plan: Plan) -> list[dict]:
         results.append(gate("bucket", job, "lag", lag <= limit, f"{lag:.1f} s behind (at most {limit:g})"))
         report = verify_bucket(source=job.source, target=job.target, prefix=job.prefix, fail_on_difference=False,
                                live_sync_queue=find_bucket_queue(job), source_aws=job.source_aws,
-                               target_aws=job.target_aws)
+                               target_aws=job.target_aws, target_kms_key=job.target_kms_key,
+                               all_versions=job.all_versions)
         equal = report.verified(job.delete)
         results.append(gate("bucket", job, "verified", equal,
                             f"{report.source_objects} objects, {report.count('missing')} missing, "

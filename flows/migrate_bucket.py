@@ -154,6 +154,9 @@ def sync_bucket(
 def finish_bucket(
     source: str,
     target: str,
+    prefix: str = "",
+    target_kms_key: str | None = None,
+    all_versions: bool = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> dict:
@@ -161,15 +164,17 @@ def finish_bucket(
     1. remove the route Ferry added (its notification entry or EventBridge rule; EventBridge
        delivery only if Ferry turned it on and nothing else may use it), so no new event comes;
     2. remove the live-sync Lambda, if one was deployed (its log group stays);
-    3. apply what the queue still holds;
-    4. delete the pair's queues, unless dead letters remain in them.
+    3. apply what the queue still holds, as the migration was made (its prefix, key, mode), once
+       events still in transit have settled;
+    4. delete the pair's queues, unless messages remain in them (dead letters are kept to look at).
     Rerunning it finishes what a killed run left."""
-    job = BucketJob(source=source, target=target, source_aws=source_aws, target_aws=target_aws)
+    job = BucketJob(source=source, target=target, prefix=prefix, target_kms_key=target_kms_key,
+                    all_versions=all_versions, source_aws=source_aws, target_aws=target_aws)
     queue_url = find_bucket_queue(job)
     unrouted = remove_bucket_route(job, queue_url)
     lambda_removed = remove_bucket_live_sync(job, queue_url)
-    drained = drain_bucket_events(job, queue_url, idle_seconds=1.0)
-    queues_removed, queues_kept = delete_bucket_queues(job)
+    drained = drain_bucket_events(job, queue_url, until_caught_up=True)
+    queues_removed, queues_kept, dead_letters = delete_bucket_queues(job)
     return {"source": source, "target": target, "removed": unrouted.removed + lambda_removed + queues_removed,
             "kept": unrouted.kept + queues_kept, "events_applied": drained["messages"],
-            "events_failed": drained["failed"]}
+            "events_failed": drained["failed"], "dead_letters": dead_letters}

@@ -7,11 +7,8 @@ in bytes, headers or metadata (lambdas/s3_compare.same_object), deleted if the s
 it, its tags or ACL put if only those changed. Order, duplicates and missing sequencers therefore do
 not matter. Nothing of the object's body is read.
 
-Tags and ACLs are written as values read from the source, so a write could carry an older state
-than another applier's (both read, the newer writes first): each such write is followed by a read of
-the source, and written again if the source has changed since. Whatever the interleaving, the last
-write of each applier carries a state read after its previous write, and a change after that has an
-event of its own.
+Tags and ACLs are written as values read from the source (lambdas/s3_attributes.py), each write
+followed by another read of the source.
 
 The rule of every destructive step (this delete, `--delete`, a repair's delete): the source is read
 just before the delete and again just after; a key the source has by then (created in between, its
@@ -28,13 +25,13 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import archived, same_tags, tag_counts_differ, tag_set
+from lambdas.s3_attributes import REWRITES, SourceKeepsChanging, read_tags, sync_acl, sync_tags  # noqa: F401
+from lambdas.s3_compare import archived, same_headers, tag_counts_differ, tags_undecided
 from lambdas.s3_copy import PLAIN, CopySettings, copy_object
 
 log = logging.getLogger(__name__)
 
 OBJECT, TAGS, ACL = "object", "tags", "acl"  # what an event says changed
-REWRITES = 3  # a tag set or ACL written again this many times at most while the source keeps changing
 
 
 def changes_in_message(body: str) -> list[tuple[str, str, str]]:
@@ -101,7 +98,7 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
     if settings.same(source, target):
         if kind == ACL:
             return "acl" if sync_acl(s3, source_bucket, target_bucket, key) else "unchanged"
-        if kind == TAGS or tag_counts_differ(source, target):
+        if tag_counts_differ(source, target) or (kind == TAGS and tags_undecided(source, target)):
             return "tagged" if sync_tags(s3, source_bucket, target_bucket, key) else "unchanged"
         return "unchanged"
     if archived(source):  # cannot be read until restored: verification names it as archived
@@ -109,86 +106,27 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
     if keep_target_changes_since and target is not None and target["LastModified"] >= source["LastModified"]:
         return "kept"
     kwargs = {"multipart_threshold": multipart_threshold} if multipart_threshold else {}
-    copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
-                storage_class=source.get("StorageClass"), settings=settings, **kwargs)
-    if kind == ACL:  # a copy is private: the ACL event's grants go on the new copy
+    for _ in range(REWRITES):
+        copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
+                    storage_class=source.get("StorageClass"), settings=settings, **kwargs)
+        # The copy is pinned to the ETag, not to the headers and metadata (a metadata-only change keeps
+        # it): read the source again, and copy again if they changed meanwhile (another applier's write
+        # may have landed before this one, its event consumed). New bytes, or none, have events of their own.
+        after = head(s3, source_bucket, key)
+        if after is None or after["ETag"] != source["ETag"] or same_headers(after, source):
+            break
+        source = after
+    else:
+        raise SourceKeepsChanging(f"the metadata of {key} changed on every read while it was copied: retried")
+    if kind == ACL and not settings.acls:  # a copy is private: the ACL event's grants go on the new copy
         sync_acl(s3, source_bucket, target_bucket, key)
     return "copied"
 
 
-def read_tags(s3, bucket: str, key: str) -> dict[str, str] | None:
-    """The object's tags, or None if it does not exist."""
-    try:
-        return tag_set(s3.get_object_tagging(Bucket=bucket, Key=key))
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-
-
-def sync_tags(s3, source_bucket: str, target_bucket: str, key: str) -> bool:
-    """Put the source's tags on the target object if they differ; read the source again after each
-    write (see the module's docstring). Returns whether tags were written."""
-    wanted, written = read_tags(s3, source_bucket, key), False
-    for _ in range(REWRITES):
-        current = read_tags(s3, target_bucket, key)
-        if wanted is None or current is None or same_tags(wanted, current):  # gone meanwhile: its event follows
-            return written
-        if wanted:
-            s3.put_object_tagging(Bucket=target_bucket, Key=key,
-                                  Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in wanted.items()]})
-        else:
-            s3.delete_object_tagging(Bucket=target_bucket, Key=key)
-        written, wanted = True, read_tags(s3, source_bucket, key)
-    return written
-
-
-GRANT_PARAMETERS = {"READ": "GrantRead", "WRITE": "GrantWrite", "READ_ACP": "GrantReadACP",
-                    "WRITE_ACP": "GrantWriteACP", "FULL_CONTROL": "GrantFullControl"}
-
-
-def _grantee(grantee: dict) -> str:
-    """A grantee as a grant header names it: id="...", uri="..." or emailAddress="..."."""
-    for field, name in (("ID", "id"), ("URI", "uri"), ("EmailAddress", "emailAddress")):
-        if grantee.get(field):
-            return f'{name}="{grantee[field]}"'
-    return ""
-
-
-def extra_grants(acl: dict) -> set[tuple[str, str]]:
-    """An object ACL's grants other than its owner's own, as (permission, grantee): what the service
-    granted others."""
-    owner = _grantee({"ID": acl.get("Owner", {}).get("ID")})
-    return {(g["Permission"], _grantee(g.get("Grantee", {}))) for g in acl.get("Grants", [])
-            if _grantee(g.get("Grantee", {})) not in ("", owner)}
-
-
-def sync_acl(s3, source_bucket: str, target_bucket: str, key: str) -> bool:
-    """Grant on the target object what the source object grants others (the target's owner keeps
-    full control; owners differ across accounts), by grant headers. A target bucket whose ACLs are
-    disabled (Bucket owner enforced, S3's default since 2023) is left as it is. Read again after
-    each write, as tags. Returns whether the ACL was written."""
-    written = False
-    for _ in range(REWRITES):
-        try:
-            source, target = (s3.get_object_acl(Bucket=source_bucket, Key=key),
-                              s3.get_object_acl(Bucket=target_bucket, Key=key))
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return written  # gone meanwhile: its event follows
-            raise
-        wanted = extra_grants(source)
-        if wanted == extra_grants(target):
-            return written
-        grants: dict[str, list[str]] = {"GrantFullControl": [_grantee({"ID": target["Owner"]["ID"]})]}
-        for permission, grantee in sorted(wanted):
-            grants.setdefault(GRANT_PARAMETERS[permission], []).append(grantee)
-        try:
-            s3.put_object_acl(Bucket=target_bucket, Key=key, **{name: ", ".join(who) for name, who in grants.items()})
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "AccessControlListNotSupported":
-                raise
-            log.warning("object ACLs are disabled in %s: the ACL of %s is not copied", target_bucket, key)
-            return written
-        written = True
-    return written
+def apply_attributes(s3, source_bucket: str, target_bucket: str, key: str, kind: str) -> None:
+    """A tagging or ACL event where histories are copied (lambdas/s3_versions.sync_chain compares
+    content only): the current version's tags or grants made the source's."""
+    if kind == TAGS:
+        sync_tags(s3, source_bucket, target_bucket, key)
+    elif kind == ACL:
+        sync_acl(s3, source_bucket, target_bucket, key)

@@ -16,10 +16,11 @@ The rule, cheapest evidence first:
    d. else nothing proves them equal: different, so the object is copied again (never lost).
 4. Same bytes are the same object only with the same headers (Content-Type, -Encoding,
    -Disposition, -Language, Cache-Control, Expires, the website redirect) and the same user metadata
-   (Ferry's own `ferry-*` entries aside): a metadata-only change (CopyObject with REPLACE) keeps the
+   (Ferry's own `ferry-source-etag` aside): a metadata-only change (CopyObject with REPLACE) keeps the
    ETag but is a change. Both HEADs carry them, so this costs no request.
-5. Tags (same_tags) are compared where a change may be only a tag change: live sync of a tagging
-   event, and `--deep`, read both tag sets; elsewhere the HEADs' tag counts decide when they differ.
+5. Tags (same_tags): the HEADs' tag counts decide when they differ or are both zero; where a change
+   may be only a tag change with as many tags (live sync of a tagging event, and `--deep`), both
+   tag sets are read.
 6. With a target KMS key (`target_kms_key_arn`), a target object not encrypted with that key (its
    HEAD's SSEKMSKeyId, an ARN) is different whatever its bytes: a run with the key re-encrypts older
    copies. Without one, encryption is not compared (SSE-KMS copies compare equal by step 3c).
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 RECORDED_ETAG = "ferry-source-etag"
-FERRY_METADATA = "ferry-"  # user metadata entries Ferry writes on copies, not the service's
+FERRY_METADATA = {RECORDED_ETAG}  # user metadata entries Ferry writes on copies, not the service's
 HEADERS = ["ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage", "Expires",
            "WebsiteRedirectLocation"]
 ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # unreadable, so uncopyable, until restored (GLACIER_IR is not)
@@ -113,7 +114,7 @@ def content_md5(head: dict) -> bool:
 
 def service_metadata(head: dict) -> dict[str, str]:
     """The object's user metadata without the entries Ferry adds to its copies."""
-    return {name: value for name, value in head.get("Metadata", {}).items() if not name.startswith(FERRY_METADATA)}
+    return {name: value for name, value in head.get("Metadata", {}).items() if name not in FERRY_METADATA}
 
 
 def same_headers(source: dict, target: dict) -> bool:
@@ -176,6 +177,12 @@ def tag_set(tagging: dict) -> dict[str, str]:
 def tag_counts_differ(source: dict, target: dict) -> bool:
     """Whether the two HEADs' tag counts (absent: none) already say the tag sets differ."""
     return source.get("TagCount", 0) != target.get("TagCount", 0)
+
+
+def tags_undecided(source: dict, target: dict) -> bool:
+    """Whether the two HEADs' tag counts leave the tag sets to be read: both have tags, as many. (A
+    HEAD without TagCount has none, as GetObject's.)"""
+    return source.get("TagCount", 0) == target.get("TagCount", 0) != 0
 
 
 def same_tags(source_tags: dict[str, str], target_tags: dict[str, str]) -> bool:

@@ -45,6 +45,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
+from lambdas.s3_attributes import sync_acl, sync_tags
 from lambdas.s3_compare import (ENCRYPTED_ETAGS, HEADERS, RECORDED_ETAG, is_md5_etag, legal_hold, retention_in_force,
                                 same_headers, same_object, tag_set)
 
@@ -59,6 +60,7 @@ class CopySettings:
 
     target_kms_key: str | None = None  # a key ARN (preflight resolves ids and aliases): every copy re-encrypted with it
     object_lock: bool = False  # the source bucket has Object Lock: copies keep each object's retention and legal hold
+    acls: bool = False  # the source bucket's ACLs are enabled: copies get their source's grants (lambdas/s3_attributes)
 
     @property
     def decided_by_heads(self) -> bool:
@@ -85,11 +87,18 @@ class CopySettings:
     def environment(self) -> dict[str, str]:
         """As the live-sync Lambda's environment variables (read back by from_environment)."""
         return {**({"TARGET_KMS_KEY": self.target_kms_key} if self.target_kms_key else {}),
-                **({"OBJECT_LOCK": "true"} if self.object_lock else {})}
+                **({"OBJECT_LOCK": "true"} if self.object_lock else {}), **({"ACLS": "true"} if self.acls else {})}
 
     @classmethod
     def from_environment(cls, environment) -> "CopySettings":
-        return cls(environment.get("TARGET_KMS_KEY") or None, environment.get("OBJECT_LOCK") == "true")
+        return cls(environment.get("TARGET_KMS_KEY") or None, environment.get("OBJECT_LOCK") == "true",
+                   environment.get("ACLS") == "true")
+
+    def after_copy(self, s3, source_bucket: str, key: str, target_bucket: str, version_id: str | None) -> None:
+        """What a copy does not carry by itself: the source's grants, where ACLs are enabled (a
+        version's ACL is left: histories are copied as content)."""
+        if self.acls and not version_id:
+            sync_acl(s3, source_bucket, target_bucket, key, target_private=True)
 
 
 PLAIN = CopySettings()  # no key, no lock: copies as the source is
@@ -110,13 +119,22 @@ def copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int,
                 etag: str | None = None, storage_class: str | None = None,
                 settings: CopySettings = PLAIN, version_id: str | None = None) -> CopyResult:
     """Copy one object, server-side, with its headers, metadata, tags and storage class, and the
-    `settings`' key and lock. Idempotent (with `version_id`, each call adds a version:
+    `settings`' key, lock and grants. Idempotent (with `version_id`, each call adds a version:
     lambdas/s3_versions.py decides when to make one).
 
     With the `etag` and `storage_class` a listing already gave and no settings, a small object takes
     one request; the copy is pinned to that ETag, so an object changed since the listing fails with 412.
     `version_id`: copy that version of the key (one request too, unless its ETags cannot be compared).
     """
+    result = _copy_object(s3, source_bucket, key, target_bucket, size, multipart_threshold, part_size, etag,
+                          storage_class, settings, version_id)
+    settings.after_copy(s3, source_bucket, key, target_bucket, version_id)
+    return result
+
+
+def _copy_object(s3, source_bucket: str, key: str, target_bucket: str, size: int, multipart_threshold: int,
+                 part_size: int, etag: str | None, storage_class: str | None, settings: CopySettings,
+                 version_id: str | None) -> CopyResult:
     if size > multipart_threshold:
         return copy_multipart(s3, source_bucket, key, target_bucket, part_size, settings, version_id)
     if settings.decided_by_heads:
@@ -275,8 +293,6 @@ def copy_multipart(s3, source_bucket: str, key: str, target_bucket: str, part_si
     if after is not None:
         wanted = tag_set(s3.get_object_tagging(Bucket=source_bucket, Key=key))
         if wanted != {t["Key"]: t["Value"] for t in tags}:
-            from lambdas.s3_apply import sync_tags  # the one way tags are written after the fact
-
             sync_tags(s3, source_bucket, target_bucket, key)
     return CopyResult(key, size, etag.strip('"'), done["ETag"].strip('"'), True, done.get("VersionId"))
 

@@ -20,7 +20,7 @@ import time
 
 import boto3
 
-from lambdas.s3_apply import changes_in_message, sync_key
+from lambdas.s3_apply import apply_attributes, changes_in_message, sync_key
 from lambdas.s3_copy import PLAIN, CopySettings
 from lambdas.s3_versions import sync_chain
 
@@ -40,6 +40,7 @@ def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: Copy
                 if key.startswith(prefix):
                     if all_versions:
                         sync_chain(s3, source_bucket, target_bucket, key, settings=settings)
+                        apply_attributes(s3, source_bucket, target_bucket, key, kind)
                     else:
                         sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
         except Exception as error:  # reported, retried by SQS, then dead-lettered

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from lambdas.s3_compare import ARCHIVED_CLASSES, Listed, archived, same_by_listing
+from lambdas.s3_compare import MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, PLAIN, CopySettings, copy_object
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,32 @@ class Applied:
     gone: bool = False  # a source version vanished since the listing: the key must be listed again
 
 
+def foreign(plan: ChainPlan, source: list[Entry], target: list[Entry], same: Callable[[Entry, Entry], bool]
+            ) -> list[Entry]:
+    """The target entries the plan would delete that Ferry cannot prove are its own to delete, so
+    must never be: newer than the last entry found to be a copy of the source's, a version whose
+    content is no source version's (the service's own write after a switch, or anyone's), or a
+    delete marker that does not follow another marker (deleting it would bring an older version
+    back). Older than a copy is history the source itself no longer has (a lifecycle rule expired
+    it); a duplicate copy, or a second marker in a row, loses nothing; a key with no source history
+    at all is deleted only where the caller says (`--delete`, or live sync of a key whose every
+    version the source deleted)."""
+    if not source:
+        return []
+    last_kept = max((target.index(copy) for _, copy in plan.kept), default=-1)
+    found = []
+    for entry in plan.remove:
+        at = target.index(entry)
+        if at < last_kept:
+            continue
+        if entry.marker:
+            if at == 0 or not target[at - 1].marker:
+                found.append(entry)
+        elif not any(not candidate.marker and same(candidate, entry) for candidate in source):
+            found.append(entry)
+    return found
+
+
 def apply_plan(s3, source_bucket: str, target_bucket: str, key: str, plan: ChainPlan,
                multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
                settings: CopySettings = PLAIN) -> Applied:
@@ -220,7 +246,7 @@ def apply_plan(s3, source_bucket: str, target_bucket: str, key: str, plan: Chain
             s3.delete_object(Bucket=target_bucket, Key=key)  # on a versioned bucket: a new delete marker
             done.markers += 1
             continue
-        if entry.storage_class in ARCHIVED_CLASSES:
+        if entry.storage_class in MAYBE_ARCHIVED_CLASSES:  # a HEAD decides (Intelligent-Tiering hides its tier)
             found = head_version(s3, source_bucket, entry)
             if found is not None and archived(found):
                 done.archived = entry
@@ -243,7 +269,8 @@ class KeySync:
     """One key's history made equal: what was written, and the final version-ID map."""
 
     key: str
-    status: str  # 'unchanged', 'synced' or 'archived' (stopped at an archived source version)
+    status: str  # 'unchanged', 'synced', 'archived' (stopped at an archived source version) or 'diverged'
+    # (the target holds entries Ferry did not write: left as they are, nothing appended after them)
     versions: int = 0
     markers: int = 0
     removed: int = 0
@@ -267,6 +294,11 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
         plan = plan_chain(source, target, same)
         result.kept = plan.kept
         if plan.equal:
+            return result
+        if others := foreign(plan, source, target, same):
+            log.warning("key %s: the target holds %d entries Ferry did not write (first: version %s): its history is "
+                        "left as it is", key, len(others), others[0].version_id)
+            result.status = "diverged"
             return result
         applied = apply_plan(s3, source_bucket, target_bucket, key, plan, multipart_threshold or MULTIPART_THRESHOLD,
                              part_size or PART_SIZE, settings)

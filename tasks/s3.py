@@ -20,7 +20,7 @@ from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
 from ferry.s3.restore import RestoreOutcome, restore_timing, start_restores, wait_and_copy
 from ferry.s3.sync import batches_to_copy
 from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
-from lambdas.s3_apply import changes_in_message, sync_key
+from lambdas.s3_apply import apply_attributes, changes_in_message, sync_key
 from lambdas.s3_compare import Listed
 from lambdas.s3_copy import CopySettings
 from lambdas.s3_versions import sync_chain
@@ -227,6 +227,7 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
             if histories:
                 sync_chain(target_s3, job.source, job.target, key, job.multipart_threshold, job.part_size,
                            settings=settings)
+                apply_attributes(target_s3, job.source, job.target, key, kind)
             else:
                 sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
                          kind, settings)
@@ -263,7 +264,7 @@ def remove_bucket_live_sync(job: BucketJob, queue_url: str) -> list[str]:
 
 
 @task(name="delete-bucket-queues", task_run_name="delete the queues of {job.source} -> {job.target}", **retrying)
-def delete_bucket_queues(job: BucketJob) -> tuple[list[str], list[str]]:
+def delete_bucket_queues(job: BucketJob) -> tuple[list[str], list[str], int]:
     return events.delete_queues(client(job.source_aws, "sqs"), job.source, job.target)
 
 

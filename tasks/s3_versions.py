@@ -22,7 +22,13 @@ from tasks.verify import artifact_key
 
 @task(name="remember-bucket-mode", task_run_name="remember the mode of {job.source} -> {job.target}", **retrying)
 def remember_versions_mode(job: BucketJob, queue_url: str) -> None:
-    versions.remember_all_versions(client(job.source_aws, "sqs"), queue_url, job.all_versions)
+    """How this migration copies (histories or current state, the target key), on the pair's queue:
+    `ferry sync bucket` and `ferry finish bucket` apply events the same way."""
+    from ferry.s3 import events
+
+    sqs = client(job.source_aws, "sqs")
+    versions.remember_all_versions(sqs, queue_url, job.all_versions)
+    events.remember_target_key(sqs, queue_url, job.target_kms_key)
 
 
 @task(name="recorded-bucket-mode", task_run_name="read the mode of {job.source} -> {job.target}", **retrying)

@@ -163,10 +163,14 @@ def dynamodb(aws):
 
 @pytest.fixture
 def s3(aws):
-    """A clean moto with two empty buckets, src-bucket and dst-bucket."""
+    """A clean moto with two empty buckets, src-bucket and dst-bucket, made as AWS makes buckets
+    today: object ACLs disabled (Bucket owner enforced). A test of ACLs enables them (and moto
+    answers GetObjectAcl of an object uploaded in parts with a 500: see ../shared/LOCAL_AWS.md)."""
     client = boto3.client("s3")
-    client.create_bucket(Bucket="src-bucket")
-    client.create_bucket(Bucket="dst-bucket")
+    for bucket in ("src-bucket", "dst-bucket"):
+        client.create_bucket(Bucket=bucket)
+        client.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={
+            "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
     return client
 
 

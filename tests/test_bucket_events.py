@@ -112,8 +112,14 @@ def test_two_migrations_of_one_source_each_have_their_own_route_and_both_stay_li
     assert s3.get_bucket_notification_configuration(Bucket="src-bucket").get("QueueConfigurations", []) == []
 
 
+def acls_enabled(s3, *buckets: str) -> None:
+    for bucket in buckets:
+        s3.delete_bucket_ownership_controls(Bucket=bucket)
+
+
 def test_metadata_tag_and_acl_changes_reach_the_target(s3):
     sqs, bus = boto3.client("sqs"), boto3.client("events")
+    acls_enabled(s3, "src-bucket", "dst-bucket")
     s3.put_object(Bucket="src-bucket", Key="doc", Body=b"same bytes", ContentType="text/plain",
                   Metadata={"owner": "ana"}, Tagging="team=web")
     url, _, _ = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "")
@@ -200,9 +206,6 @@ def test_the_catch_up_drain_waits_for_an_event_still_in_transit(aws, monkeypatch
     drained = events.drain_queue(sqs, url, applied.append, until_caught_up=True)
 
     assert drained["messages"] == 1 and len(applied) == 1
-    monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", "soon")
-    with pytest.raises(events.BadInput, match="FERRY_EVENT_SETTLE_SECONDS"):
-        events.settle_seconds()
 
 
 def test_appliers_leave_their_lag_on_the_queue_for_status(aws):
@@ -294,3 +297,115 @@ def test_beside_an_existing_consumer_a_migration_goes_through_eventbridge_and_le
     s3.put_object(Bucket="src-bucket", Key="still-theirs", Body=b"x")  # (turning EventBridge off is a put of the
     assert [m["Records"][0]["s3"]["object"]["key"]  # configuration: S3 sends its consumers an s3:TestEvent)
             for m in received(sqs, consumer_url) if "Records" in m] == ["still-theirs"]
+
+
+def test_a_rerun_turns_eventbridge_delivery_back_on_that_a_killed_run_left_off(s3):
+    """Killed after the pair's rule and before the bucket's configuration write (or delivery turned
+    off under it since): the rerun sees the rule but not the delivery, and turns delivery on."""
+    sqs, bus = boto3.client("sqs"), boto3.client("events")
+    url, arn, _ = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "", mode="eventbridge")
+    s3.put_bucket_notification_configuration(Bucket="src-bucket", NotificationConfiguration={})  # delivery off
+    assert not eventbridge_delivers(s3, sqs, "src-bucket")
+
+    events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "", mode="eventbridge")
+
+    assert eventbridge_delivers(s3, sqs, "src-bucket")
+    assert "EventBridge delivery of bucket src-bucket (Ferry had turned it on)" in \
+        routes.unroute(s3, bus, "src-bucket", "dst-bucket", arn).removed
+
+
+class CustomerWritesAfterFerry:
+    """An S3 client whose first configuration write is followed at once by the customer's own write
+    of the configuration as they had read it before: Ferry's entry is gone."""
+
+    def __init__(self, client, theirs: dict):
+        self.client, self.theirs, self.ran = client, theirs, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name != "put_bucket_notification_configuration":
+            return attribute
+
+        def writing(**kwargs):
+            answer = attribute(**kwargs)
+            if not self.ran:
+                self.ran += 1
+                attribute(Bucket=kwargs["Bucket"], NotificationConfiguration=self.theirs)
+            return answer
+        return writing
+
+
+def test_a_configuration_write_another_writer_overwrote_is_made_again(s3):
+    sqs = boto3.client("sqs")
+    _, audit = queue(sqs, "audit")
+    theirs = {"QueueConfigurations": [{"Id": "restores", "QueueArn": audit, "Events": ["s3:ObjectRestore:*"]}]}
+    racing = CustomerWritesAfterFerry(s3, theirs)
+
+    events.route_to_queue(sqs, racing, boto3.client("events"), "src-bucket", "dst-bucket", "")
+
+    assert racing.ran == 1
+    ids = {c["Id"] for c in s3.get_bucket_notification_configuration(Bucket="src-bucket")["QueueConfigurations"]}
+    assert ids == {"restores", "ferry-sync-src-bucket-dst-bucket"}
+
+
+def test_copies_carry_the_grants_where_the_source_buckets_acls_are_enabled(s3):
+    from ferry.config import BucketJob
+    from ferry.s3.copy import copy_objects
+    from ferry.s3.preflight import copy_settings
+    from lambdas.s3_compare import Listed
+
+    acls_enabled(s3, "src-bucket", "dst-bucket")
+    s3.put_object(Bucket="src-bucket", Key="public.html", Body=b"<html/>", ACL="public-read")
+    s3.put_object(Bucket="src-bucket", Key="private", Body=b"p")
+    job = BucketJob(source="src-bucket", target="dst-bucket")
+    settings = copy_settings(job, s3, s3)
+    assert settings.acls  # no ownership controls (a bucket older than 2023): ACLs as they always were
+    listed = [Listed.from_head(k, s3.head_object(Bucket="src-bucket", Key=k)) for k in ("public.html", "private")]
+
+    copy_objects(s3, "src-bucket", "dst-bucket", listed, settings=settings)
+
+    def public(key):
+        return [g["Permission"] for g in s3.get_object_acl(Bucket="dst-bucket", Key=key)["Grants"]
+                if g["Grantee"].get("URI", "").endswith("AllUsers")]
+    assert (public("public.html"), public("private")) == (["READ"], [])
+    s3.put_bucket_ownership_controls(Bucket="src-bucket", OwnershipControls={
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    assert not copy_settings(job, s3, s3).acls  # ACLs disabled: nothing to carry, no request spent on them
+
+
+class ChangesMetadataAfterCopy:
+    """An S3 client that, right after the first copy into the target, changes the source's metadata
+    (same bytes, same ETag): the interleaving in which another applier's newer copy landed first."""
+
+    def __init__(self, client):
+        self.client, self.ran = client, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name != "copy_object":
+            return attribute
+
+        def copying(**kwargs):
+            answer = attribute(**kwargs)
+            if not self.ran and kwargs["Bucket"] == "dst-bucket":
+                self.ran += 1
+                self.client.copy_object(Bucket="src-bucket", Key=kwargs["Key"], MetadataDirective="REPLACE",
+                                        CopySource={"Bucket": "src-bucket", "Key": kwargs["Key"]},
+                                        Metadata={"rev": "2"})
+            return answer
+        return copying
+
+
+def test_a_live_copy_whose_source_metadata_changed_meanwhile_is_copied_again(s3):
+    s3.put_object(Bucket="src-bucket", Key="k", Body=b"same", Metadata={"rev": "1"})
+    racing = ChangesMetadataAfterCopy(s3)
+    assert sync_key(racing, "src-bucket", "dst-bucket", "k") == "copied"
+    assert racing.ran == 1
+    assert s3.head_object(Bucket="dst-bucket", Key="k")["Metadata"] == {"rev": "2"}
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "soon"])
+def test_a_settle_time_that_is_no_number_of_seconds_is_bad_input(monkeypatch, value):
+    monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", value)
+    with pytest.raises(events.BadInput, match="FERRY_EVENT_SETTLE_SECONDS"):
+        events.settle_seconds()

@@ -325,3 +325,34 @@ def test_a_kms_encrypted_target_gets_one_version_per_source_version_with_the_eta
     first = s3.head_object(Bucket="dst-bucket", Key="k", VersionId=key_chain(s3, "dst-bucket", "k")[0].version_id)
     assert first["Metadata"]["owner"] == "ana" and "ferry-source-etag" in first["Metadata"]
     assert sync_chain(s3, "src-bucket", "dst-bucket", "k").status == "unchanged"
+
+
+def test_a_target_version_ferry_did_not_write_is_never_deleted_nor_buried(s3):
+    """After a switch the service writes the new home: a late event of the old one must not delete
+    the service's version (the only copy) nor append an older one on top of it."""
+    versioned(s3, "src-bucket", "dst-bucket")
+    write(s3, "k", b"1")
+    assert sync_chain(s3, "src-bucket", "dst-bucket", "k").versions == 1
+    write(s3, "k", b"service's own", bucket="dst-bucket")  # the service, in its new home
+    write(s3, "k", b"2")  # a late write to the old home
+
+    synced = sync_chain(s3, "src-bucket", "dst-bucket", "k")
+
+    assert synced.status == "diverged" and (synced.versions, synced.removed) == (0, 0)
+    assert history(s3, "dst-bucket", "k") == [b"1", b"service's own"]
+
+
+def test_tag_events_reach_the_current_version_when_histories_are_copied(s3):
+    from lambdas.s3_handler import handle
+
+    versioned(s3, "src-bucket", "dst-bucket")
+    write(s3, "k", b"1")
+    sync_chain(s3, "src-bucket", "dst-bucket", "k")
+    s3.put_object_tagging(Bucket="src-bucket", Key="k", Tagging={"TagSet": [{"Key": "team", "Value": "web"}]})
+    tagged = {"Records": [{"messageId": "t", "body": json.dumps({"Records": [{
+        "eventName": "ObjectTagging:Put", "s3": {"bucket": {"name": "src-bucket"}, "object": {"key": "k"}}}]})}]}
+
+    assert handle(tagged, s3, "dst-bucket", all_versions=True) == {"batchItemFailures": []}
+
+    assert s3.get_object_tagging(Bucket="dst-bucket", Key="k")["TagSet"] == [{"Key": "team", "Value": "web"}]
+    assert history(s3, "dst-bucket", "k") == [b"1"]  # no version added for a tag change

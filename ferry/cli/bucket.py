@@ -43,6 +43,9 @@ def connect(job: BucketJob, preflight: bool = True) -> None:
     way, the target key (if any) can be used, and a source with Object Lock has a target with it."""
     from ferry.s3.preflight import check_bucket_job, copy_settings, empty_prefix_warning, require_bucket
 
+    from ferry.s3.events import settle_seconds
+
+    settle_seconds()  # FERRY_EVENT_SETTLE_SECONDS checked before anything runs
     check_sides(job.source_aws, job.target_aws)
     source_s3, target_s3 = client(job.source_aws, "s3"), client(job.target_aws, "s3")
     if preflight:
@@ -53,6 +56,36 @@ def connect(job: BucketJob, preflight: bool = True) -> None:
         require_bucket(source_s3, job.source, "source")
         require_bucket(target_s3, job.target, "target")
         copy_settings(job, source_s3, target_s3)
+
+
+def as_migrated(source: str, target: str, source_aws: AwsSide, target_aws: AwsSide, prefix: str | None = None,
+                target_kms_key: str | None = None, all_versions: bool | None = None) -> BucketJob:
+    """The job of a pair's live sync as its migration was made (the pair's queue remembers its
+    prefix, target key and mode; options given must agree): set up, not stopped by a plan, with
+    every read-only check passed."""
+    from ferry.s3 import events
+    from ferry.s3.events import settle_seconds
+    from ferry.s3.preflight import copy_settings
+    from ferry.s3.versions import recorded_all_versions
+
+    settle_seconds()  # FERRY_EVENT_SETTLE_SECONDS checked before anything runs
+    check_sides(source_aws, target_aws)
+    sqs = client(source_aws, "sqs")
+    queue = events.find_queue(sqs, source, target)
+    events.check_not_held(sqs, queue, source, target)
+    recorded = events.recorded_prefix(sqs, queue)
+    if prefix is not None and recorded is not None and prefix != recorded:
+        raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
+                       "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
+    histories = recorded_all_versions(sqs, queue)
+    if all_versions and not histories:
+        raise BadInput(f"the migration of {source} into {target} was made without --all-versions, so the target has "
+                       f"no histories to keep up: run 'ferry bucket {source} {target} --all-versions' first")
+    job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
+                    source_aws=source_aws, target_aws=target_aws, all_versions=bool(histories),
+                    target_kms_key=target_kms_key or events.recorded_target_key(sqs, queue))
+    copy_settings(job, client(source_aws, "s3"), client(target_aws, "s3"))  # a usable key, Object Lock on both sides
+    return job
 
 
 @with_aws_sides
@@ -163,28 +196,7 @@ def sync(
     """Apply the source bucket's queued events to the target (the local poller for buckets)."""
     if until_idle is not None and until_idle < 0:
         raise BadInput(f"--until-idle must be zero or more seconds, got {until_idle}")
-    check_sides(source_aws, target_aws)
-    from ferry.s3 import events
-
-    sqs = client(source_aws, "sqs")
-    queue = events.find_queue(sqs, source, target)
-    events.check_not_held(sqs, queue, source, target)  # set up, and not stopped
-    recorded = events.recorded_prefix(sqs, queue)
-    if prefix is not None and recorded is not None and prefix != recorded:
-        raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
-                       "drop --prefix (or migrate that prefix with 'ferry bucket ... --prefix')")
-    from ferry.s3.versions import recorded_all_versions
-
-    histories = recorded_all_versions(sqs, queue)
-    if all_versions and not histories:
-        raise BadInput(f"the migration of {source} into {target} was made without --all-versions, so the target has "
-                       f"no histories to keep up: run 'ferry bucket {source} {target} --all-versions' first")
-    job = build_job(BucketJob, source=source, target=target, prefix=prefix if prefix is not None else recorded or "",
-                    source_aws=source_aws, target_aws=target_aws, target_kms_key=target_kms_key,
-                    all_versions=bool(histories))
-    from ferry.s3.preflight import copy_settings
-
-    copy_settings(job, client(source_aws, "s3"), client(target_aws, "s3"))  # a usable key, Object Lock on both sides
+    job = as_migrated(source, target, source_aws, target_aws, prefix, target_kms_key, all_versions)
     use_prefect(verbose)
     from flows.migrate_bucket import sync_bucket
 
@@ -209,14 +221,7 @@ def finish(
     """End the live sync of SOURCE into TARGET: remove only what Ferry added to route the source's
     events, apply what is queued, delete the pair's queues (and its Lambda, if deployed). Exit 1 if
     dead letters remain (their keys may differ; their queue is kept)."""
-    check_sides(source_aws, target_aws)
-    from ferry.s3 import events
-
-    sqs = client(source_aws, "sqs")
-    queue = events.find_queue(sqs, source, target)  # set up, or nothing to finish
-    prefix = events.recorded_prefix(sqs, queue) or ""
-    job = build_job(BucketJob, source=source, target=target, prefix=prefix, source_aws=source_aws,
-                    target_aws=target_aws)
+    job = as_migrated(source, target, source_aws, target_aws)  # set up, or nothing to finish
     use_prefect(verbose)
     from flows.migrate_bucket import finish_bucket
 
@@ -229,4 +234,4 @@ def finish(
         for line in finished["kept"]:
             render.out.print(f"kept {line}", highlight=False)
         render.out.print(f"applied {finished['events_applied']:,} queued events", highlight=False)
-    return EXIT_DIFFERENT if finished["kept"] and any("dead" in line for line in finished["kept"]) else EXIT_OK
+    return EXIT_DIFFERENT if finished["dead_letters"] else EXIT_OK

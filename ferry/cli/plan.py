@@ -28,6 +28,10 @@ Yes = Annotated[bool, typer.Option("--yes", help="Approve without asking (the ga
 
 def read(path: str) -> Plan:
     plan = load_plan(path)
+    if plan.buckets:
+        from ferry.s3.events import settle_seconds
+
+        settle_seconds()  # FERRY_EVENT_SETTLE_SECONDS checked before anything runs
     check_sides(plan.source.aws(), plan.target.aws())
     return plan
 

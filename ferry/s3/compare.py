@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
 from lambdas.s3_apply import head, read_tags
-from lambdas.s3_compare import MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_tags, tag_counts_differ
+from lambdas.s3_compare import (MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_tags, tag_counts_differ,
+                                tags_undecided)
 from lambdas.s3_copy import PLAIN, CopySettings
 
 COMPARE_THREADS = 4  # target listings and HEADs of ranges the source listing has finished
@@ -47,7 +48,9 @@ def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str,
         target = head(s3_target, target_bucket, key) if source is not None else None
         if source is None or not settings.same(source, target):
             return False
-        if deep or tag_counts_differ(source, target):
+        if tag_counts_differ(source, target):
+            return False
+        if deep and tags_undecided(source, target):
             return same_tags(read_tags(s3_source, source_bucket, key) or {}, read_tags(s3_target, target_bucket, key) or {})
         return True
 

@@ -8,16 +8,20 @@ EventBridge rule, beside every existing consumer) is ferry/s3/routes.py's.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import time
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry.errors import BadInput
 from ferry.names import pair_name
 from ferry.s3 import routes
 from lambdas import s3_handler
+
+log = logging.getLogger(__name__)
 
 MAX_RECEIVES = 5
 # At least the bucket Lambda's timeout (AWS refuses the mapping otherwise); 6x it, as AWS advises. A
@@ -82,6 +86,22 @@ def recorded_prefix(sqs, queue_url: str) -> str | None:
     return None if value is None else ("" if value == "/" else value)
 
 
+KEY_TAG = "ferry:target-kms-key"  # on a pair's queue: the --target-kms-key its migration was made with
+
+
+def remember_target_key(sqs, queue_url: str, key: str | None) -> None:
+    """The key copies of this pair are encrypted with (none: untagged), for `ferry sync bucket` and
+    `ferry finish bucket`, which apply events as the migration was made."""
+    if key:
+        sqs.tag_queue(QueueUrl=queue_url, Tags={KEY_TAG: key})
+    else:
+        sqs.untag_queue(QueueUrl=queue_url, TagKeys=[KEY_TAG])
+
+
+def recorded_target_key(sqs, queue_url: str) -> str | None:
+    return sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(KEY_TAG) or None
+
+
 def hold_queue(sqs, queue_url: str, plan_name: str) -> None:
     """This direction's live sync must not run (a plan has switched the other way): the queue says so."""
     sqs.tag_queue(QueueUrl=queue_url, Tags={HOLD_TAG: plan_name})
@@ -123,19 +143,31 @@ DEFAULT_SETTLE_SECONDS = 5.0
 LAG_TAG, LAG_RECORD_EVERY_SECONDS = s3_handler.LAG_TAG, s3_handler.LAG_RECORD_EVERY_SECONDS  # the Lambda's too
 
 
+MAX_LAGS_KEPT = 100_000  # batches whose lag a drain keeps for its percentiles
+
+
 def settle_seconds() -> float:
     """How long after a catch-up drain began an event of a change made before it may still be on its
     way (S3 delivers events within seconds, rarely longer): FERRY_EVENT_SETTLE_SECONDS, default 5."""
     value = os.environ.get("FERRY_EVENT_SETTLE_SECONDS", "")
+    if not value:
+        return DEFAULT_SETTLE_SECONDS
     try:
-        return max(0.0, float(value)) if value else DEFAULT_SETTLE_SECONDS
+        seconds = float(value)
     except ValueError:
-        raise BadInput(f"FERRY_EVENT_SETTLE_SECONDS must be a number of seconds, got {value!r}") from None
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise BadInput(f"FERRY_EVENT_SETTLE_SECONDS must be a number of seconds from 0 to 3600, got {value!r}")
+    return seconds
 
 
 def record_lag(sqs, queue_url: str, lag_seconds: float) -> None:
-    """Leave the lag just measured on the queue, for `ferry status bucket` (read by recorded_lag)."""
-    sqs.tag_queue(QueueUrl=queue_url, Tags={LAG_TAG: f"{lag_seconds:.3f}@{time.time():.0f}"})
+    """Leave the lag just measured on the queue, for `ferry status bucket` (read by recorded_lag).
+    The lag is for people watching: failing to record it stops nothing."""
+    try:
+        sqs.tag_queue(QueueUrl=queue_url, Tags={LAG_TAG: f"{lag_seconds:.3f}@{time.time():.0f}"})
+    except (ClientError, BotoCoreError) as error:
+        log.warning("could not record the lag on the event queue: %s", type(error).__name__)
 
 
 def recorded_lag(sqs, queue_url: str) -> tuple[float, float] | None:
@@ -166,9 +198,11 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
     target match the source as it is then.
 
     Each batch's count and lag (from an event's delivery to the queue until it is applied) go to
-    `progress(messages, lag_seconds)` and, every LAG_RECORD_EVERY_SECONDS, onto the queue (record_lag).
+    `progress(messages, lag_seconds)` and, every LAG_RECORD_EVERY_SECONDS, onto the queue (record_lag);
+    the counts returned end with the lag's p50, p99 and max over the drain's batches.
     """
     counts = {"messages": 0, "failed": 0, "lag_seconds": 0.0}  # lag: the last batch's oldest event, when applied
+    lags: list[float] = []  # every batch's, for the percentiles the drain ends with
     began = time.time()
     settled_at = began + (settle_seconds() if until_caught_up else 0.0)
     idle_since, lag_recorded = time.monotonic(), time.monotonic()
@@ -208,6 +242,8 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
         sent = [int(m["Attributes"]["SentTimestamp"]) / 1000 for m in messages]
         counts["messages"] += len(done)
         counts["lag_seconds"] = max(0.0, time.time() - min(sent))
+        if len(lags) < MAX_LAGS_KEPT:
+            lags.append(counts["lag_seconds"])
         if progress:
             progress(len(done), counts["lag_seconds"])
         if time.monotonic() - lag_recorded >= LAG_RECORD_EVERY_SECONDS:
@@ -217,13 +253,17 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
             break
     if counts["messages"]:
         record_lag(sqs, queue_url, counts["lag_seconds"])
+    ordered = sorted(lags)
+    for name, share in (("lag_p50_seconds", 0.5), ("lag_p99_seconds", 0.99), ("lag_max_seconds", 1.0)):
+        counts[name] = round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 3) if ordered else None
     return counts
 
 
-def delete_queues(sqs, source: str, target: str) -> tuple[list[str], list[str]]:
+def delete_queues(sqs, source: str, target: str) -> tuple[list[str], list[str], int]:
     """Delete the pair's queue and its dead-letter queue once nothing is left in them: (removed,
-    kept and why). A dead letter is a change that never applied: its queue stays to be looked at."""
-    removed, kept = [], []
+    kept and why, dead letters). A dead letter is a change that never applied: its queue stays to be
+    looked at, and so does the queue whose redrive points at it."""
+    removed, kept, dead = [], [], 0
     name, dead_letter = queue_names(source, target)
     for queue in (dead_letter, name):  # the dead-letter queue first: the queue's redrive points at it
         try:
@@ -233,14 +273,24 @@ def delete_queues(sqs, source: str, target: str) -> tuple[list[str], list[str]]:
                 raise
             continue
         if not queue_is_empty(sqs, url):
-            kept.append(f"queue {queue}: messages remain in it (dead letters: changes that never applied)")
+            if queue == dead_letter:
+                dead = waiting(sqs, url)
+                kept.append(f"queue {queue}: {dead} dead letters (changes that never applied: their keys may differ)")
+            else:
+                kept.append(f"queue {queue}: messages arrived or came back while finishing: rerun to apply them")
             continue
         if queue == name and kept:  # its dead letters are kept: so is it, the redrive's source
             kept.append(f"queue {queue}: its dead-letter queue is kept")
             continue
         sqs.delete_queue(QueueUrl=url)
         removed.append(f"queue {queue}")
-    return removed, kept
+    return removed, kept, dead
+
+
+def waiting(sqs, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return sum(int(value) for value in attributes.values())
 
 
 def find_queue(sqs, source: str, target: str) -> str:

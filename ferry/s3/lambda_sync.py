@@ -46,7 +46,8 @@ def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_
          "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads", *versions.get("list", [])],
          "Resource": [f"arn:aws:s3:::{target}"]},
         {"Sid": "WriteTargetObjects", "Effect": "Allow",  # GetObject: the handler HEADs the target to compare
-         "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging",
+                    "s3:DeleteObjectTagging", "s3:DeleteObject",
                     "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl", *LOCK_READ, *LOCK_WRITE,
                     *versions.get("write", [])],
          "Resource": [f"arn:aws:s3:::{target}/{prefix}*"]},
@@ -85,21 +86,25 @@ def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, q
 
 def remove(iam, lambda_client, *, source: str, target: str, queue_arn: str) -> list[str]:
     """Remove what `deploy` made for the pair: the queue's mappings, the function, its role. Its log
-    group stays (it holds the function's logs). Idempotent. Returns what was removed."""
+    group stays (it holds the function's logs). Idempotent; a pair synced by the poller has no
+    function (and its operator no right to ask for one: nothing to remove). Returns what was removed."""
     name = resource_name(source, target, "-s3")
     removed = []
     for mapping in lambda_client.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]:
         lambda_client.delete_event_source_mapping(UUID=mapping["UUID"])
         removed.append(f"event source mapping {mapping['UUID']}")
-    for what, delete in ((f"Lambda function {name}", lambda: lambda_client.delete_function(FunctionName=name)),
-                         (None, lambda: iam.delete_role_policy(RoleName=name, PolicyName=ROLE_POLICY)),
-                         (f"IAM role {name}", lambda: iam.delete_role(RoleName=name))):
+    try:
+        lambda_client.get_function(FunctionName=name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ResourceNotFoundException", "AccessDeniedException", "403"):
+            return removed
+        raise
+    for delete in (lambda: iam.delete_role_policy(RoleName=name, PolicyName=ROLE_POLICY),
+                   lambda: iam.delete_role(RoleName=name)):  # the role first: the function is the record
         try:
             delete()
         except ClientError as error:
-            if error.response["Error"]["Code"] not in ("ResourceNotFoundException", "NoSuchEntity"):
+            if error.response["Error"]["Code"] != "NoSuchEntity":
                 raise
-            continue
-        if what:
-            removed.append(what)
-    return removed
+    lambda_client.delete_function(FunctionName=name)
+    return removed + [f"IAM role {name}", f"Lambda function {name}"]

@@ -79,13 +79,15 @@ def restore_request(listed: Listed, days: int, tier: str) -> dict:
 
 
 def start_restore(s3, bucket: str, listed: Listed, days: int, tier: str) -> bool:
-    """Ask for one object's restore. True if started now or already under way; False if the key
-    is gone (its delete event takes care of the target). Safe to repeat."""
+    """Ask for one object's restore. True if started now or already under way, or if the object is
+    readable now (rewritten in another class since the listing: InvalidObjectState; the wait HEADs
+    it and copies it); False if the key is gone (its delete event takes care of the target). Safe
+    to repeat."""
     try:
         s3.restore_object(Bucket=bucket, Key=listed.key, RestoreRequest=restore_request(listed, days, tier))
     except ClientError as error:
         code = error.response["Error"]["Code"]
-        if code == "RestoreAlreadyInProgress":
+        if code in ("RestoreAlreadyInProgress", "InvalidObjectState"):
             return True
         if code in GONE:
             return False

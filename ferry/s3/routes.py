@@ -31,7 +31,7 @@ from typing import Literal
 
 from botocore.exceptions import ClientError
 
-from ferry.errors import BadInput
+from ferry.errors import BadInput, CannotContinue
 from ferry.names import pair_name
 
 EventsMode = Literal["auto", "notification", "eventbridge"]
@@ -147,17 +147,21 @@ def _rules(events, name_prefix: str | None = None) -> list[dict]:
 
 
 def _takes_bucket(rule: dict, bucket: str) -> bool:
-    """Whether a rule's pattern can match S3 events of `bucket` (a pattern that does not say is
-    taken to match: Ferry must not turn off what it may use)."""
+    """Whether a rule's pattern can match S3 events of `bucket`: Ferry must not turn off what it may
+    use. A scheduled rule (no pattern) takes no events; a pattern whose source or bucket filter is
+    not a plain list of names (prefix, anything-but...) is taken to match."""
+    if not rule.get("EventPattern"):
+        return False
     try:
-        pattern = json.loads(rule.get("EventPattern") or "{}")
+        pattern = json.loads(rule["EventPattern"])
     except ValueError:
         return True
-    sources = pattern.get("source")
-    if sources is not None and "aws.s3" not in sources:
-        return False
-    names = pattern.get("detail", {}).get("bucket", {}).get("name")
-    return names is None or bucket in names or not all(isinstance(n, str) for n in names)
+
+    def may_match(values, wanted: str) -> bool:
+        return values is None or wanted in values or not all(isinstance(v, str) for v in values)
+
+    return (may_match(pattern.get("source"), "aws.s3")
+            and may_match(pattern.get("detail", {}).get("bucket", {}).get("name"), bucket))
 
 
 def ferry_rules(events, bucket: str, except_name: str | None = None) -> list[dict]:
@@ -181,38 +185,71 @@ def _our_rule(events, name: str) -> dict | None:
         raise
 
 
-def _put_configuration(s3, events, bucket: str, configuration: dict, eventbridge: bool | None = None) -> None:
-    """Write the configuration back with EventBridge delivery as it was (`eventbridge` None: on if
-    the get said so or a Ferry rule relies on it) or as asked."""
-    if eventbridge is None:
-        eventbridge = "EventBridgeConfiguration" in configuration or bool(ferry_rules(events, bucket))
-    configuration = {k: v for k, v in configuration.items() if k != "EventBridgeConfiguration"}
-    if eventbridge:
-        configuration["EventBridgeConfiguration"] = {}
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+WRITE_ATTEMPTS = 3
+
+
+class Overlaps(Exception):
+    """The pair's entry would overlap an entry now in the configuration (see route)."""
+
+
+def _entry_keys(configuration: dict) -> list[tuple]:
+    return sorted((entry.get("Id", ""), arn, tuple(sorted(entry.get("Events", [])))) for arn, entry in
+                  entries(configuration))
+
+
+def _update_configuration(s3, events, bucket: str, change, eventbridge: bool | None = None) -> bool:
+    """Apply `change(configuration)` (a new configuration, or None: nothing to write) to the bucket's
+    notification configuration, with EventBridge delivery kept as it was (`eventbridge` None: on if
+    the get says so or a Ferry rule of the bucket relies on it: moto's get never says) or as asked.
+
+    S3 has no conditional write of a configuration: the window between the read and the write is
+    kept to those two requests (what the write needs is read before), and the configuration is read
+    again after the write: if the change does not hold (another writer's put landed after Ferry's),
+    it is made again on what is there now. Returns whether it wrote."""
+    relied_on = bool(ferry_rules(events, bucket)) if eventbridge is None else eventbridge
+    for _ in range(WRITE_ATTEMPTS):
+        current = read_configuration(s3, bucket)
+        wanted = change({k: v for k, v in current.items()})
+        if wanted is None:
+            return False
+        on = eventbridge if eventbridge is not None else "EventBridgeConfiguration" in current or relied_on
+        wanted = {k: v for k, v in wanted.items() if k != "EventBridgeConfiguration"}
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={**wanted, **({"EventBridgeConfiguration": {}} if on else {})})
+        if _entry_keys(read_configuration(s3, bucket)) == _entry_keys(wanted):
+            return True
+    raise CannotContinue(f"the notification configuration of bucket {bucket!r} kept changing while Ferry wrote "
+                         "it: rerun the same command")
 
 
 # --- routing and unrouting -----------------------------------------------------------------------
 
 def choose_way(mode: EventsMode, configuration: dict, wanted: dict, routed_by: str | None) -> str:
-    """The way events will reach the queue: as asked; with auto, the way the pair is already
-    routed, else a notification entry when it overlaps nothing already there, else EventBridge."""
+    """The way events will reach the queue: as asked; with auto, the way the pair is already routed
+    (as long as its entry, as it is wanted now, still overlaps nothing), else a notification entry
+    when it overlaps nothing already there, else EventBridge."""
     if mode != "auto":
         return mode
-    if routed_by:
+    if routed_by == EVENTBRIDGE:
         return routed_by
     return EVENTBRIDGE if overlapping(configuration, wanted) else NOTIFICATION
 
 
 def routed_way(s3, events, source: str, target: str, queue_arn: str, configuration: dict | None = None) -> str | None:
-    """How the pair's events reach its queue now: NOTIFICATION, EVENTBRIDGE or None."""
+    """How the pair's events reach its queue now: NOTIFICATION, EVENTBRIDGE or None (not routed: no
+    entry, or a rule that is disabled, sends elsewhere, or whose bucket's delivery is off, where the
+    get call tells; moto's never does)."""
     configuration = read_configuration(s3, source) if configuration is None else configuration
     if any(_is_ours(entry, queue_arn) for _, entry in entries(configuration)):
         return NOTIFICATION
     rule = _our_rule(events, route_name(source, target)) if events is not None else None
-    if rule is not None and rule.get("State") == "ENABLED":
-        return EVENTBRIDGE
-    return None
+    if rule is None or rule.get("State") != "ENABLED":
+        return None
+    if queue_arn not in [t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"]).get("Targets", [])]:
+        return None
+    if "EventBridgeConfiguration" not in configuration and _tags(events, rule["Arn"]).get(TURNED_ON_TAG) != "true":
+        return None  # on before Ferry (a customer's), and now off
+    return EVENTBRIDGE
 
 
 def route(s3, events, source: str, target: str, prefix: str, queue_arn: str, mode: EventsMode = "auto") -> Route:
@@ -225,27 +262,35 @@ def route(s3, events, source: str, target: str, prefix: str, queue_arn: str, mod
     rule = None if has_entry else _our_rule(events, wanted["Id"])
     way = choose_way(mode, configuration, wanted, NOTIFICATION if has_entry else EVENTBRIDGE if rule else None)
     if way == NOTIFICATION:
-        routed = _add_entry(s3, events, source, configuration, wanted)
+        try:
+            routed = _add_entry(s3, events, source, wanted)
+        except Overlaps as clashes:  # an entry came since the read above: auto takes EventBridge
+            if mode != "auto":
+                raise BadInput(refusal(source, clashes.args[0])) from None
+            return route(s3, events, source, target, prefix, queue_arn, EVENTBRIDGE)
         if rule is not None:  # moved from EventBridge
             _remove_rule(s3, events, source, wanted["Id"])
         return routed
     routed = _add_rule(s3, events, source, prefix, wanted, configuration,
                        _our_rule(events, wanted["Id"]) if has_entry else rule)
     if has_entry:  # moved from a notification entry
-        _remove_entry(s3, events, source, read_configuration(s3, source), queue_arn)
+        _remove_entry(s3, events, source, queue_arn)
     return routed
 
 
-def _add_entry(s3, events, source: str, configuration: dict, wanted: dict) -> Route:
-    queues = configuration.get("QueueConfigurations", [])
-    if any(_same_entry(q, wanted) for q in queues):
-        return Route(NOTIFICATION, added=False)
-    if clashes := overlapping(configuration, wanted):  # asked for explicitly (auto takes EventBridge)
-        raise BadInput(refusal(source, clashes))
-    # the pair's older entry (another prefix, fewer events, the legacy Id) is replaced by the wanted one
-    configuration["QueueConfigurations"] = [q for q in queues if not _is_ours(q, wanted["QueueArn"])] + [wanted]
-    _put_configuration(s3, events, source, configuration)
-    return Route(NOTIFICATION, added=True)
+def _add_entry(s3, events, source: str, wanted: dict) -> Route:
+    """The pair's entry in the configuration (its older one, with another prefix, fewer events or
+    the legacy Id, replaced). Raises Overlaps if another entry overlaps it."""
+    def add(configuration: dict) -> dict | None:
+        queues = configuration.get("QueueConfigurations", [])
+        if any(_same_entry(q, wanted) for q in queues):
+            return None
+        if clashes := overlapping(configuration, wanted):
+            raise Overlaps(clashes)
+        configuration["QueueConfigurations"] = [q for q in queues if not _is_ours(q, wanted["QueueArn"])] + [wanted]
+        return configuration
+
+    return Route(NOTIFICATION, added=_update_configuration(s3, events, source, add))
 
 
 def event_pattern(source: str, prefix: str) -> dict:
@@ -264,12 +309,17 @@ def _add_rule(s3, events, source: str, prefix: str, wanted: dict, configuration:
     then the bucket's EventBridge delivery on if it was not."""
     name, pattern = wanted["Id"], event_pattern(source, prefix)
     others = ferry_rules(events, source, except_name=name)
-    delivery_on = "EventBridgeConfiguration" in configuration or bool(others) or rule is not None
+    # On AWS the get says whether delivery is on; moto's never does, so there another Ferry rule of the
+    # bucket stands for it. The pair's own rule does not: a run killed before its configuration write
+    # left the rule, and delivery off.
+    delivery_on = "EventBridgeConfiguration" in configuration or bool(others)
     tags = _tags(events, rule["Arn"]) if rule is not None else {}
-    if TURNED_ON_TAG in tags:
-        turned_on = tags[TURNED_ON_TAG] == "true"
-    else:  # a new rule: Ferry turns delivery on now, or inherits what the bucket's other Ferry rules know
-        turned_on = not delivery_on or _turned_on_by_ferry(events, others)
+    if tags.get(TURNED_ON_TAG) == "true" or not delivery_on:  # Ferry turned it on, or turns it on now
+        turned_on = True
+    elif TURNED_ON_TAG in tags:
+        turned_on = False
+    else:  # a new rule: inherit what the bucket's other Ferry rules know
+        turned_on = _turned_on_by_ferry(events, others)
     same = rule is not None and json.loads(rule.get("EventPattern") or "{}") == pattern and rule.get("State") == "ENABLED"
     arn = rule["Arn"] if same else events.put_rule(
         Name=name, EventPattern=json.dumps(pattern), State="ENABLED",
@@ -279,20 +329,26 @@ def _add_rule(s3, events, source: str, prefix: str, wanted: dict, configuration:
                                                    {"Key": BUCKET_TAG, "Value": source}])
     targets = events.list_targets_by_rule(Rule=name).get("Targets", [])
     if [t["Arn"] for t in targets] != [wanted["QueueArn"]]:
-        events.put_targets(Rule=name, Targets=[{"Id": TARGET_ID, "Arn": wanted["QueueArn"]}])
+        answer = events.put_targets(Rule=name, Targets=[{"Id": TARGET_ID, "Arn": wanted["QueueArn"]}])
+        if answer.get("FailedEntryCount"):
+            failed = answer["FailedEntries"][0]
+            raise CannotContinue(f"EventBridge refused the queue as target of rule {name} "
+                                 f"({failed.get('ErrorCode')}): rerun the same command")
     if not delivery_on:  # last: the rule is ready for the first event
-        _put_configuration(s3, events, source, configuration, eventbridge=True)
+        _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=True)
     return Route(EVENTBRIDGE, added=not same, turned_on_eventbridge=not delivery_on)
 
 
-def _remove_entry(s3, events, source: str, configuration: dict, queue_arn: str) -> bool:
-    queues = configuration.get("QueueConfigurations", [])
-    kept = [q for q in queues if not _is_ours(q, queue_arn)]
-    if len(kept) == len(queues):
-        return False
-    configuration["QueueConfigurations"] = kept
-    _put_configuration(s3, events, source, configuration)
-    return True
+def _remove_entry(s3, events, source: str, queue_arn: str) -> bool:
+    def remove(configuration: dict) -> dict | None:
+        queues = configuration.get("QueueConfigurations", [])
+        kept = [q for q in queues if not _is_ours(q, queue_arn)]
+        if len(kept) == len(queues):
+            return None
+        configuration["QueueConfigurations"] = kept
+        return configuration
+
+    return _update_configuration(s3, events, source, remove)
 
 
 @dataclass
@@ -307,25 +363,26 @@ def _remove_rule(s3, events, source: str, name: str) -> Unrouted:
     if rule is None:
         return Unrouted([], [])
     turned_on = _tags(events, rule["Arn"]).get(TURNED_ON_TAG) == "true"
+    others = [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]
+    done = Unrouted([], [])
+    if not turned_on:
+        done.kept.append(f"EventBridge delivery of bucket {source}: on before Ferry routed it")
+    elif others:
+        done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
+    else:  # before the rule goes: the rule is the record that Ferry turned delivery on
+        _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=False)
+        done.removed.append(f"EventBridge delivery of bucket {source} (Ferry had turned it on)")
     targets = [t["Id"] for t in events.list_targets_by_rule(Rule=name).get("Targets", [])]
     if targets:
         events.remove_targets(Rule=name, Ids=targets)
     events.delete_rule(Name=name)
-    done = Unrouted([f"EventBridge rule {name}"], [])
-    if not turned_on:
-        done.kept.append(f"EventBridge delivery of bucket {source}: on before Ferry routed it")
-        return done
-    if others := [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]:
-        done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
-        return done
-    _put_configuration(s3, events, source, read_configuration(s3, source), eventbridge=False)
-    done.removed.append(f"EventBridge delivery of bucket {source} (Ferry had turned it on)")
+    done.removed.insert(0, f"EventBridge rule {name}")
     return done
 
 
 def unroute(s3, events, source: str, target: str, queue_arn: str) -> Unrouted:
     """Remove only what the pair's routing added: its notification entry or its rule (and EventBridge
     delivery, if Ferry turned it on and nothing else may use it). A rerun finds nothing left to remove."""
-    entry = _remove_entry(s3, events, source, read_configuration(s3, source), queue_arn)
+    entry = _remove_entry(s3, events, source, queue_arn)
     done = _remove_rule(s3, events, source, route_name(source, target))
     return Unrouted(([f"notification entry of bucket {source}"] if entry else []) + done.removed, done.kept)

@@ -368,22 +368,12 @@ def sync_versions(source_s3, target_s3, source_bucket: str, target_bucket: str, 
         if plan.equal or (not source and not delete):
             return
         done = VersionsOutcome(planned=1)
-        if plan.remove:  # destructive: both chains are read again until equal (lambdas/s3_versions.sync_chain)
-            synced = sync_chain(target_s3, source_bucket, target_bucket, key, multipart_threshold, part_size,
-                                s3_source=source_s3, known=(source, target), settings=settings)
-            done.versions, done.markers, done.removed, done.bytes = (synced.versions, synced.markers, synced.removed,
-                                                                     synced.bytes)
-        else:
-            applied = apply_plan(target_s3, source_bucket, target_bucket, key, plan, multipart_threshold, part_size,
-                                 settings)
-            done.versions, done.markers, done.bytes = applied.versions, applied.markers, applied.bytes
-            if applied.gone:  # the source lost a version since the listing: list the key again
-                synced = sync_chain(target_s3, source_bucket, target_bucket, key, multipart_threshold, part_size,
-                                    s3_source=source_s3, settings=settings)
-                done.versions += synced.versions
-                done.markers += synced.markers
-                done.removed += synced.removed
-                done.bytes += synced.bytes
+        # Both chains read again after the writes, until equal (lambdas/s3_versions.sync_chain): the
+        # listings may be old by now, and live sync may have written the key meanwhile.
+        synced = sync_chain(target_s3, source_bucket, target_bucket, key, multipart_threshold, part_size,
+                            s3_source=source_s3, known=(source, target), settings=settings)
+        done.versions, done.markers, done.removed, done.bytes = (synced.versions, synced.markers, synced.removed,
+                                                                 synced.bytes)
         progress(copied=done.versions + done.markers, bytes_copied=done.bytes)
         with lock:
             for name in ("versions", "markers", "removed", "bytes", "planned"):
