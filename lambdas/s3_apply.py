@@ -57,6 +57,46 @@ def keys_in_message(body: str) -> list[tuple[str, str]]:
     return [(bucket, key) for bucket, key, _ in changes_in_message(body)]
 
 
+APPLY_THREADS = 8  # keys of one batch of messages applied at once
+
+
+def apply_batch(bodies: list[str], apply_key, wanted=lambda bucket, key: True,
+                threads: int = APPLY_THREADS) -> list[bool]:
+    """A batch of event messages applied key by key: each key once, however many messages name it
+    (S3 sends a put and its tags as two events; writes come in bursts), with all they say changed
+    (`apply_key(bucket, key, kinds)`: OBJECT or TAGS, which covers it, then ACL; or ACL alone, which
+    covers the object too), keys in parallel. Returns, per message, whether every key it names (that
+    `wanted(bucket, key)`) was applied; a message that cannot be read fails alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    named: list[list[tuple[str, str]] | None] = []
+    kinds: dict[tuple[str, str], set[str]] = {}
+    for body in bodies:
+        try:
+            changes = [(b, k, kind) for b, k, kind in changes_in_message(body) if wanted(b, k)]
+        except (ValueError, KeyError, TypeError):
+            named.append(None)
+            continue
+        named.append([(b, k) for b, k, _ in changes])
+        for bucket, key, kind in changes:
+            kinds.setdefault((bucket, key), set()).add(kind)
+
+    def run(bucket_key: tuple[str, str]) -> bool:
+        said = kinds[bucket_key]
+        ordered = [ACL] if said == {ACL} else [TAGS if TAGS in said else OBJECT] + ([ACL] if ACL in said else [])
+        try:
+            apply_key(*bucket_key, ordered)
+            return True
+        except Exception as error:  # its messages stay on the queue: retried, then dead-lettered
+            log.warning("applying the events of key %s failed: %s", bucket_key[1], type(error).__name__)
+            return False
+
+    keys = list(kinds)
+    with ThreadPoolExecutor(max(1, min(threads, len(keys)))) as pool:
+        applied = dict(zip(keys, pool.map(run, keys)))
+    return [names is not None and all(applied[name] for name in names) for names in named]
+
+
 def head(s3, bucket: str, key: str) -> dict | None:
     """The object's HEAD with its additional checksums, or None if it does not exist."""
     try:

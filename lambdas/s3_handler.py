@@ -20,7 +20,7 @@ import time
 
 import boto3
 
-from lambdas.s3_apply import apply_attributes, changes_in_message, sync_key
+from lambdas.s3_apply import apply_attributes, apply_batch, sync_key
 from lambdas.s3_copy import PLAIN, CopySettings
 from lambdas.s3_versions import sync_chain
 
@@ -33,22 +33,21 @@ _recorded = {"at": 0.0}
 
 def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: CopySettings = PLAIN,
            all_versions: bool = False, sqs=None) -> dict:
-    failures = []
-    for message in event.get("Records", []):
-        try:
-            for source_bucket, key, kind in changes_in_message(message["body"]):
-                if key.startswith(prefix):
-                    if all_versions:
-                        sync_chain(s3, source_bucket, target_bucket, key, settings=settings)
-                        apply_attributes(s3, source_bucket, target_bucket, key, kind)
-                    else:
-                        sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
-        except Exception as error:  # reported, retried by SQS, then dead-lettered
-            log.warning("message %s failed: %s", message.get("messageId"), type(error).__name__)
-            failures.append({"itemIdentifier": message["messageId"]})
+    """One batch of SQS messages, key by key (lambdas/s3_apply.apply_batch): a message whose keys
+    all applied is done; the others are reported as failures, retried alone by SQS."""
+    def apply_key(source_bucket: str, key: str, kinds: list[str]) -> None:
+        for kind in kinds:
+            if all_versions:
+                sync_chain(s3, source_bucket, target_bucket, key, settings=settings)
+                apply_attributes(s3, source_bucket, target_bucket, key, kind)
+            else:
+                sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
+
+    messages = event.get("Records", [])
+    applied = apply_batch([m["body"] for m in messages], apply_key, lambda bucket, key: key.startswith(prefix))
     if sqs is not None:
-        record_lag(sqs, event.get("Records", []))
-    return {"batchItemFailures": failures}
+        record_lag(sqs, messages)
+    return {"batchItemFailures": [{"itemIdentifier": m["messageId"]} for m, ok in zip(messages, applied) if not ok]}
 
 
 def record_lag(sqs, records: list[dict]) -> None:

@@ -20,7 +20,7 @@ from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
 from ferry.s3.restore import RestoreOutcome, restore_timing, start_restores, wait_and_copy
 from ferry.s3.sync import batches_to_copy
 from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
-from lambdas.s3_apply import apply_attributes, changes_in_message, sync_key
+from lambdas.s3_apply import apply_attributes, apply_batch, sync_key
 from lambdas.s3_compare import Listed
 from lambdas.s3_copy import CopySettings
 from lambdas.s3_versions import sync_chain
@@ -220,10 +220,8 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
     _, target_s3 = s3_clients(job)
     histories = job.all_versions and keep_target_changes_since is None
 
-    def apply(body: str) -> None:
-        for bucket, key, kind in changes_in_message(body):
-            if bucket != job.source or not key.startswith(job.prefix):
-                continue
+    def apply_key(bucket: str, key: str, kinds: list[str]) -> None:
+        for kind in kinds:
             if histories:
                 sync_chain(target_s3, job.source, job.target, key, job.multipart_threshold, job.part_size,
                            settings=settings)
@@ -231,6 +229,9 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
             else:
                 sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
                          kind, settings)
+
+    def apply(bodies: list[str]) -> list[bool]:
+        return apply_batch(bodies, apply_key, lambda bucket, key: bucket == job.source and key.startswith(job.prefix))
 
     sync = this_run(f"bucket-live-sync:{job.source}>{job.target}", LiveSync)
     progress = counters(job)

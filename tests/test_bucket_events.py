@@ -37,7 +37,7 @@ def drain(sqs, s3, url: str, source: str, target: str) -> dict:
         for bucket, key, kind in changes_in_message(body):
             if bucket == source:
                 sync_key(s3, source, target, key, kind=kind)
-    return events.drain_queue(sqs, url, apply, idle_seconds=0.5)
+    return events.drain_queue(sqs, url, events.one_by_one(apply), idle_seconds=0.5)
 
 
 def eventbridge_delivers(s3, sqs, bucket: str) -> bool:
@@ -203,7 +203,7 @@ def test_the_catch_up_drain_waits_for_an_event_still_in_transit(aws, monkeypatch
     monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", "3")
     applied = []
 
-    drained = events.drain_queue(sqs, url, applied.append, until_caught_up=True)
+    drained = events.drain_queue(sqs, url, events.one_by_one(applied.append), until_caught_up=True)
 
     assert drained["messages"] == 1 and len(applied) == 1
 
@@ -215,7 +215,7 @@ def test_appliers_leave_their_lag_on_the_queue_for_status(aws):
     url, arn = queue(sqs, "lagging")
     assert events.recorded_lag(sqs, url) is None
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}))
-    events.drain_queue(sqs, url, lambda body: time.sleep(0.3), until_caught_up=True)
+    events.drain_queue(sqs, url, events.one_by_one(lambda body: time.sleep(0.3)), until_caught_up=True)
     lag, ago = events.recorded_lag(sqs, url)
     assert 0.3 <= lag < 30 and ago < 30
 
@@ -409,3 +409,24 @@ def test_a_settle_time_that_is_no_number_of_seconds_is_bad_input(monkeypatch, va
     monkeypatch.setenv("FERRY_EVENT_SETTLE_SECONDS", value)
     with pytest.raises(events.BadInput, match="FERRY_EVENT_SETTLE_SECONDS"):
         events.settle_seconds()
+
+
+def test_a_batch_applies_each_key_once_whatever_number_of_messages_name_it(s3):
+    from lambdas.s3_apply import apply_batch
+
+    def message(key, name="ObjectCreated:Put"):
+        return json.dumps({"Records": [{"eventName": name, "s3": {"bucket": {"name": "src-bucket"},
+                                                                    "object": {"key": key}}}]})
+
+    applied = []
+    bodies = [message("k"), message("k", "ObjectTagging:Put"), message("other"), "not an event", message("bad")]
+
+    def apply_key(bucket, key, kinds):
+        if key == "bad":
+            raise RuntimeError("AWS said no")
+        applied.append((key, kinds))
+
+    done = apply_batch(bodies, apply_key)
+
+    assert done == [True, True, True, False, False]  # an unreadable message and a failing key fail alone
+    assert sorted(applied) == [("k", ["tags"]), ("other", ["object"])]  # the put's two events: one apply

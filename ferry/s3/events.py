@@ -180,9 +180,25 @@ def recorded_lag(sqs, queue_url: str) -> tuple[float, float] | None:
         return None
 
 
+def one_by_one(apply):
+    """A per-message `apply(body)` as drain_queue takes it: each message of a batch applied in turn,
+    one that raises failing alone."""
+    def apply_batch(bodies: list[str]) -> list[bool]:
+        done = []
+        for body in bodies:
+            try:
+                apply(body)
+                done.append(True)
+            except Exception:  # left on the queue: retried, then dead-lettered by the redrive policy
+                done.append(False)
+        return done
+    return apply_batch
+
+
 def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, stop=None,
                 until_caught_up: bool = False, progress=None) -> dict:
-    """Receive event messages and `apply(body)` each; a message is deleted only once applied.
+    """Receive event messages and `apply(bodies)` each batch (a list of whether each applied: see
+    one_by_one); a message is deleted only once applied, a failed one made visible again soon.
 
     Stops after `idle_seconds` without messages and with none in flight or delayed (None: only when
     `stop` is set), or, with `until_caught_up`, once every message sent before the drain began has
@@ -226,17 +242,16 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
             continue
         idle_since = time.monotonic()
         done = []
-        for message in messages:
-            try:
-                apply(message["Body"])
+        for message, applied in zip(messages, apply([m["Body"] for m in messages])):
+            if applied:
                 done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
-            except Exception:  # left on the queue: retried, then dead-lettered by the redrive policy
-                counts["failed"] += 1
-                try:
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                                  VisibilityTimeout=RETRY_FAILED_AFTER_SECONDS)
-                except ClientError:  # its receive visibility ran out already: it is back on the queue
-                    pass
+                continue
+            counts["failed"] += 1  # left on the queue: retried, then dead-lettered by the redrive policy
+            try:
+                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=RETRY_FAILED_AFTER_SECONDS)
+            except ClientError:  # its receive visibility ran out already: it is back on the queue
+                pass
         if done:
             sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
         sent = [int(m["Attributes"]["SentTimestamp"]) / 1000 for m in messages]
