@@ -74,7 +74,7 @@ EVENT_QUEUES = ["sqs:CreateQueue", "sqs:GetQueueUrl", "sqs:GetQueueAttributes", 
                 "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                 "sqs:ChangeMessageVisibility", "sqs:DeleteQueue"]  # DeleteQueue: ferry finish bucket
 TARGET_BUCKET = ["s3:ListBucket", "s3:ListBucketMultipartUploads",  # listings; incomplete copies to abort
-                 "s3:GetBucketObjectLockConfiguration"]
+                 "s3:GetBucketObjectLockConfiguration", "s3:GetBucketOwnershipControls"]
 TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging",
                   "s3:DeleteObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:GetObjectAcl", "s3:PutObjectAcl",
                   *LOCK_READ, *LOCK_WRITE]

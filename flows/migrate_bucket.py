@@ -157,6 +157,7 @@ def finish_bucket(
     prefix: str = "",
     target_kms_key: str | None = None,
     all_versions: bool = False,
+    held: bool = False,
     source_aws: AwsSide = AwsSide(),
     target_aws: AwsSide = AwsSide(),
 ) -> dict:
@@ -167,13 +168,15 @@ def finish_bucket(
     3. apply what the queue still holds, as the migration was made (its prefix, key, mode), once
        events still in transit have settled;
     4. delete the pair's queues, unless messages remain in them (dead letters are kept to look at).
-    Rerunning it finishes what a killed run left."""
+    `held`: a plan stopped this direction (it switched the service the other way): its queued events
+    are the old home's, late, and are not applied over the service's writes; the queue is deleted
+    only if empty. Rerunning it finishes what a killed run left."""
     job = BucketJob(source=source, target=target, prefix=prefix, target_kms_key=target_kms_key,
                     all_versions=all_versions, source_aws=source_aws, target_aws=target_aws)
     queue_url = find_bucket_queue(job)
     unrouted = remove_bucket_route(job, queue_url)
     lambda_removed = remove_bucket_live_sync(job, queue_url)
-    drained = drain_bucket_events(job, queue_url, until_caught_up=True)
+    drained = {"messages": 0, "failed": 0} if held else drain_bucket_events(job, queue_url, until_caught_up=True)
     queues_removed, queues_kept, dead_letters = delete_bucket_queues(job)
     return {"source": source, "target": target, "removed": unrouted.removed + lambda_removed + queues_removed,
             "kept": unrouted.kept + queues_kept, "events_applied": drained["messages"],

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from lambdas.s3_attributes import REWRITES, SourceKeepsChanging, read_tags, sync_acl, sync_tags  # noqa: F401
 from lambdas.s3_compare import archived, same_headers, tag_counts_differ, tags_undecided
 from lambdas.s3_copy import PLAIN, CopySettings, copy_object
+from lambdas.s3_versions import sync_chain
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def apply_batch(bodies: list[str], apply_key, wanted=lambda bucket, key: True,
     for body in bodies:
         try:
             changes = [(b, k, kind) for b, k, kind in changes_in_message(body) if wanted(b, k)]
-        except (ValueError, KeyError, TypeError):
+        except Exception:  # not an S3 event as Ferry knows them: this message fails alone
             named.append(None)
             continue
         named.append([(b, k) for b, k, _ in changes])
@@ -149,6 +150,8 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
     for _ in range(REWRITES):
         copy_object(s3, source_bucket, key, target_bucket, source["ContentLength"], etag=source["ETag"],
                     storage_class=source.get("StorageClass"), settings=settings, **kwargs)
+        if keep_target_changes_since:  # a switch window: another copy could overwrite the service's newer write
+            break
         # The copy is pinned to the ETag, not to the headers and metadata (a metadata-only change keeps
         # it): read the source again, and copy again if they changed meanwhile (another applier's write
         # may have landed before this one, its event consumed). New bytes, or none, have events of their own.
@@ -163,10 +166,17 @@ def sync_key(s3, source_bucket: str, target_bucket: str, key: str, multipart_thr
     return "copied"
 
 
-def apply_attributes(s3, source_bucket: str, target_bucket: str, key: str, kind: str) -> None:
-    """A tagging or ACL event where histories are copied (lambdas/s3_versions.sync_chain compares
-    content only): the current version's tags or grants made the source's."""
-    if kind == TAGS:
-        sync_tags(s3, source_bucket, target_bucket, key)
-    elif kind == ACL:
-        sync_acl(s3, source_bucket, target_bucket, key)
+def sync_history(s3, source_bucket: str, target_bucket: str, key: str, kinds: list[str], settings: CopySettings,
+                 multipart_threshold: int | None = None, part_size: int | None = None) -> str:
+    """An event where histories are copied: the key's history made equal (lambdas/s3_versions.sync_chain,
+    which compares content only), then, for a tagging or ACL event, the current version's tags or
+    grants made the source's, where the history is Ferry's (not diverged, not stopped at an
+    archived version). Returns sync_chain's status."""
+    status = sync_chain(s3, source_bucket, target_bucket, key, multipart_threshold, part_size,
+                        settings=settings).status
+    if status in ("synced", "unchanged"):
+        if TAGS in kinds:
+            sync_tags(s3, source_bucket, target_bucket, key)
+        if ACL in kinds:
+            sync_acl(s3, source_bucket, target_bucket, key)
+    return status

@@ -71,16 +71,18 @@ def _grantee(grantee: dict) -> str:
 
 
 def extra_grants(acl: dict) -> set[tuple[str, str]]:
-    """An object ACL's grants other than its owner's own, as (permission, grantee): what the service
-    granted others."""
-    owner = _grantee({"ID": acl.get("Owner", {}).get("ID")})
-    return {(g["Permission"], _grantee(g.get("Grantee", {}))) for g in acl.get("Grants", [])
-            if _grantee(g.get("Grantee", {})) not in ("", owner)}
+    """An object ACL's grants to groups (everyone, authenticated users, log delivery), as
+    (permission, grantee): what a copy must keep to serve as its source did (a public website's
+    objects). Grants to accounts are not carried: they name the old home's accounts (the source
+    bucket's owner among them, through bucket-owner-full-control), and the new home's owner has its
+    own; comparing them would never settle across accounts."""
+    return {(g["Permission"], _grantee(g["Grantee"])) for g in acl.get("Grants", [])
+            if g.get("Grantee", {}).get("URI")}
 
 
 def sync_acl(s3, source_bucket: str, target_bucket: str, key: str, target_private: bool = False) -> bool:
-    """Grant on the target object what the source object grants others (the target's owner keeps
-    full control; owners differ across accounts), by grant headers. A target bucket whose ACLs are
+    """Grant on the target object what the source object grants groups (extra_grants; the target's
+    owner keeps full control), by grant headers. A target bucket whose ACLs are
     disabled (Bucket owner enforced, S3's default since 2023) is left as it is. Read again after
     each write. `target_private`: the target was just copied (a copy grants nobody else), so a
     source that grants nobody else costs one request. Returns whether the ACL was written."""
@@ -92,8 +94,12 @@ def sync_acl(s3, source_bucket: str, target_bucket: str, key: str, target_privat
                 return False
             target = s3.get_object_acl(Bucket=target_bucket, Key=key)
         except ClientError as error:
-            if error.response["Error"]["Code"] in GONE:
+            code = error.response["Error"]["Code"]
+            if code in GONE:
                 return written  # gone meanwhile: its event follows
+            if code in ("AccessDenied", "403"):  # an object whose ACL its bucket's owner may not read
+                log.warning("the ACL of %s may not be read: not copied", key)
+                return written
             raise
         wanted = extra_grants(source)
         if wanted == extra_grants(target):

@@ -20,9 +20,8 @@ import time
 
 import boto3
 
-from lambdas.s3_apply import apply_attributes, apply_batch, sync_key
+from lambdas.s3_apply import apply_batch, sync_history, sync_key
 from lambdas.s3_copy import PLAIN, CopySettings
-from lambdas.s3_versions import sync_chain
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,11 @@ def handle(event: dict, s3, target_bucket: str, prefix: str = "", settings: Copy
     """One batch of SQS messages, key by key (lambdas/s3_apply.apply_batch): a message whose keys
     all applied is done; the others are reported as failures, retried alone by SQS."""
     def apply_key(source_bucket: str, key: str, kinds: list[str]) -> None:
+        if all_versions:
+            sync_history(s3, source_bucket, target_bucket, key, kinds, settings)
+            return
         for kind in kinds:
-            if all_versions:
-                sync_chain(s3, source_bucket, target_bucket, key, settings=settings)
-                apply_attributes(s3, source_bucket, target_bucket, key, kind)
-            else:
-                sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
+            sync_key(s3, source_bucket, target_bucket, key, kind=kind, settings=settings)
 
     messages = event.get("Records", [])
     applied = apply_batch([m["body"] for m in messages], apply_key, lambda bucket, key: key.startswith(prefix))

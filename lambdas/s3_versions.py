@@ -205,30 +205,21 @@ class Applied:
     gone: bool = False  # a source version vanished since the listing: the key must be listed again
 
 
-def foreign(plan: ChainPlan, source: list[Entry], target: list[Entry], same: Callable[[Entry, Entry], bool]
+def foreign(plan: ChainPlan, source: list[Entry], target: list[Entry], same_content: Callable[[Entry, Entry], bool]
             ) -> list[Entry]:
-    """The target entries the plan would delete that Ferry cannot prove are its own to delete, so
-    must never be: newer than the last entry found to be a copy of the source's, a version whose
-    content is no source version's (the service's own write after a switch, or anyone's), or a
-    delete marker that does not follow another marker (deleting it would bring an older version
-    back). Older than a copy is history the source itself no longer has (a lifecycle rule expired
-    it); a duplicate copy, or a second marker in a row, loses nothing; a key with no source history
-    at all is deleted only where the caller says (`--delete`, or live sync of a key whose every
-    version the source deleted)."""
+    """The target versions the plan would delete that may be the only copy of their content, so
+    are never deleted: newer than the last entry found to be a copy of the source's, with content no
+    source version has (the service's own write after a switch, or a version the source deleted for
+    good after it was copied). Older history (a version a lifecycle rule expired from the source), a
+    duplicate copy (two appliers raced), a copy under another target key or lock (compared by
+    content only), and delete markers (no content; an undelete removes the source's) are Ferry's to
+    delete. A key with no source history is deleted only where the caller says (`--delete`, or live
+    sync of a key whose every version the source deleted)."""
     if not source:
         return []
     last_kept = max((target.index(copy) for _, copy in plan.kept), default=-1)
-    found = []
-    for entry in plan.remove:
-        at = target.index(entry)
-        if at < last_kept:
-            continue
-        if entry.marker:
-            if at == 0 or not target[at - 1].marker:
-                found.append(entry)
-        elif not any(not candidate.marker and same(candidate, entry) for candidate in source):
-            found.append(entry)
-    return found
+    return [entry for entry in plan.remove if not entry.marker and target.index(entry) > last_kept
+            and not any(not candidate.marker and same_content(candidate, entry) for candidate in source)]
 
 
 def apply_plan(s3, source_bucket: str, target_bucket: str, key: str, plan: ChainPlan,
@@ -287,6 +278,7 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
     `known`: both chains as just listed (the bulk sync's), used for the first round."""
     s3_source = s3_source or s3
     same = judge(s3_source, s3, source_bucket, target_bucket, settings=settings)
+    same_content = judge(s3_source, s3, source_bucket, target_bucket)  # without the key or lock: content alone
     result = KeySync(key, "unchanged")
     for _ in range(MAX_ROUNDS):
         source, target = known or (key_chain(s3_source, source_bucket, key), key_chain(s3, target_bucket, key))
@@ -295,7 +287,7 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
         result.kept = plan.kept
         if plan.equal:
             return result
-        if others := foreign(plan, source, target, same):
+        if others := foreign(plan, source, target, same_content):
             log.warning("key %s: the target holds %d entries Ferry did not write (first: version %s): its history is "
                         "left as it is", key, len(others), others[0].version_id)
             result.status = "diverged"

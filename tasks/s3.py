@@ -20,10 +20,9 @@ from ferry.s3.copy import copy_objects, delete_extras as delete_absent_keys
 from ferry.s3.restore import RestoreOutcome, restore_timing, start_restores, wait_and_copy
 from ferry.s3.sync import batches_to_copy
 from ferry.s3.verify import BucketReport, ReportBuilder, reconfirm, verify_buckets
-from lambdas.s3_apply import apply_attributes, apply_batch, sync_key
+from lambdas.s3_apply import apply_batch, sync_history, sync_key
 from lambdas.s3_compare import Listed
 from lambdas.s3_copy import CopySettings
-from lambdas.s3_versions import sync_chain
 from tasks.common import RETRYING as retrying
 from tasks.handles import STOPPING, BucketCounters, LiveSync, bucket_counters_name, stop_on_signals, this_run
 from tasks.verify import artifact_key
@@ -221,14 +220,13 @@ def drain_bucket_events(job: BucketJob, queue_url: str, idle_seconds: float | No
     histories = job.all_versions and keep_target_changes_since is None
 
     def apply_key(bucket: str, key: str, kinds: list[str]) -> None:
+        if histories:
+            sync_history(target_s3, job.source, job.target, key, kinds, settings, job.multipart_threshold,
+                         job.part_size)
+            return
         for kind in kinds:
-            if histories:
-                sync_chain(target_s3, job.source, job.target, key, job.multipart_threshold, job.part_size,
-                           settings=settings)
-                apply_attributes(target_s3, job.source, job.target, key, kind)
-            else:
-                sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
-                         kind, settings)
+            sync_key(target_s3, job.source, job.target, key, job.multipart_threshold, keep_target_changes_since,
+                     kind, settings)
 
     def apply(bodies: list[str]) -> list[bool]:
         return apply_batch(bodies, apply_key, lambda bucket, key: bucket == job.source and key.startswith(job.prefix))

@@ -419,7 +419,7 @@ def test_a_batch_applies_each_key_once_whatever_number_of_messages_name_it(s3):
                                                                     "object": {"key": key}}}]})
 
     applied = []
-    bodies = [message("k"), message("k", "ObjectTagging:Put"), message("other"), "not an event", message("bad")]
+    bodies = [message("k"), message("k", "ObjectTagging:Put"), message("other"), "not an event", message("bad"), "[]"]
 
     def apply_key(bucket, key, kinds):
         if key == "bad":
@@ -428,5 +428,31 @@ def test_a_batch_applies_each_key_once_whatever_number_of_messages_name_it(s3):
 
     done = apply_batch(bodies, apply_key)
 
-    assert done == [True, True, True, False, False]  # an unreadable message and a failing key fail alone
+    assert done == [True, True, True, False, False, False]  # unreadable messages and a failing key fail alone
     assert sorted(applied) == [("k", ["tags"]), ("other", ["object"])]  # the put's two events: one apply
+
+
+def test_only_grants_to_groups_are_carried_so_grants_to_accounts_never_keep_a_copy_different():
+    from lambdas.s3_attributes import extra_grants
+
+    owner, other = {"Type": "CanonicalUser", "ID": "a" * 64}, {"Type": "CanonicalUser", "ID": "b" * 64}
+    everyone = {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}
+    uploaded_by_another_account = {"Owner": {"ID": other["ID"]}, "Grants": [
+        {"Grantee": other, "Permission": "FULL_CONTROL"}, {"Grantee": owner, "Permission": "FULL_CONTROL"},
+        {"Grantee": everyone, "Permission": "READ"}]}
+    copy = {"Owner": {"ID": owner["ID"]}, "Grants": [{"Grantee": owner, "Permission": "FULL_CONTROL"},
+                                                      {"Grantee": everyone, "Permission": "READ"}]}
+    assert extra_grants(uploaded_by_another_account) == extra_grants(copy) == {("READ", f'uri="{everyone["URI"]}"')}
+
+
+def test_finishing_keeps_a_queue_that_still_holds_events_and_the_dead_letter_queue_it_redrives_to(aws):
+    sqs = boto3.client("sqs")
+    name, dead = events.queue_names("src-bucket", "dst-bucket")
+    url, _ = events.ensure_queue(sqs, "src-bucket", name, dead)
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": []}))
+
+    removed, kept, dead_letters = events.delete_queues(sqs, "src-bucket", "dst-bucket")
+
+    assert removed == [] and dead_letters == 0 and len(kept) == 2  # nothing lost, the redrive intact
+    received(sqs, url)
+    assert events.delete_queues(sqs, "src-bucket", "dst-bucket")[0] == [f"queue {name}", f"queue {dead}"]

@@ -341,6 +341,13 @@ def test_a_target_version_ferry_did_not_write_is_never_deleted_nor_buried(s3):
     assert synced.status == "diverged" and (synced.versions, synced.removed) == (0, 0)
     assert history(s3, "dst-bucket", "k") == [b"1", b"service's own"]
 
+    write(s3, "undeleted", b"1", None)  # an undelete: the source's delete marker removed
+    assert sync_chain(s3, "src-bucket", "dst-bucket", "undeleted").markers == 1
+    marker = s3.list_object_versions(Bucket="src-bucket", Prefix="undeleted")["DeleteMarkers"][0]["VersionId"]
+    s3.delete_object(Bucket="src-bucket", Key="undeleted", VersionId=marker)
+    assert sync_chain(s3, "src-bucket", "dst-bucket", "undeleted").removed == 1  # markers are Ferry's to delete
+    assert history(s3, "dst-bucket", "undeleted") == [b"1"]
+
 
 def test_tag_events_reach_the_current_version_when_histories_are_copied(s3):
     from lambdas.s3_handler import handle

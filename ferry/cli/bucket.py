@@ -59,10 +59,11 @@ def connect(job: BucketJob, preflight: bool = True) -> None:
 
 
 def as_migrated(source: str, target: str, source_aws: AwsSide, target_aws: AwsSide, prefix: str | None = None,
-                target_kms_key: str | None = None, all_versions: bool | None = None) -> BucketJob:
+                target_kms_key: str | None = None, all_versions: bool | None = None,
+                held_too: bool = False) -> BucketJob:
     """The job of a pair's live sync as its migration was made (the pair's queue remembers its
-    prefix, target key and mode; options given must agree): set up, not stopped by a plan, with
-    every read-only check passed."""
+    prefix, target key and mode; options given must agree): set up, not stopped by a plan (unless
+    `held_too`: finishing a pair a plan stopped), with every read-only check passed."""
     from ferry.s3 import events
     from ferry.s3.events import settle_seconds
     from ferry.s3.preflight import copy_settings
@@ -72,7 +73,8 @@ def as_migrated(source: str, target: str, source_aws: AwsSide, target_aws: AwsSi
     check_sides(source_aws, target_aws)
     sqs = client(source_aws, "sqs")
     queue = events.find_queue(sqs, source, target)
-    events.check_not_held(sqs, queue, source, target)
+    if not held_too:
+        events.check_not_held(sqs, queue, source, target)
     recorded = events.recorded_prefix(sqs, queue)
     if prefix is not None and recorded is not None and prefix != recorded:
         raise BadInput(f"the migration of {source} into {target} was made with --prefix {recorded!r}, not {prefix!r}: "
@@ -221,11 +223,14 @@ def finish(
     """End the live sync of SOURCE into TARGET: remove only what Ferry added to route the source's
     events, apply what is queued, delete the pair's queues (and its Lambda, if deployed). Exit 1 if
     dead letters remain (their keys may differ; their queue is kept)."""
-    job = as_migrated(source, target, source_aws, target_aws)  # set up, or nothing to finish
+    from ferry.s3 import events
+
+    job = as_migrated(source, target, source_aws, target_aws, held_too=True)  # set up, or nothing to finish
+    held = bool(events.held_by(client(source_aws, "sqs"), events.find_queue(client(source_aws, "sqs"), source, target)))
     use_prefect(verbose)
     from flows.migrate_bucket import finish_bucket
 
-    finished = finish_bucket(**flow_arguments(job, finish_bucket))
+    finished = finish_bucket(**flow_arguments(job, finish_bucket, held=held))
     if json_output:
         print_json(finished)
     else:
@@ -234,4 +239,4 @@ def finish(
         for line in finished["kept"]:
             render.out.print(f"kept {line}", highlight=False)
         render.out.print(f"applied {finished['events_applied']:,} queued events", highlight=False)
-    return EXIT_DIFFERENT if finished["dead_letters"] else EXIT_OK
+    return EXIT_DIFFERENT if any(line.startswith("queue ") for line in finished["kept"]) else EXIT_OK

@@ -111,8 +111,13 @@ def release_queue(sqs, queue_url: str) -> None:
     sqs.untag_queue(QueueUrl=queue_url, TagKeys=[HOLD_TAG])
 
 
+def held_by(sqs, queue_url: str) -> str | None:
+    """The plan that stopped this direction's live sync, if one did."""
+    return sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(HOLD_TAG) or None
+
+
 def check_not_held(sqs, queue_url: str, source: str, target: str) -> None:
-    plan = sqs.list_queue_tags(QueueUrl=queue_url).get("Tags", {}).get(HOLD_TAG)
+    plan = held_by(sqs, queue_url)
     if plan:
         raise BadInput(f"live sync of bucket {source} into {target} is stopped by plan {plan!r} (it has switched the "
                        "service the other way): run 'ferry sync plan PLAN' for the direction that runs now")
@@ -275,27 +280,27 @@ def drain_queue(sqs, queue_url: str, apply, idle_seconds: float | None = 1.0, st
 
 
 def delete_queues(sqs, source: str, target: str) -> tuple[list[str], list[str], int]:
-    """Delete the pair's queue and its dead-letter queue once nothing is left in them: (removed,
-    kept and why, dead letters). A dead letter is a change that never applied: its queue stays to be
-    looked at, and so does the queue whose redrive points at it."""
+    """Delete the pair's queue, then its dead-letter queue, once nothing is left in them: (removed,
+    kept and why, dead letters). A queue holding messages stays (its changes are not applied yet);
+    a dead letter is a change that never applied: its queue stays to be looked at."""
     removed, kept, dead = [], [], 0
     name, dead_letter = queue_names(source, target)
-    for queue in (dead_letter, name):  # the dead-letter queue first: the queue's redrive points at it
+    for queue in (name, dead_letter):  # the queue first: its redrive points at the dead-letter queue
         try:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         except ClientError as error:
             if "NonExistentQueue" not in error.response["Error"]["Code"]:
                 raise
             continue
-        if not queue_is_empty(sqs, url):
-            if queue == dead_letter:
-                dead = waiting(sqs, url)
-                kept.append(f"queue {queue}: {dead} dead letters (changes that never applied: their keys may differ)")
-            else:
-                kept.append(f"queue {queue}: messages arrived or came back while finishing: rerun to apply them")
+        if queue == dead_letter and (dead := waiting(sqs, url)):
+            kept.append(f"queue {queue}: {dead} dead letters (changes that never applied: their keys may differ)")
             continue
-        if queue == name and kept:  # its dead letters are kept: so is it, the redrive's source
-            kept.append(f"queue {queue}: its dead-letter queue is kept")
+        if queue == name and not queue_is_empty(sqs, url):
+            kept.append(f"queue {queue}: events not applied yet (held by another consumer, or arrived late): "
+                        "rerun 'ferry finish bucket'")
+            continue
+        if queue == dead_letter and kept:  # the queue is kept: so is the dead-letter queue it redrives to
+            kept.append(f"queue {queue}: the queue it serves is kept")
             continue
         sqs.delete_queue(QueueUrl=url)
         removed.append(f"queue {queue}")

@@ -85,26 +85,27 @@ def deploy(iam, lambda_client, logs, *, source: str, target: str, prefix: str, q
 
 
 def remove(iam, lambda_client, *, source: str, target: str, queue_arn: str) -> list[str]:
-    """Remove what `deploy` made for the pair: the queue's mappings, the function, its role. Its log
-    group stays (it holds the function's logs). Idempotent; a pair synced by the poller has no
-    function (and its operator no right to ask for one: nothing to remove). Returns what was removed."""
+    """Remove what `deploy` made for the pair: the queue's mappings (no new invocation), the
+    function, then its role (no invocation left to need it). Its log group stays (it holds the
+    function's logs). Idempotent; a pair synced by the poller has no function (and its operator
+    perhaps no right to ask: a refusal counts as nothing to remove). Returns what was removed."""
     name = resource_name(source, target, "-s3")
     removed = []
     for mapping in lambda_client.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]:
         lambda_client.delete_event_source_mapping(UUID=mapping["UUID"])
         removed.append(f"event source mapping {mapping['UUID']}")
-    try:
-        lambda_client.get_function(FunctionName=name)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("ResourceNotFoundException", "AccessDeniedException", "403"):
-            return removed
-        raise
-    for delete in (lambda: iam.delete_role_policy(RoleName=name, PolicyName=ROLE_POLICY),
-                   lambda: iam.delete_role(RoleName=name)):  # the role first: the function is the record
-        try:
-            delete()
+    absent = ("ResourceNotFoundException", "NoSuchEntity")
+    if not removed:  # no mapping: a poller's pair (or a rerun), whose operator may not ask about functions
+        absent += ("AccessDenied", "AccessDeniedException", "403")
+    for what, delete in ((f"Lambda function {name}", lambda: lambda_client.delete_function(FunctionName=name)),
+                         (None, lambda: iam.delete_role_policy(RoleName=name, PolicyName=ROLE_POLICY)),
+                         (f"IAM role {name}", lambda: iam.delete_role(RoleName=name))):
+        try:  # each on its own: a rerun after a kill finds what is left (none of it, for a poller's pair,
+            delete()  # whose operator may not even ask)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "NoSuchEntity":
+            if error.response["Error"]["Code"] not in absent:
                 raise
-    lambda_client.delete_function(FunctionName=name)
-    return removed + [f"IAM role {name}", f"Lambda function {name}"]
+            continue
+        if what:
+            removed.append(what)
+    return removed

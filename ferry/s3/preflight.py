@@ -88,24 +88,32 @@ def object_lock_required(job: BucketJob, source_s3, target_s3) -> bool:
     return True
 
 
-def acls_enabled(s3, bucket: str) -> bool:
+def acls_enabled(s3, bucket: str, side: str) -> bool:
     """Whether the bucket's object ACLs are in force (not Bucket owner enforced, S3's default for
-    buckets made since April 2023): then its objects' grants are copied with them."""
+    buckets made since April 2023)."""
     try:
         rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     except ClientError as error:
         if error.response["Error"]["Code"] in ("OwnershipControlsNotFoundError", "NoSuchOwnershipControls"):
             return True  # an older bucket: ACLs as they always were
         if line := denied_line(error):
-            raise BadInput(f"source bucket {bucket!r}: {line}") from None
+            raise BadInput(f"{side} bucket {bucket!r}: {line}") from None
         raise
     return not any(rule.get("ObjectOwnership") == "BucketOwnerEnforced" for rule in rules)
+
+
+def copies_carry_acls(job: BucketJob, source_s3, target_s3) -> bool:
+    """Copies get their source's grants only where both buckets' ACLs are in force: a source
+    without them has none to give, a target without them could hold none (one GetObjectAcl per copy
+    spent for nothing)."""
+    return acls_enabled(source_s3, job.source, "source") and acls_enabled(target_s3, job.target, "target")
 
 
 def copy_settings(job: BucketJob, source_s3, target_s3, kms=None) -> CopySettings:
     """What every copy of this migration carries, read now (the checks above; no write)."""
     key_arn = target_key_arn(kms or client(job.target_aws, "kms"), job.target_kms_key) if job.target_kms_key else None
-    return CopySettings(key_arn, object_lock_required(job, source_s3, target_s3), acls_enabled(source_s3, job.source))
+    return CopySettings(key_arn, object_lock_required(job, source_s3, target_s3),
+                        copies_carry_acls(job, source_s3, target_s3))
 
 
 def require_bucket(s3, bucket: str, side: str) -> None:
@@ -127,7 +135,8 @@ def check_bucket_job(job: BucketJob, source_s3, target_s3, kms=None) -> CopySett
     check_permissions(job, source_s3, key_arn)
     require_bucket(source_s3, job.source, "source")
     require_bucket(target_s3, job.target, "target")
-    settings = CopySettings(key_arn, object_lock_required(job, source_s3, target_s3), acls_enabled(source_s3, job.source))
+    settings = CopySettings(key_arn, object_lock_required(job, source_s3, target_s3),
+                            copies_carry_acls(job, source_s3, target_s3))
     if job.all_versions:
         from ferry.s3.versions import check_versioning
 
