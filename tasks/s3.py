@@ -293,14 +293,19 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
         if not job.delete:
             report.equal = report.verified(delete=False)
         report.repaired = repaired
-    headline = reports.bucket_headline(report)
+    paths = publish_bucket_report(job, report, reports.bucket_headline(report), report_dir)
+    for path in paths:
+        get_run_logger().info("report written to %s", path)
+    return report
+
+
+def publish_bucket_report(job: BucketJob, report, headline: str, report_dir: str | None) -> list:
+    """A bucket verification's artifacts in Prefect (a table per prefix, the report), its headline in
+    the log, and with `report_dir` its CSV and Markdown files (their paths returned)."""
     create_table_artifact(key=artifact_key("verify", job.source, job.target),
                           table=json.loads(report.by_prefix.to_json(orient="records")), description=headline)
     create_markdown_artifact(key=artifact_key("verify", job.source, job.target, "report"),
                              markdown=reports.bucket_markdown(report), description=headline)
     get_run_logger().info(headline)
-    if report_dir:
-        for path in reports.write_bucket_report(report, report_dir):
-            get_run_logger().info("report written to %s", path)
-    return report
+    return reports.write_bucket_report(report, report_dir) if report_dir else []
 

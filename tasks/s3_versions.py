@@ -3,21 +3,18 @@ verify histories (with the version-ID map in --report-dir). The logic is ferry/s
 
 from __future__ import annotations
 
-import json
 import os
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ferry import report as reports
 from ferry.aws import shared_client as client
 from ferry.config import BucketJob
 from ferry.s3 import versions
 from ferry.s3.versions import HistoryReport, VersionMap, VersionsOutcome
-from tasks.common import RETRYING as retrying
 from lambdas.s3_copy import CopySettings
-from tasks.s3 import counters, drain_bucket_events, s3_clients, settings_for
-from tasks.verify import artifact_key
+from tasks.common import RETRYING as retrying
+from tasks.s3 import counters, drain_bucket_events, publish_bucket_report, s3_clients, settings_for
 
 
 @task(name="remember-bucket-mode", task_run_name="remember the mode of {job.source} -> {job.target}", **retrying)
@@ -89,13 +86,8 @@ def verify_object_versions(job: BucketJob, repair: bool = False, report_dir: str
             mapping.close()
     headline = reports.bucket_headline(report) + (f"; {report.version_map:,} versions and delete markers mapped "
                                                   f"({report.source_versions:,} versions in the source)")
-    create_table_artifact(key=artifact_key("verify", job.source, job.target),
-                          table=json.loads(report.by_prefix.to_json(orient="records")), description=headline)
-    create_markdown_artifact(key=artifact_key("verify", job.source, job.target, "report"),
-                             markdown=reports.bucket_markdown(report), description=headline)
-    get_run_logger().info(headline)
+    paths = publish_bucket_report(job, report, headline, report_dir)
     if report_dir:
-        paths = reports.write_bucket_report(report, report_dir)
         named = paths[1].with_name(paths[1].name.replace("-differences.csv", "-versions.csv"))
         mapping.path.replace(named)
         for path in paths + [named]:
