@@ -80,6 +80,23 @@ def extra_grants(acl: dict) -> set[tuple[str, str]]:
             if g.get("Grantee", {}).get("URI")}
 
 
+def same_grants(s3_source, s3_target, source_bucket: str, target_bucket: str, key: str) -> bool:
+    """Rule step 8 (lambdas/s3_compare.py): both objects grant groups the same (extra_grants). An
+    object gone from either side, or whose ACL may not be read, is not called different here: its
+    event, or the rest of the rule, decides."""
+    try:
+        source = s3_source.get_object_acl(Bucket=source_bucket, Key=key)
+        target = s3_target.get_object_acl(Bucket=target_bucket, Key=key)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in GONE or code in ("AccessDenied", "403"):
+            if code not in GONE:
+                log.warning("the ACL of %s may not be read: not compared", key)
+            return True
+        raise
+    return extra_grants(source) == extra_grants(target)
+
+
 def sync_acl(s3, source_bucket: str, target_bucket: str, key: str, target_private: bool = False) -> bool:
     """Grant on the target object what the source object grants groups (extra_grants; the target's
     owner keeps full control), by grant headers. A target bucket whose ACLs are

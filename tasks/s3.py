@@ -282,7 +282,7 @@ def verify_bucket(job: BucketJob, repair: bool = False, report_dir: str | None =
                                         settings=settings)
     if live_sync_queue and not report.equal:
         drain_bucket_events.fn(job, live_sync_queue, until_caught_up=True, settings=settings)
-        report = reconfirm(report, source_s3, target_s3, settings)
+        report = reconfirm(report, source_s3, target_s3, settings, deep)
     if repair and not report.equal:
         copied = copy_objects(target_s3, job.source, job.target, report.to_copy, job.multipart_threshold,
                               job.part_size, settings=settings)

@@ -456,3 +456,45 @@ def test_finishing_keeps_a_queue_that_still_holds_events_and_the_dead_letter_que
     assert removed == [] and dead_letters == 0 and len(kept) == 2  # nothing lost, the redrive intact
     received(sqs, url)
     assert events.delete_queues(sqs, "src-bucket", "dst-bucket")[0] == [f"queue {name}", f"queue {dead}"]
+
+
+def test_deep_verification_compares_grants_and_repair_restores_them(s3):
+    """A copy whose grants write was lost (a kill between the copy and the write) is found by `--deep`
+    (rule step 8) and made right by repair; a target granting what its source does not is found too."""
+    from ferry.s3.copy import copy_objects
+    from ferry.s3.verify import reconfirm, verify_buckets
+    from lambdas.s3_compare import Listed
+    from lambdas.s3_copy import CopySettings
+
+    acls_enabled(s3, "src-bucket", "dst-bucket")
+    s3.put_object(Bucket="src-bucket", Key="public.html", Body=b"<html/>", ACL="public-read")
+    s3.put_object(Bucket="src-bucket", Key="private", Body=b"p")
+    s3.put_object(Bucket="src-bucket", Key="plain", Body=b"q")
+    listed = [Listed.from_head(k, s3.head_object(Bucket="src-bucket", Key=k)) for k in ("public.html", "private")]
+    copy_objects(s3, "src-bucket", "dst-bucket", listed)  # no grants written: as if killed right after the copies
+    s3.put_object(Bucket="dst-bucket", Key="plain", Body=b"q", ACL="public-read")  # granted on the target alone
+    with_acls = CopySettings(acls=True)
+
+    assert verify_buckets(s3, s3, "src-bucket", "dst-bucket", settings=with_acls).equal  # a listing sees no ACL
+    deep = verify_buckets(s3, s3, "src-bucket", "dst-bucket", deep=True, settings=with_acls)
+    assert (deep.equal, deep.changed) == (False, ["plain", "public.html"])
+    assert verify_buckets(s3, s3, "src-bucket", "dst-bucket", deep=True).equal  # ACLs not carried: not compared
+    again = reconfirm(deep, s3, s3, with_acls, deep=True)  # read again after live sync's events: the same rule
+    assert (again.equal, again.changed) == (False, ["plain", "public.html"])
+
+    copy_objects(s3, "src-bucket", "dst-bucket", deep.to_copy, settings=with_acls)  # what repair does
+    assert verify_buckets(s3, s3, "src-bucket", "dst-bucket", deep=True, settings=with_acls).equal
+
+
+def test_a_deep_verification_read_again_keeps_a_tag_change_with_as_many_tags(s3):
+    """Reconfirming a deep report (after live sync's queued events) judges by the same rule as the
+    comparison did: a tag value changed on the source alone stays a difference."""
+    from ferry.s3.verify import reconfirm, verify_buckets
+
+    s3.put_object(Bucket="src-bucket", Key="doc", Body=b"d", Tagging="team=web")
+    s3.put_object(Bucket="dst-bucket", Key="doc", Body=b"d", Tagging="team=data")
+    deep = verify_buckets(s3, s3, "src-bucket", "dst-bucket", deep=True)
+    assert deep.changed == ["doc"]
+    assert reconfirm(deep, s3, s3, deep=True).changed == ["doc"]
+    s3.put_object_tagging(Bucket="dst-bucket", Key="doc", Tagging={"TagSet": [{"Key": "team", "Value": "web"}]})
+    assert reconfirm(deep, s3, s3, deep=True).equal  # made right meanwhile: read again, no longer a difference

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ferry.s3.listing import PAGE_SIZE, KeyRange, iter_ranges, list_range_whole
 from lambdas.s3_apply import head, read_tags
+from lambdas.s3_attributes import same_grants
 from lambdas.s3_compare import (MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing, same_tags, tag_counts_differ,
                                 tags_undecided)
 from lambdas.s3_copy import PLAIN, CopySettings
@@ -35,24 +36,31 @@ class RangeComparison:
     archived: list[Listed] = field(default_factory=list)  # differing source objects archived, not restored: not copied
 
 
+def same_now(s3_source, s3_target, source_bucket: str, target_bucket: str, key: str, source: dict,
+             target: dict | None, settings: CopySettings = PLAIN, deep: bool = False) -> bool:
+    """Steps 3-8 of the rule for one key whose HEADs on both sides are `source` and `target` (None:
+    absent): steps 3-4 and 6-7 from the HEADs, step 5 from their tag counts and, with `deep`, both
+    tag sets; with `deep` where copies carry grants (`settings.acls`), step 8, both ACLs read."""
+    if not settings.same(source, target) or tag_counts_differ(source, target):
+        return False
+    if deep and tags_undecided(source, target) and not same_tags(read_tags(s3_source, source_bucket, key) or {},
+                                                                 read_tags(s3_target, target_bucket, key) or {}):
+        return False
+    return not (deep and settings.acls) or same_grants(s3_source, s3_target, source_bucket, target_bucket, key)
+
+
 def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str],
                    settings: CopySettings = PLAIN, deep: bool = False) -> dict[str, bool]:
-    """Steps 3-4 and 6-7 of the rule for `keys`: HEAD each on both sides (in parallel); `deep`: step
-    5 too, both tag sets read. A key deleted from either side meanwhile counts as different (the next
-    pass sees why)."""
+    """same_now for `keys`, each HEADed on both sides (in parallel). A key deleted from either side
+    meanwhile counts as different (the next pass sees why)."""
     if not keys:
         return {}
 
     def verdict(key: str) -> bool:
         source = head(s3_source, source_bucket, key)
         target = head(s3_target, target_bucket, key) if source is not None else None
-        if source is None or not settings.same(source, target):
-            return False
-        if tag_counts_differ(source, target):
-            return False
-        if deep and tags_undecided(source, target):
-            return same_tags(read_tags(s3_source, source_bucket, key) or {}, read_tags(s3_target, target_bucket, key) or {})
-        return True
+        return source is not None and same_now(s3_source, s3_target, source_bucket, target_bucket, key, source,
+                                               target, settings, deep)
 
     with ThreadPoolExecutor(min(HEAD_THREADS, len(keys))) as pool:
         return dict(zip(keys, pool.map(verdict, keys)))

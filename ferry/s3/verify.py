@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ferry.s3.compare import RangeComparison, compare_buckets
+from ferry.s3.compare import RangeComparison, compare_buckets, same_now
 from ferry.s3.listing import PAGE_SIZE
 from lambdas.s3_apply import head
 from lambdas.s3_compare import Listed
@@ -123,11 +123,12 @@ def verify_buckets(s3_source, s3_target, source_bucket: str, target_bucket: str,
 MAX_RECONFIRMED = 10_000  # beyond this many differences, a listing's answer stands
 
 
-def reconfirm(report: BucketReport, s3_source, s3_target, settings: CopySettings = PLAIN) -> BucketReport:
+def reconfirm(report: BucketReport, s3_source, s3_target, settings: CopySettings = PLAIN,
+              deep: bool = False) -> BucketReport:
     """Keep only the differences that are still there now. A listing taken while live sync applies
     the service's changes sees keys written a moment ago as missing or changed; the caller applies
     the queued events first, then each differing key is read again on both sides (HEAD) and judged
-    by the same rule as the live sync (lambdas/s3_compare.same_object). A report whose key lists
+    by the rule the comparison used (ferry/s3/compare.same_now, `deep` as it was). A report whose key lists
     were cut short, or that has too many differences to read again, is returned as it is."""
     listed = sum(len(getattr(report, kind)) for kind in KINDS)
     if report.equal or listed > MAX_RECONFIRMED or any(report.count(k) != len(getattr(report, k)) for k in KINDS):
@@ -140,7 +141,7 @@ def reconfirm(report: BucketReport, s3_source, s3_target, settings: CopySettings
             if target is not None:
                 still["extra"].append(key)
             continue
-        if not settings.same(source, target):
+        if not same_now(s3_source, s3_target, report.source, report.target, key, source, target, settings, deep):
             still["missing" if target is None else "changed"].append(key)
             to_copy.append(Listed(key, source["ContentLength"], source["ETag"].strip('"'),
                                   source.get("StorageClass", "STANDARD")))
