@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from lambdas.s3_attributes import sync_acl
 from lambdas.s3_compare import MAYBE_ARCHIVED_CLASSES, Listed, archived, same_by_listing
 from lambdas.s3_copy import MULTIPART_THRESHOLD, PART_SIZE, PLAIN, CopySettings, copy_object
 
@@ -275,7 +276,9 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
     """Make the target's chain of `key` equal the source's now. Idempotent, in any order, as often as
     events come: both chains are read, the difference written, both read again, until equal.
     `s3_source`: a client for reading the source (default `s3`, which a copy needs to read it anyway);
-    `known`: both chains as just listed (the bulk sync's), used for the first round."""
+    `known`: both chains as just listed (the bulk sync's), used for the first round. Where copies
+    carry grants (`settings.acls`), a copied history's current version gets its source's (older
+    versions' ACLs are not copied: histories are copied as content)."""
     s3_source = s3_source or s3
     same = judge(s3_source, s3, source_bucket, target_bucket, settings=settings)
     same_content = judge(s3_source, s3, source_bucket, target_bucket)  # without the key or lock: content alone
@@ -286,6 +289,8 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
         plan = plan_chain(source, target, same)
         result.kept = plan.kept
         if plan.equal:
+            if result.status == "synced" and settings.acls and source and not source[-1].marker:
+                sync_acl(s3, source_bucket, target_bucket, key)  # copies are private: the current one's grants
             return result
         if others := foreign(plan, source, target, same_content):
             log.warning("key %s: the target holds %d entries Ferry did not write (first: version %s): its history is "

@@ -363,3 +363,23 @@ def test_tag_events_reach_the_current_version_when_histories_are_copied(s3):
 
     assert s3.get_object_tagging(Bucket="dst-bucket", Key="k")["TagSet"] == [{"Key": "team", "Value": "web"}]
     assert history(s3, "dst-bucket", "k") == [b"1"]  # no version added for a tag change
+
+
+def test_a_copied_history_carries_the_current_versions_grants_where_acls_are_enabled(s3):
+    from lambdas.s3_copy import CopySettings
+
+    versioned(s3, "src-bucket", "dst-bucket")
+    for bucket in ("src-bucket", "dst-bucket"):
+        s3.delete_bucket_ownership_controls(Bucket=bucket)
+    write(s3, "site/index.html", b"old")
+    s3.put_object(Bucket="src-bucket", Key="site/index.html", Body=b"new", ACL="public-read")
+    write(s3, "gone", b"x", None)  # its current version a delete marker: no ACL to carry
+
+    for key in ("site/index.html", "gone"):
+        assert sync_chain(s3, "src-bucket", "dst-bucket", key, settings=CopySettings(acls=True)).status == "synced"
+
+    public = [g["Permission"] for g in s3.get_object_acl(Bucket="dst-bucket", Key="site/index.html")["Grants"]
+              if g["Grantee"].get("URI", "").endswith("AllUsers")]
+    assert public == ["READ"]
+    assert history(s3, "dst-bucket", "site/index.html") == [b"old", b"new"]
+    assert history(s3, "dst-bucket", "gone") == [b"x", None]
