@@ -81,10 +81,13 @@ TARGET_OBJECTS = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:Put
 EVENT_RULE = ["events:PutRule", "events:DescribeRule", "events:DeleteRule", "events:PutTargets",
               "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:ListTagsForResource"]
 # --all-versions: histories listed on both sides (and the versioning checked), versions read by their ID,
-# a target's out-of-place versions deleted by theirs (lambdas/s3_versions.py)
+# a target's out-of-place versions deleted by theirs (lambdas/s3_versions.py), the current version's
+# tags and grants read and written by its ID (lambdas/s3_attributes.py)
 VERSIONED_BUCKET = ["s3:ListBucketVersions", "s3:GetBucketVersioning"]
-SOURCE_VERSIONS = ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"]
-TARGET_VERSIONS = ["s3:GetObjectVersion", "s3:DeleteObjectVersion"]
+SOURCE_VERSIONS = ["s3:GetObjectVersion", "s3:GetObjectVersionTagging", "s3:GetObjectVersionAcl"]
+TARGET_VERSIONS = ["s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:GetObjectVersionTagging",
+                   "s3:PutObjectVersionTagging", "s3:DeleteObjectVersionTagging", "s3:GetObjectVersionAcl",
+                   "s3:PutObjectVersionAcl"]
 
 
 def statement(sid: str, actions: list[str], resources: list[str]) -> dict:

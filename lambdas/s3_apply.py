@@ -171,12 +171,11 @@ def sync_history(s3, source_bucket: str, target_bucket: str, key: str, kinds: li
     """An event where histories are copied: the key's history made equal (lambdas/s3_versions.sync_chain,
     which compares content only), then, for a tagging or ACL event, the current version's tags or
     grants made the source's, where the history is Ferry's (not diverged, not stopped at an
-    archived version). Returns sync_chain's status."""
-    status = sync_chain(s3, source_bucket, target_bucket, key, multipart_threshold, part_size,
-                        settings=settings).status
-    if status in ("synced", "unchanged"):
+    archived version), pinned to the versions both chains end with. Returns sync_chain's status."""
+    synced = sync_chain(s3, source_bucket, target_bucket, key, multipart_threshold, part_size, settings=settings)
+    if synced.status in ("synced", "unchanged") and synced.current:
         if TAGS in kinds:
-            sync_tags(s3, source_bucket, target_bucket, key)
+            sync_tags(s3, source_bucket, target_bucket, key, versions=synced.current)
         if ACL in kinds:
-            sync_acl(s3, source_bucket, target_bucket, key)
-    return status
+            sync_acl(s3, source_bucket, target_bucket, key, versions=synced.current)
+    return synced.status

@@ -269,6 +269,14 @@ class KeySync:
     bytes: int = 0
     kept: list[tuple[Entry, Entry]] = field(default_factory=list)
 
+    @property
+    def current(self) -> tuple[str, str] | None:
+        """The (source, target) version IDs of the key's current version, where both chains end with
+        a version, not a delete marker: what its tags and grants are read and written for."""
+        if not self.kept or self.kept[-1][0].marker:
+            return None
+        return self.kept[-1][0].version_id, self.kept[-1][1].version_id
+
 
 def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_threshold: int | None = None,
                part_size: int | None = None, s3_source=None,
@@ -289,8 +297,8 @@ def sync_chain(s3, source_bucket: str, target_bucket: str, key: str, multipart_t
         plan = plan_chain(source, target, same)
         result.kept = plan.kept
         if plan.equal:
-            if result.status == "synced" and settings.acls and source and not source[-1].marker:
-                sync_acl(s3, source_bucket, target_bucket, key)  # copies are private: the current one's grants
+            if result.status == "synced" and settings.acls and result.current:
+                sync_acl(s3, source_bucket, target_bucket, key, versions=result.current)  # copies are private
             return result
         if others := foreign(plan, source, target, same_content):
             log.warning("key %s: the target holds %d entries Ferry did not write (first: version %s): its history is "

@@ -498,3 +498,23 @@ def test_a_deep_verification_read_again_keeps_a_tag_change_with_as_many_tags(s3)
     assert reconfirm(deep, s3, s3, deep=True).changed == ["doc"]
     s3.put_object_tagging(Bucket="dst-bucket", Key="doc", Tagging={"TagSet": [{"Key": "team", "Value": "web"}]})
     assert reconfirm(deep, s3, s3, deep=True).equal  # made right meanwhile: read again, no longer a difference
+
+
+def test_grants_of_a_target_object_deleted_while_they_are_compared_are_not_called_the_same(s3):
+    from lambdas.s3_attributes import same_grants
+
+    acls_enabled(s3, "src-bucket", "dst-bucket")
+    for bucket in ("src-bucket", "dst-bucket"):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+
+    class DeletesTargetFirst:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            if name == "get_object_acl":
+                self.client.delete_object(Bucket="dst-bucket", Key="k")
+            return getattr(self.client, name)
+
+    assert same_grants(s3, "src-bucket", "dst-bucket", "k")
+    assert not same_grants(DeletesTargetFirst(s3), "src-bucket", "dst-bucket", "k")

@@ -383,3 +383,57 @@ def test_a_copied_history_carries_the_current_versions_grants_where_acls_are_ena
     assert public == ["READ"]
     assert history(s3, "dst-bucket", "site/index.html") == [b"old", b"new"]
     assert history(s3, "dst-bucket", "gone") == [b"x", None]
+
+
+class WritesBeforeFirstRead:
+    """An S3 client that, right before its first `method` call on the source, writes a new version
+    there (with `put`'s arguments): the service's write landing between the history copy and the
+    read of the current version's tags or grants."""
+
+    def __init__(self, client, method: str, **put):
+        self.client, self.method, self.put, self.ran = client, method, put, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name != self.method:
+            return attribute
+
+        def reading(**kwargs):
+            if not self.ran and kwargs["Bucket"] == "src-bucket":
+                self.ran += 1
+                self.client.put_object(Bucket="src-bucket", Key=kwargs["Key"], **self.put)
+            return attribute(**kwargs)
+        return reading
+
+
+def target_versions(s3, key: str) -> list[str]:
+    """The target's version IDs of `key`, oldest first."""
+    return [v["VersionId"] for v in s3.list_object_versions(Bucket="dst-bucket", Prefix=key)["Versions"]][::-1]
+
+
+def test_a_version_written_meanwhile_does_not_lend_its_grants_or_tags_to_the_older_copy(s3):
+    """The current version's grants and tags are read and written pinned to the versions the equal
+    chains end with: a newer source version (its own event follows) never dresses the older copy."""
+    from lambdas.s3_apply import sync_history
+    from lambdas.s3_copy import CopySettings
+
+    versioned(s3, "src-bucket", "dst-bucket")
+    for bucket in ("src-bucket", "dst-bucket"):
+        s3.delete_bucket_ownership_controls(Bucket=bucket)
+    s3.put_object(Bucket="src-bucket", Key="page", Body=b"v1", Tagging="stage=draft")
+    racing = WritesBeforeFirstRead(s3, "get_object_acl", Body=b"v2", ACL="public-read")
+    assert sync_chain(racing, "src-bucket", "dst-bucket", "page", settings=CopySettings(acls=True)).status == "synced"
+    assert racing.ran == 1
+    (old,) = target_versions(s3, "page")
+    assert [g for g in s3.get_object_acl(Bucket="dst-bucket", Key="page", VersionId=old)["Grants"]
+            if g["Grantee"].get("URI")] == []  # v1 is private in the source: so is its copy
+
+    racing = WritesBeforeFirstRead(s3, "get_object_tagging", Body=b"v3", Tagging="stage=live")
+    sync_history(racing, "src-bucket", "dst-bucket", "page", ["object", "tags"], CopySettings(acls=True))
+    assert racing.ran == 1
+    newest = target_versions(s3, "page")[-1]
+    assert s3.get_object_tagging(Bucket="dst-bucket", Key="page", VersionId=newest)["TagSet"] == []  # v2's: none
+    # (not v3's: v3 has an event of its own)
+    sync_history(s3, "src-bucket", "dst-bucket", "page", ["object"], CopySettings(acls=True))  # v3's event
+    assert history(s3, "dst-bucket", "page") == [b"v1", b"v2", b"v3"]
+    assert s3.get_object_tagging(Bucket="dst-bucket", Key="page")["TagSet"] == [{"Key": "stage", "Value": "live"}]

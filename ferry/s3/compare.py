@@ -46,7 +46,7 @@ def same_now(s3_source, s3_target, source_bucket: str, target_bucket: str, key: 
     if deep and tags_undecided(source, target) and not same_tags(read_tags(s3_source, source_bucket, key) or {},
                                                                  read_tags(s3_target, target_bucket, key) or {}):
         return False
-    return not (deep and settings.acls) or same_grants(s3_source, s3_target, source_bucket, target_bucket, key)
+    return not (deep and settings.acls) or same_grants(s3_target, source_bucket, target_bucket, key)
 
 
 def judge_by_heads(s3_source, s3_target, source_bucket: str, target_bucket: str, keys: list[str],

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from ferry.dynamo.lambda_sync import ROLE_POLICY, LiveSyncDeployment, ensure_function, ensure_log_group, ensure_role, \
     package, resource_name
-from ferry.iam import LOCK_READ, LOCK_WRITE
+from ferry.iam import LOCK_READ, LOCK_WRITE, SOURCE_VERSIONS, TARGET_VERSIONS
 from lambdas.s3_copy import PLAIN, CopySettings
 
 HANDLER = "lambdas.s3_handler.handler"
@@ -31,8 +31,8 @@ def execution_policy(queue_arn: str, source: str, target: str, prefix: str, log_
     target's out-of-place versions by theirs (lambdas/s3_versions.py)."""
     key = [{"Sid": "TargetKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Resource": [target_key_arn]}] if target_key_arn else []
-    versions = {"list": ["s3:ListBucketVersions"], "read": ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"],
-                "write": ["s3:GetObjectVersion", "s3:DeleteObjectVersion"]} if all_versions else {}
+    versions = {"list": ["s3:ListBucketVersions"], "read": SOURCE_VERSIONS, "write": TARGET_VERSIONS} \
+        if all_versions else {}
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "ConsumeEventQueue", "Effect": "Allow",  # TagQueue, GetQueueUrl: it leaves its lag on the queue
          "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
