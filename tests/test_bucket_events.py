@@ -518,3 +518,52 @@ def test_grants_of_a_target_object_deleted_while_they_are_compared_are_not_calle
 
     assert same_grants(s3, "src-bucket", "dst-bucket", "k")
     assert not same_grants(DeletesTargetFirst(s3), "src-bucket", "dst-bucket", "k")
+
+
+class RunsFirst:
+    """A client whose first `method` call is preceded by `meanwhile()`: another pair's run landing
+    between two steps of this one."""
+
+    def __init__(self, client, method: str, meanwhile):
+        self.client, self.method, self.meanwhile, self.ran = client, method, meanwhile, 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if name != self.method:
+            return attribute
+
+        def calling(**kwargs):
+            if not self.ran:
+                self.ran += 1
+                self.meanwhile()
+            return attribute(**kwargs)
+        return calling
+
+
+def test_a_pair_routed_while_another_pair_of_its_source_is_unrouted_stays_live(s3):
+    """Both interleavings of one pair's routing (EventBridge) with the end of another's, the last
+    Ferry rule of the bucket: delivery stays on for the pair that remains."""
+    sqs, bus = boto3.client("sqs"), boto3.client("events")
+    s3.create_bucket(Bucket="dst-two")
+    _, first_arn, _ = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "", mode="eventbridge")
+    second_url, second_arn = queue(sqs, events.queue_names("src-bucket", "dst-two")[0])
+
+    # the second pair judges delivery on (the first's rule relies on it); the first ends before its rule is put
+    racing = RunsFirst(bus, "put_rule", lambda: routes.unroute(s3, bus, "src-bucket", "dst-bucket", first_arn))
+    routes.route(s3, racing, "src-bucket", "dst-two", "", second_arn, mode="eventbridge")
+    assert racing.ran == 1 and routes._our_rule(bus, routes.route_name("src-bucket", "dst-bucket")) is None
+    assert eventbridge_delivers(s3, sqs, "src-bucket")
+
+    # the other way round: a pair ends (no other rule seen) while a new pair is routed, before delivery goes off
+    _, first_arn, _ = events.route_to_queue(sqs, s3, bus, "src-bucket", "dst-bucket", "", mode="eventbridge")
+    routes.unroute(s3, bus, "src-bucket", "dst-two", second_arn)
+    racing = RunsFirst(s3, "put_bucket_notification_configuration",
+                       lambda: routes.route(s3, bus, "src-bucket", "dst-two", "", second_arn, mode="eventbridge"))
+    done = routes.unroute(racing, bus, "src-bucket", "dst-bucket", first_arn)
+    assert racing.ran == 1
+    assert done.removed == ["EventBridge rule ferry-sync-src-bucket-dst-bucket"]
+    assert eventbridge_delivers(s3, sqs, "src-bucket")
+    received(sqs, second_url)
+    s3.put_object(Bucket="src-bucket", Key="after", Body=b"x")
+    assert drain(sqs, s3, second_url, "src-bucket", "dst-two")["messages"] >= 1
+    assert s3.get_object(Bucket="dst-two", Key="after")["Body"].read() == b"x"

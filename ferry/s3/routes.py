@@ -17,7 +17,9 @@ Removing a pair's route (`unroute`) removes its entry or its rule, and EventBrid
 Ferry turned it on and nothing else may use it (no other Ferry rule of the bucket, no other rule on
 the default bus that can take its events). Whether Ferry turned it on is a tag on each Ferry rule of
 the bucket, passed from rule to rule: moto's server does not return `EventBridgeConfiguration` from
-the get call, and a rule outlives the run that made it.
+the get call, and a rule outlives the run that made it. A route writes delivery on after its rule is
+in place, and an unroute that turned it off lists the rules again after: so one pair ending while
+another of the bucket is routed leaves delivery on, in either order.
 
 The events routed: created (puts, copies, multipart uploads: a metadata-only copy too), removed
 (deletes and delete markers), lifecycle expirations, tag changes and ACL changes.
@@ -334,7 +336,11 @@ def _add_rule(s3, events, source: str, prefix: str, wanted: dict, configuration:
             failed = answer["FailedEntries"][0]
             raise CannotContinue(f"EventBridge refused the queue as target of rule {name} "
                                  f"({failed.get('ErrorCode')}): rerun the same command")
-    if not delivery_on:  # last: the rule is ready for the first event
+    # Last, the rule being ready for the first event: delivery on, unless the get says it is. Also
+    # when it was judged on from another pair's rule (moto), since that pair may end meanwhile and
+    # turn it off having seen no rule but its own: whichever of the two writes last, the rule the
+    # other pair lists after its write is there (_remove_rule), so delivery ends on.
+    if "EventBridgeConfiguration" not in read_configuration(s3, source):
         _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=True)
     return Route(EVENTBRIDGE, added=not same, turned_on_eventbridge=not delivery_on)
 
@@ -371,7 +377,13 @@ def _remove_rule(s3, events, source: str, name: str) -> Unrouted:
         done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
     else:  # before the rule goes: the rule is the record that Ferry turned delivery on
         _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=False)
-        done.removed.append(f"EventBridge delivery of bucket {source} (Ferry had turned it on)")
+        # Listed again after the write: a pair routed meanwhile (its rule put before its own write of
+        # delivery on, which may have come before this one) keeps its events.
+        if others := [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]:
+            _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=True)
+            done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
+        else:
+            done.removed.append(f"EventBridge delivery of bucket {source} (Ferry had turned it on)")
     targets = [t["Id"] for t in events.list_targets_by_rule(Rule=name).get("Targets", [])]
     if targets:
         events.remove_targets(Rule=name, Ids=targets)
