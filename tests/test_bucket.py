@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from conftest import FERRY
+from interleave import RunsFirst
 from lambdas.s3_handler import handle
 
 MIB = 2**20
@@ -335,27 +336,6 @@ def test_the_event_queue_takes_the_buckets_events_only_and_outlasts_the_lambdas_
     assert "s3:GetObject" in on_target_objects[0]  # the handler HEADs the target
 
 
-class WritesBeforeDeleting:
-    """An S3 client that, just before a delete reaches S3, lets `meanwhile` run: the interleaving in
-    which the service creates the key in the source and live sync copies it, after the applier read
-    the source and before its delete (its event is consumed by then)."""
-
-    def __init__(self, client, meanwhile):
-        self.client, self.meanwhile, self.ran = client, meanwhile, 0
-
-    def __getattr__(self, name):
-        attribute = getattr(self.client, name)
-        if name not in ("delete_object", "delete_objects"):
-            return attribute
-
-        def deleting(**kwargs):
-            if not self.ran:
-                self.ran += 1
-                self.meanwhile()
-            return attribute(**kwargs)
-        return deleting
-
-
 def create_and_copy(s3, key: str, body: bytes):
     def meanwhile():
         s3.put_object(Bucket="src-bucket", Key=key, Body=body)
@@ -368,7 +348,7 @@ def test_delete_extras_never_leaves_deleted_a_key_the_source_has_at_the_moment_o
 
     s3.put_object(Bucket="dst-bucket", Key="extra", Body=b"only in the target")
     s3.put_object(Bucket="dst-bucket", Key="recreated", Body=b"old")
-    racing = WritesBeforeDeleting(s3, create_and_copy(s3, "recreated", b"created meanwhile"))
+    racing = RunsFirst(s3, ("delete_object", "delete_objects"), create_and_copy(s3, "recreated", b"created meanwhile"))
     assert delete_extras(racing, "src-bucket", "dst-bucket", ["extra", "recreated"]) == 1
     assert racing.ran == 1 and keys(s3, "dst-bucket") == {"recreated"}
     assert s3.get_object(Bucket="dst-bucket", Key="recreated")["Body"].read() == b"created meanwhile"
@@ -378,7 +358,7 @@ def test_a_live_sync_delete_decided_on_a_stale_read_is_undone_by_the_read_after_
     from lambdas.s3_apply import sync_key
 
     s3.put_object(Bucket="dst-bucket", Key="k", Body=b"deleted in the source")
-    racing = WritesBeforeDeleting(s3, create_and_copy(s3, "k", b"newer copy"))
+    racing = RunsFirst(s3, ("delete_object", "delete_objects"), create_and_copy(s3, "k", b"newer copy"))
     assert sync_key(racing, "src-bucket", "dst-bucket", "k") == "copied"
     assert racing.ran == 1
     assert s3.get_object(Bucket="dst-bucket", Key="k")["Body"].read() == b"newer copy"

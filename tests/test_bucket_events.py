@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from ferry.s3 import events, routes
+from interleave import RunsFirst
 from lambdas.s3_apply import changes_in_message, sync_key, sync_tags
 
 ALL_CREATED = {"Id": "orders-consumer", "Events": ["s3:ObjectCreated:*"]}
@@ -518,26 +519,6 @@ def test_grants_of_a_target_object_deleted_while_they_are_compared_are_not_calle
 
     assert same_grants(s3, "src-bucket", "dst-bucket", "k")
     assert not same_grants(DeletesTargetFirst(s3), "src-bucket", "dst-bucket", "k")
-
-
-class RunsFirst:
-    """A client whose first `method` call is preceded by `meanwhile()`: another pair's run landing
-    between two steps of this one."""
-
-    def __init__(self, client, method: str, meanwhile):
-        self.client, self.method, self.meanwhile, self.ran = client, method, meanwhile, 0
-
-    def __getattr__(self, name):
-        attribute = getattr(self.client, name)
-        if name != self.method:
-            return attribute
-
-        def calling(**kwargs):
-            if not self.ran:
-                self.ran += 1
-                self.meanwhile()
-            return attribute(**kwargs)
-        return calling
 
 
 def test_a_pair_routed_while_another_pair_of_its_source_is_unrouted_stays_live(s3):

@@ -18,6 +18,7 @@ from ferry.errors import BadInput, Stopped
 from ferry.s3.versions import (VersionMap, check_versioning, iter_chains, recorded_all_versions, sync_versions,
                                 verify_versions)
 from lambdas.s3_versions import key_chain, sync_chain
+from interleave import RunsFirst
 
 MIB = 2**20
 SMALL_THRESHOLD = ["--multipart-threshold", str(5 * MIB), "--part-size", str(5 * MIB)]
@@ -385,27 +386,6 @@ def test_a_copied_history_carries_the_current_versions_grants_where_acls_are_ena
     assert history(s3, "dst-bucket", "gone") == [b"x", None]
 
 
-class WritesBeforeFirstRead:
-    """An S3 client that, right before its first `method` call on the source, writes a new version
-    there (with `put`'s arguments): the service's write landing between the history copy and the
-    read of the current version's tags or grants."""
-
-    def __init__(self, client, method: str, **put):
-        self.client, self.method, self.put, self.ran = client, method, put, 0
-
-    def __getattr__(self, name):
-        attribute = getattr(self.client, name)
-        if name != self.method:
-            return attribute
-
-        def reading(**kwargs):
-            if not self.ran and kwargs["Bucket"] == "src-bucket":
-                self.ran += 1
-                self.client.put_object(Bucket="src-bucket", Key=kwargs["Key"], **self.put)
-            return attribute(**kwargs)
-        return reading
-
-
 def target_versions(s3, key: str) -> list[str]:
     """The target's version IDs of `key`, oldest first."""
     return [v["VersionId"] for v in s3.list_object_versions(Bucket="dst-bucket", Prefix=key)["Versions"]][::-1]
@@ -421,14 +401,16 @@ def test_a_version_written_meanwhile_does_not_lend_its_grants_or_tags_to_the_old
     for bucket in ("src-bucket", "dst-bucket"):
         s3.delete_bucket_ownership_controls(Bucket=bucket)
     s3.put_object(Bucket="src-bucket", Key="page", Body=b"v1", Tagging="stage=draft")
-    racing = WritesBeforeFirstRead(s3, "get_object_acl", Body=b"v2", ACL="public-read")
+    racing = RunsFirst(s3, "get_object_acl",  # the service writes v2 between the history copy and the grants
+                       lambda: s3.put_object(Bucket="src-bucket", Key="page", Body=b"v2", ACL="public-read"))
     assert sync_chain(racing, "src-bucket", "dst-bucket", "page", settings=CopySettings(acls=True)).status == "synced"
     assert racing.ran == 1
     (old,) = target_versions(s3, "page")
     assert [g for g in s3.get_object_acl(Bucket="dst-bucket", Key="page", VersionId=old)["Grants"]
             if g["Grantee"].get("URI")] == []  # v1 is private in the source: so is its copy
 
-    racing = WritesBeforeFirstRead(s3, "get_object_tagging", Body=b"v3", Tagging="stage=live")
+    racing = RunsFirst(s3, "get_object_tagging",
+                       lambda: s3.put_object(Bucket="src-bucket", Key="page", Body=b"v3", Tagging="stage=live"))
     sync_history(racing, "src-bucket", "dst-bucket", "page", ["object", "tags"], CopySettings(acls=True))
     assert racing.ran == 1
     newest = target_versions(s3, "page")[-1]
