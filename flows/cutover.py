@@ -29,6 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ferry import cutover as steps
 from ferry.errors import BadInput, DifferencesRemain, NotApproved
 from ferry.plan import Plan
+from ferry.s3.events import settle_seconds  # a bucket queue idle this long after routing stopped is drained
 from flows.verify_bucket import verify_bucket
 from flows.verify_table import verify_table
 from tasks.cutover import (Approval, ask_for_approval, capture_bucket_events, check_ready, hold_bucket_sync,
@@ -40,7 +41,6 @@ from tasks.s3 import drain_bucket_events, enable_bucket_events, find_bucket_queu
 from tasks.stream import enter_switch_window, follow_source_stream, measure_lag, stop_live_sync, wait_for_catch_up
 
 MAX_THREADS = 64
-DRAIN_IDLE_SECONDS = 5.0  # S3 delivers events within seconds: a queue idle this long after routing stopped is drained
 
 
 @dataclass
@@ -155,7 +155,7 @@ def cutover(plan: Plan, approval: Approval = "ui") -> CutoverResult:
                 progress = record_step(plan, progress, steps.SWITCHED)
             for job in plan.bucket_jobs():  # no new events for the old side's queue, then what it holds
                 stop_bucket_events(job, plan.name)
-                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
+                drain_bucket_events(job, find_bucket_queue(job), idle_seconds=settle_seconds(),
                                     keep_target_changes_since=progress.switching_at)
             for job in plan.table_jobs():  # changes made before the switch
                 if not table_held(job):
@@ -243,7 +243,7 @@ def rollback(plan: Plan) -> RollbackResult:
             for job in plan.bucket_jobs(reverse=True):
                 stop_bucket_events(job, plan.name)
                 if reverse_ran:
-                    drain_bucket_events(job, find_bucket_queue(job), idle_seconds=DRAIN_IDLE_SECONDS,
+                    drain_bucket_events(job, find_bucket_queue(job), idle_seconds=settle_seconds(),
                                         keep_target_changes_since=progress.restoring_at)
             for job in reverse_jobs:  # what the service wrote to the new home until now
                 catch_up_table(job)
