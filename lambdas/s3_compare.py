@@ -30,8 +30,9 @@ The rule, cheapest evidence first:
    from the target bucket's default retention, which no copy can leave out.
 8. Where copies carry grants (both buckets' ACLs enabled: lambdas/s3_copy.CopySettings.acls), what
    each object grants groups (everyone, authenticated users, log delivery:
-   lambdas/s3_attributes.extra_grants) is part of it. Only `--deep` reads ACLs (two requests per object): live sync applies each ACL event,
-   and `--deep` finds what no event carried (a copy killed before its grants were written).
+   lambdas/s3_attributes.extra_grants) is part of it. Only `--deep` reads ACLs (two requests per
+   object): live sync applies each ACL event, and `--deep` finds what no event carried (a copy
+   killed before its grants were written).
 `deep` skips step 2: every same-size pair is decided by steps 3-8, so additional checksums, headers,
 metadata and tags are read for all objects. Neither the encryption key nor the lock shows in a
 listing, so with either of steps 6 and 7 in force callers skip step 2 too

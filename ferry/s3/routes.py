@@ -199,6 +199,11 @@ def _entry_keys(configuration: dict) -> list[tuple]:
                   entries(configuration))
 
 
+def _set_delivery(s3, events, bucket: str, on: bool) -> None:
+    """Turn the bucket's EventBridge delivery on or off, every entry of its configuration kept."""
+    _update_configuration(s3, events, bucket, lambda configuration: configuration, eventbridge=on)
+
+
 def _update_configuration(s3, events, bucket: str, change, eventbridge: bool | None = None) -> bool:
     """Apply `change(configuration)` (a new configuration, or None: nothing to write) to the bucket's
     notification configuration, with EventBridge delivery kept as it was (`eventbridge` None: on if
@@ -341,7 +346,7 @@ def _add_rule(s3, events, source: str, prefix: str, wanted: dict, configuration:
     # turn it off having seen no rule but its own: whichever of the two writes last, the rule the
     # other pair lists after its write is there (_remove_rule), so delivery ends on.
     if "EventBridgeConfiguration" not in read_configuration(s3, source):
-        _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=True)
+        _set_delivery(s3, events, source, on=True)
     return Route(EVENTBRIDGE, added=not same, turned_on_eventbridge=not delivery_on)
 
 
@@ -363,24 +368,29 @@ class Unrouted:
     kept: list[str]  # what stays, and why
 
 
+def _other_rules(events, source: str, name: str) -> list[str]:
+    """The names of the rules on the default bus, other than `name`, that may take the bucket's events."""
+    return [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]
+
+
 def _remove_rule(s3, events, source: str, name: str) -> Unrouted:
     """Remove the pair's rule; then EventBridge delivery if Ferry turned it on and nothing else may use it."""
     rule = _our_rule(events, name)
     if rule is None:
         return Unrouted([], [])
     turned_on = _tags(events, rule["Arn"]).get(TURNED_ON_TAG) == "true"
-    others = [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]
+    others = _other_rules(events, source, name)
     done = Unrouted([], [])
     if not turned_on:
         done.kept.append(f"EventBridge delivery of bucket {source}: on before Ferry routed it")
     elif others:
         done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
     else:  # before the rule goes: the rule is the record that Ferry turned delivery on
-        _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=False)
+        _set_delivery(s3, events, source, on=False)
         # Listed again after the write: a pair routed meanwhile (its rule put before its own write of
         # delivery on, which may have come before this one) keeps its events.
-        if others := [r["Name"] for r in _rules(events) if r["Name"] != name and _takes_bucket(r, source)]:
-            _update_configuration(s3, events, source, lambda configuration: configuration, eventbridge=True)
+        if others := _other_rules(events, source, name):
+            _set_delivery(s3, events, source, on=True)
             done.kept.append(f"EventBridge delivery of bucket {source}: rules {', '.join(others)} may use it")
         else:
             done.removed.append(f"EventBridge delivery of bucket {source} (Ferry had turned it on)")
